@@ -1,0 +1,105 @@
+"""Small building blocks with readable state-dict keys (``conv``, ``bn``; ``depthwise``, ...)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .spec import Block, Layer, ModelConfig
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TensorFlow "SAME" padding: the odd extra pixel goes bottom/right.
+
+    Only needed to run weights trained in TF; the padding depends on the input size, so it is
+    applied in ``forward``. The weight keys are those of ``nn.Conv2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ih, iw = x.shape[-2:]
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        ph = max((-(-ih // sh) - 1) * sh + kh - ih, 0)
+        pw = max((-(-iw // sw) - 1) * sw + kw - iw, 0)
+        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+def make_activation(name: str) -> nn.Module:
+    return {"relu6": nn.ReLU6, "relu": nn.ReLU}[name](inplace=True)
+
+
+class ConvBNAct(nn.Module):
+    """Conv (no bias) -> BatchNorm -> optional activation; keys ``conv.*`` and ``bn.*``."""
+
+    def __init__(self, layer: Layer, cfg: ModelConfig) -> None:
+        super().__init__()
+        k, s = layer.kernel, layer.stride
+        if cfg.padding == "tf_same" and s > 1:
+            self.conv: nn.Conv2d = Conv2dSame(layer.in_ch, layer.out_ch, k, s, 0, groups=layer.groups, bias=False)
+        else:  # for stride 1 and odd k, TF SAME equals symmetric padding
+            self.conv = nn.Conv2d(layer.in_ch, layer.out_ch, k, s, k // 2, groups=layer.groups, bias=False)
+        self.bn = nn.BatchNorm2d(layer.out_ch, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+        self.act = make_activation(cfg.activation) if layer.act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class SeparableBlock(nn.Module):
+    """V1 depthwise separable convolution: 3x3 depthwise, then 1x1 pointwise, each BN + act."""
+
+    def __init__(self, block: Block, cfg: ModelConfig) -> None:
+        super().__init__()
+        dw, pw = block.layers
+        self.depthwise = ConvBNAct(dw, cfg)
+        self.pointwise = ConvBNAct(pw, cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class InvertedResidual(nn.Module):
+    """V2 bottleneck: 1x1 expand + ReLU6, 3x3 depthwise + ReLU6, linear 1x1 project, shortcut."""
+
+    def __init__(self, block: Block, cfg: ModelConfig) -> None:
+        super().__init__()
+        layers = {layer.name.rsplit(".", 1)[1]: layer for layer in block.layers}
+        self.expand = ConvBNAct(layers["expand"], cfg) if "expand" in layers else nn.Identity()
+        self.depthwise = ConvBNAct(layers["depthwise"], cfg)
+        self.project = ConvBNAct(layers["project"], cfg)
+        self.residual = block.residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.residual else y
+
+
+def build_block(block: Block, cfg: ModelConfig) -> nn.Module:
+    if block.kind == "separable":
+        return SeparableBlock(block, cfg)
+    if block.kind == "bottleneck":
+        return InvertedResidual(block, cfg)
+    return ConvBNAct(block.layers[0], cfg)
+
+
+def init_weights(module: nn.Module) -> None:
+    """He-normal on fan-out with the fan-out divided by groups (so depthwise filters are not tiny).
+
+    This is timm's / TF's choice; torchvision does not divide by groups, which leaves the
+    depthwise filters with a standard deviation about sqrt(C) times too small.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,60 @@
+"""The CLI's cost verbs: readable tables and JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mobilenets.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_models(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "models", "--json")
+    rows = json.loads(out)
+    assert rc == 0 and len(rows) == 51
+    v1 = next(r for r in rows if r["model"] == "1.0-MobileNet-224")
+    assert v1["madds"] == 568_740_352 and v1["params"] == 4_210_088
+    rc, out, _ = run(capsys, "models", "*V2-96")
+    assert "0.35-MobileNetV2-96" in out and "MobileNet-224" not in out
+
+
+def test_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "summary", "0.75-MobileNet-128")
+    assert rc == 0 and "blocks.12.pointwise" in out and "Conv DW 3x3" in out
+    rc, out, _ = run(capsys, "summary", "1.0-MobileNetV2-224", "--input-size", "160", "--json")
+    d = json.loads(out)
+    assert d["madds"] == 154_083_072 or round(d["madds"] / 1e6, 1) == 154.1
+    assert d["input_size"] == [160, 160]
+
+
+def test_paper_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "paper", "v1")
+    assert rc == 0
+    assert "1.19" in out and "1.91 *" in out and "digit swap" in out
+    assert "Shallow MobileNet" in out and "4866" in out
+    rc, out, _ = run(capsys, "paper", "v2", "--json")
+    tables = {t["id"]: t for t in json.loads(out)}
+    cks = tables["v2-checkpoints"]["rows"]
+    assert len(cks) == 22 and all(r["match"] for r in cks)
+    t4 = {r["label"]: r for r in tables["v2-table4"]["rows"]}
+    assert not t4["MobileNetV2 (1.4)"]["match"] and "6.06" in t4["MobileNetV2 (1.4)"]["note"]
+    assert t4["MobileNetV2"]["match"]
+
+
+def test_bad_name_gives_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capsys, "summary", "0.75-MobileNet-12")
+    assert rc == 2 and err.count("\n") == 1 and ">= 32" in err and "Traceback" not in err
+
+
+def test_python_dash_m() -> None:
+    r = subprocess.run([sys.executable, "-m", "mobilenets", "summary", "nope"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown model name" in r.stderr and "Traceback" not in r.stderr
