@@ -93,6 +93,128 @@ def cmd_paper(args: argparse.Namespace) -> None:
           "Ours: MAdds = conv + FC multiply-adds; params = conv + FC weights and bias, no BN.")
 
 
+# ------------------------------------------------------------------------------- train / eval / predict
+
+TRAIN_HELP = {
+    "model": "model name (default: per data; digits: 0.5-MobileNetV2-32)",
+    "data": "ImageFolder (train/ + val/, or one folder split by --val-split), a CIFAR folder, 'digits' or 'fake'",
+    "val_split": "held-out fraction when the data has no validation folder",
+    "seed": "seed of the split, the data order and the initialization",
+    "out": "run folder (default: runs/<time>-<model>)",
+    "recipe": "paper (RMSProp-TF, lr 0.045 per 96 images x0.98/epoch) or sgd-cosine",
+    "epochs": "number of epochs (with --resume: extend the run to this many)",
+    "batch_size": "images per step (per process under torchrun)",
+    "lr": "learning rate (default: the recipe's, scaled by batch size)",
+    "optimizer": "rmsprop_tf, sgd or adamw (default: the recipe's)",
+    "momentum": "momentum", "weight_decay": "L2 on conv/FC weights (not BN, biases, depthwise)",
+    "decay_depthwise": "also decay depthwise filters", "schedule": "exponential, cosine or constant",
+    "warmup_epochs": "linear warmup length", "lr_decay": "exponential schedule factor",
+    "lr_decay_epochs": "epochs per exponential decay step", "rms_decay": "RMSProp decay",
+    "opt_eps": "RMSProp-TF epsilon (TF-slim: 1.0)", "label_smoothing": "label smoothing (TF V2 recipe: 0.1)",
+    "ema_decay": "EMA of weights (TF V2 recipe: 0.9999; 0 = off)", "dropout": "classifier dropout",
+    "input_size": "input resolution (default: the model name's)", "min_scale": "RandomResizedCrop lower area bound",
+    "hflip": "horizontal flip probability", "crop_pct": "evaluation center-crop fraction",
+    "workers": "data-loader worker processes (default: 0 in memory, up to 4 for files)",
+    "device": "auto, cpu, cuda, cuda:N or mps", "amp": "auto, off, bf16 or fp16",
+    "channels_last": "channels-last memory format", "compile": "torch.compile the model",
+    "deterministic": "deterministic algorithms (a resumed run repeats an uninterrupted one)",
+    "init": "fine-tune from these weights (classifier re-initialised if the class count differs)",
+    "freeze_backbone": "train only the classifier", "max_bad_fraction": "stop if more training images are unreadable",
+    "save_every_steps": "also checkpoint every N steps (long epochs)", "sync_bn": "SyncBatchNorm under torchrun",
+    "progress": "progress bars",
+}
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    import dataclasses
+    import typing
+
+    from .train import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+        if base is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=TRAIN_HELP[f.name])
+        else:
+            p.add_argument(flag, type=base, default=argparse.SUPPRESS, metavar=f.name.upper(), help=TRAIN_HELP[f.name])
+    p.add_argument("--config", help="TOML or YAML file of options (flags override it)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, TrainingDiverged, TrainingInterrupted, format_history, load_config_file, train
+
+    opts = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "debug", "config", "resume", "json")}
+    try:
+        if args.resume:
+            result = train(resume=args.resume, **opts)
+        else:
+            merged = load_config_file(args.config) if args.config else {}
+            merged.update(opts)
+            result = train(TrainConfig.from_dict(merged))
+    except TrainingInterrupted as e:
+        print(f"mobilenets train: {e}", file=sys.stderr)
+        return 130
+    except TrainingDiverged as e:
+        print(f"mobilenets train: error: {e}", file=sys.stderr)
+        return 1
+    if int(__import__("os").environ.get("RANK", "0")) != 0:
+        return 0
+    if args.json:
+        _print_json({k: round(v, 4) if isinstance(v, float) else v for k, v in result.summary().items()})
+    else:
+        print(format_history(result.history))
+        print(f"\nbest held-out top-1 {result.top1:.2f}% (top-5 {result.top5:.2f}%) at epoch {result.best_epoch} "
+              f"of {result.epochs}; {result.wall_s:.0f} s\nweights: {result.weights}\n"
+              f"run folder: {result.run_dir} (metrics.jsonl, curves.png, state.pt)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluate import evaluate
+
+    out = args.out
+    if out is None:
+        w = Path(args.weights)
+        out = w.parent / f"{w.stem}-eval"
+        if not __import__("os").access(w.parent, __import__("os").W_OK):
+            out = Path.cwd() / f"{w.stem}-eval"
+    res = evaluate(args.weights, args.data, batch_size=args.batch_size, device=args.device, workers=args.workers,
+                   out=out, progress=args.progress and not args.json)
+    for s in res.skipped:
+        print(f"unreadable: {s}", file=sys.stderr)
+    if args.json:
+        _print_json({**res.to_dict(), "out": str(out)})
+        return 0
+    print(render_table(["class", "accuracy %"], [[c, f"{a:.2f}"] for c, a in res.per_class.items()]))
+    print(f"\ntop-1 {res.top1:.2f}%  top-5 {res.top5:.2f}%  loss {res.loss:.4f}  on {res.count} images"
+          f"{f' ({len(res.skipped)} unreadable)' if res.skipped else ''}\nconfusion matrix: {Path(out) / 'confusion.png'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict
+
+    res = predict(args.weights, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device)
+    for e in res.errors:
+        print(f"unreadable: {e}", file=sys.stderr)
+    if args.json:
+        _print_json(res.to_dict())
+    else:
+        for p in res.predictions:
+            print(f"{p.path}: " + ", ".join(f"{c} ({prob:.3f})" for c, prob in p.top))
+    if not res.predictions:
+        print("mobilenets predict: error: no image could be read", file=sys.stderr)
+        return 1
+    return 0
+
+
 # ------------------------------------------------------------------------------- parser
 
 
@@ -122,13 +244,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("family", choices=["v1", "v2"], help="which paper")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    for register in _EXTRA_VERBS:
-        register(verb)
+    p = verb("train", cmd_train, "train a MobileNet (no arguments: the embedded digits data)")
+    _add_train_flags(p)
+
+    p = verb("eval", cmd_eval, "evaluate weights: top-1/top-5, per-class accuracy, confusion matrix PNG")
+    p.add_argument("--weights", required=True, help="weights file (.safetensors from `train`, or a foreign format)")
+    p.add_argument("--data", help="data to evaluate on (default: the held-out split recorded in the weights)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--out", help="folder for eval.json and confusion.png (default: next to the weights)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    p = verb("predict", cmd_predict, "classify image files or folders")
+    p.add_argument("--weights", required=True, help="weights file")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON")
     return parser
-
-
-#: Verb registrars added by other modules of the CLI (kept in one list so the parser stays one place).
-_EXTRA_VERBS: list[Callable[[Callable[..., argparse.ArgumentParser]], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,84 @@
+"""Prediction on image files: class names and probabilities, batched, unreadable files reported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .data import Preprocess, Transformed, make_loader
+from .device import pick_device
+from .images import find_images, load_image
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]  # (class name, probability), best first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "predictions": [{"class": c, "prob": round(p, 6)} for c, p in self.top]}
+
+
+@dataclass
+class PredictResult:
+    predictions: list[Prediction] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # "path: reason" for each unreadable file
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"predictions": [p.to_dict() for p in self.predictions], "errors": self.errors}
+
+
+class _Files(Dataset):
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        return load_image(self.files[i]), i
+
+
+def predict(
+    weights: str | Path | nn.Module,
+    inputs: list[str | Path],
+    *,
+    top_k: int = 5,
+    batch_size: int = 32,
+    device: str = "auto",
+    workers: int = 0,
+) -> PredictResult:
+    """Top-k classes for each image file (folders are searched recursively)."""
+    from .weights import load_model
+
+    if top_k < 1:
+        raise ValueError(f"invalid top-k {top_k}; it must be >= 1")
+    if batch_size < 1:
+        raise ValueError(f"invalid batch size {batch_size}; it must be >= 1")
+    model = weights if isinstance(weights, nn.Module) else load_model(weights)
+    meta = getattr(model, "weights_meta", {}) or {}
+    classes = meta.get("classes") or [str(i) for i in range(model.config.num_classes)]
+    pre = Preprocess.from_dict(meta["preprocessing"]) if meta.get("preprocessing") else Preprocess.for_config(model.config)
+    files = find_images(list(inputs))
+    if not files:
+        raise ValueError("no images given (or none found in the given folders)")
+    dev = pick_device(device)
+    model.to(dev).eval()
+    ds = Transformed(_Files(files), pre.eval_transform())
+    result = PredictResult()
+    k = min(top_k, len(classes))
+    with torch.inference_mode():
+        for x, idx, bad in make_loader(ds, batch_size, workers=workers, device=dev):
+            result.errors += bad
+            if not len(idx):
+                continue
+            probs = model(x.to(dev)).float().softmax(1).cpu()
+            p, c = probs.topk(k, dim=1)
+            for i, pi, ci in zip(idx.tolist(), p.tolist(), c.tolist()):
+                result.predictions.append(Prediction(str(files[i]), [(classes[j], v) for j, v in zip(ci, pi)]))
+    return result
