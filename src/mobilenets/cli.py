@@ -129,7 +129,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     import dataclasses
     import typing
 
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
@@ -146,7 +146,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, TrainingDiverged, TrainingInterrupted, format_history, load_config_file, train
+    from .training import TrainConfig, TrainingDiverged, TrainingInterrupted, format_history, load_config_file, train
 
     opts = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "debug", "config", "resume", "json")}
     try:
@@ -177,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     out = args.out
     if out is None:
@@ -199,7 +199,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict
+    from .prediction import predict
 
     res = predict(args.weights, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device)
     for e in res.errors:
@@ -212,6 +212,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not res.predictions:
         print("mobilenets predict: error: no image could be read", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .weights import convert_weights, load_model
+
+    out = convert_weights(args.src, args.dst, args.model, drop_background=args.drop_background, target=args.to)
+    if args.to == "mobilenets":
+        m = load_model(out)
+        print(f"wrote {out}: {m.config.name}, {m.config.num_classes} classes, padding {m.config.padding}, "
+              f"BN eps {m.config.bn_eps:g}")
+    else:
+        print(f"wrote {out} ({args.to} layout)")
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .weights.hub import list_weights
+
+    entries = list_weights(args.pattern)
+    if args.json:
+        _print_json([{"id": e.id, "model": e.model, "url": e.url, "sha256": e.sha256, "hash_prefix": e.hash_prefix,
+                      "num_classes": e.num_classes, "preprocessing": e.preprocessing, "top1": e.top1, "top5": e.top5,
+                      "accuracy_source": e.accuracy_source, "params": e.cost.params, "madds": e.cost.madds,
+                      "license": e.license} for e in entries])
+        return 0
+    print(render_table(
+        ["id", "model", "classes", "top-1", "top-5", "input", "MAdds", "params"],
+        [[e.id, e.model, e.num_classes, e.top1 if e.top1 is not None else "-", e.top5 if e.top5 is not None else "-",
+          f"{e.input_size} {e.resize}/{e.crop_pct:.3g} {e.interpolation}", millions(e.cost.madds),
+          millions(e.cost.params)] for e in entries],
+        align="llrrrlrr",
+    ))
+    print(f"\n{len(entries)} published weights; use an id with --weights or mobilenets.load_model(id) "
+          "(downloaded once to ~/.cache/mobilenets, verified).")
     return 0
 
 
@@ -256,6 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for eval.json and confusion.png (default: next to the weights)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    p = verb("convert", cmd_convert, "convert weights (TFLite, Keras, torchvision, timm, ours) to another format")
+    p.add_argument("src", help="weights file, 'body.tflite+head.tflite', or a published id")
+    p.add_argument("dst", help="output file (.safetensors; .pth for --to torchvision/timm; .weights.h5 for keras)")
+    p.add_argument("--model", help="model name when the file cannot tell (an unusual width)")
+    p.add_argument("--drop-background", action="store_true", help="1001 TF classes -> 1000 (drop 'background')")
+    p.add_argument("--to", default="mobilenets", choices=["mobilenets", "torchvision", "timm", "keras"])
+
+    p = verb("weights", cmd_weights, "list the published weights (torchvision, timm, Keras, TFLite)")
+    p.add_argument("pattern", nargs="?", help="shell pattern on ids, e.g. 'tflite/*quant'")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     p = verb("predict", cmd_predict, "classify image files or folders")
     p.add_argument("--weights", required=True, help="weights file")

@@ -229,6 +229,8 @@ def load_splits(spec: DataSpec) -> Splits:
     val_dir = next((root / n for n in VAL_FOLDER_NAMES if (root / n).is_dir()), None)
     if (root / "train").is_dir() and val_dir is not None:
         classes = _class_dirs(root / "train")
+        if not classes:
+            raise ValueError(f"{root / 'train'}: no class folders found; expected train/<class>/<image>")
         extra = sorted(set(_class_dirs(val_dir)) - set(classes))
         if extra:
             raise ValueError(f"{val_dir} has classes that {root / 'train'} lacks: {extra}")
@@ -236,10 +238,10 @@ def load_splits(spec: DataSpec) -> Splits:
     else:
         base = root / "train" if (root / "train").is_dir() else root
         classes = _class_dirs(base)
+        if not classes:
+            raise ValueError(f"{root}: no class folders found; expected {root}/<class>/<image> or train/ and val/")
         full = _Folder(base, classes)
         train, val = _split(full, full.targets, spec) if len(full) else (full, full)
-    if not classes:
-        raise ValueError(f"{root}: no class folders found; expected {root}/<class>/<image> or train/ and val/")
     if len(train) == 0:
         raise ValueError(f"{root}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
     return Splits(train, val, classes)

@@ -56,7 +56,8 @@ def tf_overrides(family: str, *, background: bool = True, source: str = "slim") 
         "padding": "tf_same",
         "bn_eps": TF_BN_EPS,
         "bn_momentum": bn_momentum_from_tf_decay(decay),
-        "dropout": drop_prob_from_keep_prob(keep),
+        # Keras MobileNetV2 has no dropout; Keras V1 uses 1e-3 like TF-slim's keep_prob 0.999
+        "dropout": 0.0 if (source, family) == ("keras", "v2") else drop_prob_from_keep_prob(keep),
         "num_classes": TF_NUM_CLASSES if background and source == "slim" else 1000,
         "mean": TF_MEAN,
         "std": TF_STD,

@@ -1,12 +1,24 @@
-"""Loading and saving weights: our self-describing safetensors, and foreign formats."""
+"""Loading and saving weights: one API for every format.
+
+``load_model(src)`` accepts our self-describing ``.safetensors``; torchvision and timm
+checkpoints (``.pth`` loaded with ``weights_only=True``, or ``.safetensors``); Keras ``.h5`` /
+``.weights.h5`` / ``.keras``; Google's TFLite flatbuffers (float and quantized; a V1 split into
+body + head is given as ``"body.tflite+head.tflite"``); and the id of a published weights entry
+(``mobilenets weights`` lists them), downloaded to a cache and verified. Loading never executes
+code from the file.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..model import MobileNet
-from ..spec import ModelConfig
+from ..spec import ModelConfig, build_arch
 from .native import (
     WeightsError,
     config_from_dict,
@@ -16,47 +28,252 @@ from .native import (
     save_weights,
 )
 
-__all__ = ["WeightsError", "load_model", "read_metadata", "save_weights"]
+__all__ = ["WeightsError", "convert_weights", "load_model", "load_state", "read_metadata", "save_weights"]
+
+FORMATS = ("mobilenets", "torchvision", "timm", "keras", "tflite")
+_TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
 
 
-def load_model(weights: str | Path, model: str | ModelConfig | None = None, **overrides: Any) -> MobileNet:
-    """Build a model from a weights file and load it; the file's metadata supplies the config.
+@dataclasses.dataclass
+class LoadedState:
+    config: ModelConfig
+    state: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    format: str
 
-    ``model`` (a name) is only needed when the file does not say which architecture it holds.
-    The returned model carries the file's metadata as ``model.weights_meta`` (classes,
-    preprocessing, dataset, metrics).
-    """
-    path = Path(weights)
-    if not path.exists():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    if path.is_dir():
-        raise WeightsError(f"{path} is a folder; pass a weights file (e.g. {path}/best.safetensors)")
-    meta = read_metadata(path)
-    if meta.get("config"):
-        cfg = config_from_dict(meta["config"])
-        if model is not None:
-            from ..registry import resolve_config
 
-            named = resolve_config(model)
-            if (named.family, named.alpha, named.variant) != (cfg.family, cfg.alpha, cfg.variant):
-                raise WeightsError(f"{path} holds {cfg.name}, not {named.name}")
-    elif model is not None:
-        from ..registry import resolve_config
+def sniff_format(path: Path) -> str:
+    """The file's format from its suffix, else from its first bytes."""
+    name = path.name.lower()
+    if name.endswith(".tflite"):
+        return "tflite"
+    if name.endswith((".h5", ".hdf5", ".keras")):
+        return "keras"
+    if name.endswith(".safetensors"):
+        return "safetensors"
+    if name.endswith(_TORCH_SUFFIXES):
+        return "torch"
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if head.startswith(b"\x89HDF"):
+        return "keras"
+    if head.startswith(b"PK") or head[:1] == b"\x80":
+        return "torch"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    raise WeightsError(f"{path}: unknown weights format; expected .safetensors, .pth, .h5/.weights.h5, .tflite")
 
-        cfg = resolve_config(model)
+
+def torch_load(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a torch.save file, without executing code (``weights_only=True``)."""
+    import pickle
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightsError(f"{path}: refused to load - the file needs code execution to unpickle, which is unsafe "
+                           f"for downloaded files ({str(e).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+    for key in ("state_dict", "model", "model_ema", "state_dict_ema"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def state_source(sd: dict[str, torch.Tensor]) -> str:
+    if "stem.conv.weight" in sd:
+        return "mobilenets"
+    if "features.0.0.weight" in sd:
+        return "torchvision"
+    if "conv_stem.weight" in sd:
+        return "timm"
+    raise WeightsError(f"unrecognized state dict (first keys: {list(sd)[:4]}); expected mobilenets, torchvision or "
+                       "timm keys")
+
+
+def state_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape for ``cfg``, from the spec (no module is built)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for layer in build_arch(cfg).layers():
+        if layer.kind == "fc":
+            out["classifier.weight"] = (layer.out_ch, layer.in_ch)
+            out["classifier.bias"] = (layer.out_ch,)
+            continue
+        out[f"{layer.name}.conv.weight"] = (layer.out_ch, layer.in_ch // layer.groups, layer.kernel, layer.kernel)
+        for k in ("weight", "bias", "running_mean", "running_var"):
+            out[f"{layer.name}.bn.{k}"] = (layer.out_ch,)
+    return out
+
+
+def _fits(state: dict[str, torch.Tensor], cfg: ModelConfig) -> bool:
+    want = state_shapes(cfg)
+    return all(k in state and tuple(state[k].shape) == s for k, s in want.items())
+
+
+def _first_fitting(candidates: Sequence[ModelConfig], make: Callable[[ModelConfig], dict[str, torch.Tensor]],
+                   what: str) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    tried = []
+    for cfg in candidates:
+        try:
+            state = make(cfg)
+        except (KeyError, WeightsError, ValueError):
+            tried.append(cfg.name)
+            continue
+        if _fits(state, cfg):
+            return cfg, state
+        tried.append(cfg.name)
+    raise WeightsError(f"{what} fits none of {', '.join(dict.fromkeys(tried))}; pass --model NAME if it is "
+                       "another width, and check that it is a MobileNet V1/V2")
+
+
+def _grid(family: str | None) -> list[ModelConfig]:
+    fams = [family] if family else ["v1", "v2"]
+    alphas = {"v1": (1.0, 0.75, 0.5, 0.25), "v2": (1.4, 1.3, 1.0, 0.75, 0.5, 0.35)}
+    return [ModelConfig(family=f, alpha=a) for f in fams for a in alphas[f]]  # type: ignore[arg-type]
+
+
+def _zoo_state(sd: dict[str, torch.Tensor], hint: ModelConfig | None, path: Path) -> LoadedState:
+    from ..convert import convert_state_dict
+
+    source = state_source(sd)
+    cls_key = {"mobilenets": "classifier.weight", "torchvision": "classifier.1.weight", "timm": "classifier.weight"}
+    num_classes = int(sd[cls_key[source]].shape[0]) if cls_key[source] in sd else 0
+    cands = ([hint] if hint else []) + _grid("v2" if source == "torchvision" else None)
+    cands = [c.replace(num_classes=num_classes) for c in cands]
+
+    def make(cfg: ModelConfig) -> dict[str, torch.Tensor]:
+        return dict(sd) if source == "mobilenets" else convert_state_dict(sd, source, cfg)
+
+    cfg, state = _first_fitting(cands, make, f"{path} ({source} layout)")
+    return LoadedState(cfg, state, {"source": {"format": source, "files": [str(path)]}}, source)
+
+
+def load_state(weights: str | Path, model: str | ModelConfig | None = None) -> LoadedState:
+    """Config, our-keyed state dict and metadata from any supported weights file or published id."""
+    from ..registry import resolve_config
+    from .hub import PUBLISHED, fetch, get_weights
+
+    hint = resolve_config(model) if model is not None else None
+    src = str(weights)
+    entry = None
+    if src in PUBLISHED or (src.split("/", 1)[0] in ("torchvision", "timm", "keras", "tflite")
+                            and not Path(src).exists()):
+        entry = get_weights(src)
+        hint = hint or resolve_config(entry.model)
+        src = str(fetch(entry))
+    paths = [Path(p) for p in src.split("+")] if src.endswith(".tflite") and "+" in src else [Path(src)]
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"weights file not found: {p}")
+        if p.is_dir():
+            raise WeightsError(f"{p} is a folder; pass a weights file (e.g. {p}/best.safetensors)")
+    fmt = "tflite" if len(paths) > 1 else sniff_format(paths[0])
+    path = paths[0]
+    if fmt == "tflite":
+        from .tflite import load_tflite
+
+        cfg, state, meta = load_tflite(paths, None if hint is None else hint.name)
+        loaded = LoadedState(cfg, state, meta, "tflite")
+    elif fmt == "keras":
+        from .keras import keras_candidates, keras_state_dict, read_keras_h5
+
+        layers = read_keras_h5(path)
+        cfg, state = _first_fitting(keras_candidates(layers, hint), lambda c: keras_state_dict(layers, c),
+                                    f"{path} (Keras layout)")
+        res = cfg.resolution
+        loaded = LoadedState(cfg, state, {
+            "source": {"format": "keras", "files": [str(path)]},
+            "preprocessing": {"input_size": res, "crop_pct": 1.0, "mean": list(cfg.mean), "std": list(cfg.std),
+                              "interpolation": "bilinear", "resize": "squash"}}, "keras")
+    elif fmt == "safetensors":
+        meta = read_metadata(path)
+        if meta.get("config"):
+            cfg = config_from_dict(meta["config"])
+            if hint is not None and (hint.family, hint.alpha, hint.variant) != (cfg.family, cfg.alpha, cfg.variant):
+                raise WeightsError(f"{path} holds {cfg.name}, not {hint.name}")
+            loaded = LoadedState(cfg, read_tensors(path), meta, "mobilenets")
+        else:
+            loaded = _zoo_state(read_tensors(path), hint, path)
     else:
-        raise WeightsError(f"{path} has no mobilenets metadata; say which model it is (model=/--model)")
-    if overrides:
-        cfg = cfg.replace(**overrides)
+        loaded = _zoo_state(torch_load(path), hint, path)
+    if entry is not None:
+        loaded.meta.update(published=entry.id, preprocessing=entry.preprocessing,
+                           metrics={"imagenet_top1": entry.top1, "imagenet_top5": entry.top5,
+                                    "source": entry.accuracy_source})
+        loaded.config = loaded.config.replace(mean=entry.mean, std=entry.std)
+    if hint is not None and hint.resolution != loaded.config.resolution and fmt != "tflite":
+        loaded.config = loaded.config.replace(resolution=hint.resolution)
+    return loaded
+
+
+def without_background(loaded: LoadedState) -> LoadedState:
+    """1001-class TF classifier -> 1000 classes (row 0 is "background")."""
+    if loaded.config.num_classes != 1001:
+        raise WeightsError(f"drop_background needs a 1001-class classifier, this one has {loaded.config.num_classes}")
+    st = dict(loaded.state)
+    st["classifier.weight"] = st["classifier.weight"][1:]
+    st["classifier.bias"] = st["classifier.bias"][1:]
+    return dataclasses.replace(loaded, config=loaded.config.replace(num_classes=1000), state=st)
+
+
+def load_model(weights: str | Path, model: str | ModelConfig | None = None, *, drop_background: bool = False,
+               **overrides: Any) -> MobileNet:
+    """Build the model a weights file (or published id) describes, load it, and return it in eval mode.
+
+    ``model`` names the architecture when the file cannot tell (e.g. an unusual width).
+    ``drop_background=True`` turns a 1001-class TF classifier into 1000 ImageNet classes.
+    The returned model carries ``model.weights_meta``: classes, preprocessing, dataset, metrics, source.
+    """
+    from .labels import classes_for
+
+    loaded = load_state(weights, model)
+    if drop_background:
+        loaded = without_background(loaded)
+    cfg = loaded.config.replace(**overrides) if overrides else loaded.config
     net = MobileNet(cfg)
-    load_state_dict_checked(net, read_tensors(path), str(path))
+    load_state_dict_checked(net, loaded.state, str(weights))
+    meta = dict(loaded.meta)
+    meta.setdefault("classes", None)
+    if meta["classes"] is None or len(meta["classes"]) != cfg.num_classes:
+        meta["classes"] = classes_for(cfg.num_classes)
     net.weights_meta = meta
     return net.eval()
 
 
-def load_foreign_state(path: str | Path, model: MobileNet) -> dict:
+def load_foreign_state(path: str | Path, model: MobileNet) -> dict[str, torch.Tensor]:
     """A state dict in our key names from any supported weights file (for fine-tuning ``--init``)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    return read_tensors(path)
+    try:
+        return load_state(path, model.config).state
+    except WeightsError:
+        return load_state(path).state
+
+
+def convert_weights(src: str | Path, dst: str | Path, model: str | None = None, *, drop_background: bool = False,
+                    target: str = "mobilenets") -> Path:
+    """Convert any supported weights to ``dst``: our safetensors (default), or ``target`` torchvision/timm
+    (a ``.pth`` state dict) or keras (a ``.weights.h5``)."""
+    net = load_model(src, model, drop_background=drop_background)
+    dst = Path(dst)
+    if target == "mobilenets":
+        meta = net.weights_meta
+        return save_weights(net, dst, classes=meta.get("classes"), preprocessing=meta.get("preprocessing"),
+                            dataset=meta.get("dataset"), metrics=meta.get("metrics"), source=meta.get("source"),
+                            published=meta.get("published"))
+    if target in ("torchvision", "timm"):
+        from ..convert import convert_state_dict
+        from ..fsutil import atomic_write
+
+        sd = convert_state_dict(net.state_dict(), "mobilenets", net, target=target)
+        atomic_write(dst, lambda p: torch.save(sd, p))
+        return dst
+    if target == "keras":
+        from .keras import export_keras
+
+        return export_keras(net, dst)
+    raise ValueError(f"unknown target format {target!r}; valid: mobilenets, torchvision, timm, keras")

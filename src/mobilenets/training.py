@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .data import DataSpec, EpochSampler, Preprocess, Splits, Transformed, default_workers, load_splits, make_loader, resolve_data
 from .device import Precision, pick_device, pick_precision
-from .evaluate import EvalResult, run_eval
+from .evaluation import EvalResult, run_eval
 from .fsutil import atomic_write, atomic_write_text
 from .model import MobileNet
 from .optim import RECIPES, lr_lambda, make_optimizer, param_groups
@@ -41,9 +41,12 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 
-# Defaults that depend on the data: the embedded digits are 8x8 images, so a small model at 32 px.
+# Defaults that depend on the data: the embedded digits are 8x8 images, so a small model at 32 px,
+# mild crops, no flips (a flipped digit is another symbol) and more weight decay for 1,437 images
+# (chosen by held-out accuracy over 3 seeds; see README "Results").
 DATA_PRESETS: dict[str, dict[str, Any]] = {
-    "digits": dict(model="0.5-MobileNetV2-32", epochs=40, batch_size=64, min_scale=0.8, hflip=0.0, crop_pct=1.0),
+    "digits": dict(model="0.5-MobileNetV2-32", epochs=40, batch_size=64, min_scale=0.8, hflip=0.0, crop_pct=1.0,
+                   weight_decay=1e-4),
     "fake": dict(model="0.25-MobileNet-32", epochs=1, batch_size=32, min_scale=0.5, hflip=0.5, crop_pct=1.0),
     "cifar10": dict(model="1.0-MobileNetV2-32", epochs=60, batch_size=128, min_scale=0.5, hflip=0.5, crop_pct=1.0),
     "cifar100": dict(model="1.0-MobileNetV2-32", epochs=60, batch_size=128, min_scale=0.5, hflip=0.5, crop_pct=1.0),
@@ -297,7 +300,7 @@ def init_from_weights(model: MobileNet, path: str | Path) -> tuple[int, list[str
     own = model.state_dict()
     loaded = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(k for k in own if k not in loaded and not k.endswith("num_batches_tracked"))
-    if not loaded:
+    if not any(k.endswith(".weight") for k in loaded):
         raise ValueError(f"{path}: no tensor matches {model.config.name} (is it the same architecture?)")
     model.load_state_dict(loaded, strict=False)
     return len(loaded), skipped
@@ -412,6 +415,7 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
     else:
         torch.backends.cudnn.benchmark = True
     precision = pick_precision(cfg.amp, device)
+    _seed_everything(cfg.seed)  # the initial weights depend on the seed only
     spec: DataSpec = resolve_data(cfg.data, cfg.val_split, cfg.seed)
     splits: Splits = load_splits(spec)
     classes = list(splits.classes)

@@ -1,0 +1,193 @@
+"""Google's TFLite MobileNets (float, uint8 quantization-aware, int8 per-channel) as our models.
+
+The flatbuffer is read with Google's own runtime (``ai-edge-litert``): the convolution ops are
+taken in execution order, and their weights and biases (dequantized with their scales and zero
+points, per tensor or per channel) are matched one-to-one with the layers of our spec. TFLite
+folds BatchNorm into the convs; we keep the BN modules as identity statistics that carry the
+folded bias (mean 0, var 1 - eps, gamma 1, beta = bias), so the architecture stays one model.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..spec import Arch, ModelConfig, build_arch
+from ..tf_compat import tf_overrides
+from .native import WeightsError
+
+CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# Published widths, tried in turn to find the one whose layer shapes match the file.
+_ALPHAS = {"v1": (1.0, 0.75, 0.5, 0.25), "v2": (1.4, 1.3, 1.0, 0.75, 0.5, 0.35)}
+
+
+@dataclass
+class TFLiteConv:
+    op: str
+    weight: np.ndarray  # dequantized float32, TFLite layout
+    bias: np.ndarray | None
+    name: str
+
+
+@dataclass
+class TFLiteModel:
+    convs: list[TFLiteConv]
+    input_size: int
+    input_dtype: str
+    input_quant: tuple[float, int]
+    quantized: bool
+
+
+def _interpreter(path: Path) -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError as e:  # pragma: no cover - a dependency of the package
+        raise WeightsError("reading TFLite files needs the ai-edge-litert package (pip install ai-edge-litert)") from e
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            it.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise WeightsError(f"{path}: not a readable TFLite model ({e})") from None
+    return it
+
+
+def _dequantize(t: dict[str, Any], raw: np.ndarray) -> np.ndarray:
+    q = t["quantization_parameters"]
+    scales, zps = q["scales"], q["zero_points"]
+    if raw.dtype in (np.float32, np.float64) or len(scales) == 0:
+        return raw.astype(np.float32)
+    shape = [1] * raw.ndim
+    if len(scales) > 1:
+        shape[q["quantized_dimension"]] = len(scales)
+    return ((raw.astype(np.float64) - zps.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
+
+
+def read_tflite(path: str | Path) -> TFLiteModel:
+    """The conv/FC layers of a TFLite model in execution order, with float weights."""
+    path = Path(path)
+    it = _interpreter(path)
+    details = {t["index"]: t for t in it.get_tensor_details()}
+    convs: list[TFLiteConv] = []
+    quantized = False
+    for op in it._get_ops_details():
+        if op["op_name"] not in CONV_OPS:
+            continue
+        w_t = details[op["inputs"][1]]
+        raw = it.get_tensor(w_t["index"])
+        quantized |= raw.dtype not in (np.float32, np.float64)
+        bias = None
+        if len(op["inputs"]) > 2 and op["inputs"][2] >= 0:
+            b_t = details[op["inputs"][2]]
+            bias = _dequantize(b_t, it.get_tensor(b_t["index"]))
+        convs.append(TFLiteConv(op["op_name"], _dequantize(w_t, raw), bias, w_t["name"]))
+    if not convs:
+        raise WeightsError(f"{path}: no convolution in this TFLite model")
+    inp = it.get_input_details()[0]
+    return TFLiteModel(convs, int(inp["shape"][1]), np.dtype(inp["dtype"]).name,
+                       (float(inp["quantization"][0]), int(inp["quantization"][1])), quantized)
+
+
+def _torch_weight(conv: TFLiteConv) -> torch.Tensor:
+    w = torch.from_numpy(conv.weight)
+    if conv.op == "DEPTHWISE_CONV_2D":  # [1, kh, kw, C] -> [C, 1, kh, kw]
+        return w.permute(3, 0, 1, 2).contiguous()
+    if conv.op == "CONV_2D":  # [out, kh, kw, in] -> [out, in, kh, kw]
+        return w.permute(0, 3, 1, 2).contiguous()
+    return w  # FULLY_CONNECTED: [out, in]
+
+
+def _layer_shapes(arch: Arch) -> list[tuple[int, ...]]:
+    shapes = []
+    for layer in arch.layers():
+        if layer.kind == "fc":
+            shapes.append((layer.out_ch, layer.in_ch))
+        else:
+            shapes.append((layer.out_ch, layer.in_ch // layer.groups, layer.kernel, layer.kernel))
+    return shapes
+
+
+def _match(convs: list[TFLiteConv], cfg: ModelConfig) -> bool:
+    arch = build_arch(cfg)
+    want = _layer_shapes(arch)
+    got = [tuple(_torch_weight(c).shape) for c in convs]
+    got = [g[:2] if len(w) == 2 else g for g, w in zip(got, want)]
+    return len(got) == len(want) and all(g == w for g, w in zip(got, want))
+
+
+def infer_config(tfl: TFLiteModel, hint: str | None = None, head_only: bool = False) -> ModelConfig:
+    """The architecture whose layers have exactly the file's shapes (family and width searched)."""
+    from ..registry import parse_name
+
+    last = _torch_weight(tfl.convs[-1])
+    has_classifier = last.shape[-1] == 1 or last.ndim == 2
+    num_classes = int(last.shape[0]) if has_classifier else 0
+    candidates: list[ModelConfig] = []
+    if hint:
+        try:
+            c = parse_name(hint)
+            candidates.append(c)
+        except ValueError:
+            pass
+    for fam, alphas in _ALPHAS.items():
+        candidates += [ModelConfig(family=fam, alpha=a) for a in alphas]  # type: ignore[arg-type]
+    for c in candidates:
+        cfg = c.replace(resolution=max(tfl.input_size, 32), **tf_overrides(c.family))
+        cfg = cfg.replace(num_classes=num_classes)
+        if _match(tfl.convs, cfg):
+            return cfg
+    shapes = [tuple(_torch_weight(c).shape) for c in tfl.convs[:3]]
+    raise WeightsError(f"the TFLite model's layers ({len(tfl.convs)} convs, first {shapes}) match no MobileNet V1/V2 "
+                       f"width in {_ALPHAS}; pass the model name (--model) if it is another width")
+
+
+def tflite_state_dict(tfl: TFLiteModel, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Our state dict with BN as identity statistics carrying the folded biases."""
+    arch = build_arch(cfg)
+    if not _match(tfl.convs, cfg):
+        raise WeightsError(f"the TFLite layers do not match {cfg.name}")
+    sd: dict[str, torch.Tensor] = {}
+    for layer, conv in zip(arch.layers(), tfl.convs):
+        w = _torch_weight(conv)
+        bias = torch.from_numpy(conv.bias) if conv.bias is not None else torch.zeros(w.shape[0])
+        if layer.kind == "fc":
+            sd["classifier.weight"] = w.reshape(w.shape[0], -1)
+            sd["classifier.bias"] = bias
+            continue
+        p = layer.name
+        sd[f"{p}.conv.weight"] = w
+        sd[f"{p}.bn.weight"] = torch.ones(layer.out_ch)
+        sd[f"{p}.bn.bias"] = bias
+        sd[f"{p}.bn.running_mean"] = torch.zeros(layer.out_ch)
+        sd[f"{p}.bn.running_var"] = torch.full((layer.out_ch,), 1.0 - cfg.bn_eps)
+        sd[f"{p}.bn.num_batches_tracked"] = torch.tensor(0)
+    return sd
+
+
+def tflite_name_hint(path: Path) -> str | None:
+    m = re.search(r"mobilenet_v([12])_(\d*\.?\d+)_(\d+)", path.name)
+    return f"mobilenet_v{m[1]}_{m[2]}_{m[3]}" if m else None
+
+
+def load_tflite(paths: list[Path], model: str | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    """Config, state dict and metadata from one TFLite file, or a body file followed by a head file."""
+    parts = [read_tflite(p) for p in paths]
+    tfl = TFLiteModel([c for p in parts for c in p.convs], parts[0].input_size, parts[0].input_dtype,
+                      parts[0].input_quant, any(p.quantized for p in parts))
+    cfg = infer_config(tfl, model or tflite_name_hint(paths[0]))
+    meta = {
+        "source": {"format": "tflite", "files": [str(p) for p in paths], "quantized": tfl.quantized,
+                   "input_dtype": tfl.input_dtype, "input_quantization": list(tfl.input_quant)},
+        # Google's classifiers resize the whole image to the input size (no crop), bilinear, [-1, 1]
+        "preprocessing": {"input_size": tfl.input_size, "crop_pct": 1.0, "mean": list(cfg.mean),
+                          "std": list(cfg.std), "interpolation": "bilinear", "resize": "squash"},
+    }
+    return cfg, tflite_state_dict(tfl, cfg), meta
