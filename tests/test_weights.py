@@ -313,3 +313,24 @@ def test_weights_cli_lists_entries() -> None:
                        capture_output=True, text=True)
     rows = json.loads(r.stdout)
     assert len(rows) == 16 and all(row["num_classes"] == 1001 for row in rows)
+
+
+def test_create_model_with_weights(refdata: Path) -> None:
+    m = create_model("0.25-MobileNet-224", weights=refdata / "models" / "mobilenet_v1_0.25_224.tflite")
+    assert m.config.num_classes == 1001 and m.weights_meta["classes"][89] == "macaw"
+    with pytest.raises(WeightsError, match="not 1.0-MobileNetV2-224|fits none"):
+        create_model("1.0-MobileNetV2-224", weights=refdata / "models" / "mobilenet_v1_0.25_224.tflite")
+
+
+def test_keras_without_top(keras, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    km = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.5, include_top=False, weights=None,
+                                        pooling="avg")
+    _randomize_keras(km)
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 96, 96, 3)).astype(np.float32)
+    ref = np.asarray(keras.ops.convert_to_numpy(km(x, training=False)))
+    km.save_weights(str(tmp_path / "notop.weights.h5"))
+    ours = load_model(tmp_path / "notop.weights.h5", model="0.5-MobileNetV2-96")
+    assert ours.config.num_classes == 0
+    with torch.no_grad():
+        out = ours(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+    assert np.abs(out - ref).max() <= 1e-4

@@ -195,13 +195,14 @@ def load_state(weights: str | Path, model: str | ModelConfig | None = None) -> L
         meta = read_metadata(path)
         if meta.get("config"):
             cfg = config_from_dict(meta["config"])
-            if hint is not None and (hint.family, hint.alpha, hint.variant) != (cfg.family, cfg.alpha, cfg.variant):
-                raise WeightsError(f"{path} holds {cfg.name}, not {hint.name}")
             loaded = LoadedState(cfg, read_tensors(path), meta, "mobilenets")
         else:
             loaded = _zoo_state(read_tensors(path), hint, path)
     else:
         loaded = _zoo_state(torch_load(path), hint, path)
+    got = loaded.config
+    if hint is not None and (hint.family, hint.alpha, hint.variant) != (got.family, got.alpha, got.variant):
+        raise WeightsError(f"{src} holds {got.name}, not {hint.name}")
     if entry is not None:
         loaded.meta.update(published=entry.id, preprocessing=entry.preprocessing,
                            metrics={"imagenet_top1": entry.top1, "imagenet_top5": entry.top5,
