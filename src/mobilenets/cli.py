@@ -201,7 +201,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .prediction import predict
 
-    res = predict(args.weights, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device)
+    res = predict(args.weights, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device,
+                  runtime=args.runtime)
     for e in res.errors:
         print(f"unreadable: {e}", file=sys.stderr)
     if args.json:
@@ -247,6 +248,37 @@ def cmd_weights(args: argparse.Namespace) -> int:
     ))
     print(f"\n{len(entries)} published weights; use an id with --weights or mobilenets.load_model(id) "
           "(downloaded once to ~/.cache/mobilenets, verified).")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+    from .weights import load_model
+
+    model = load_model(args.weights, args.model)
+    res = export(model, args.out, args.format, calibrate=args.calibrate, input_size=args.input_size)
+    if args.json:
+        _print_json({"path": res.path, "format": res.format, "max_abs_diff": res.max_abs_diff, "ok": res.ok,
+                     "agreement": res.agreement, "calibration": res.calibration, **res.details})
+    else:
+        print(res.summary())
+    return 0 if res.ok else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench
+
+    r = bench(args.model, runtime=args.runtime, batch_size=args.batch_size, input_size=args.input_size,
+              threads=args.threads, train=args.train, train_amp=args.amp, warmup=args.warmup, iters=args.iters)
+    if args.json:
+        _print_json(r.to_dict())
+        return 0
+    print(f"{r.model} ({r.runtime}, batch {r.batch_size}, {r.input_size}px, {r.threads} threads)")
+    print(f"  latency  median {r.latency_ms:.2f} ms  p90 {r.p90_ms:.2f} ms  ->  {r.img_per_s:.1f} img/s")
+    print(f"  compute  {r.madds / 1e6:.1f} MAdds/img  ->  {r.gflops:.1f} GFLOP/s achieved, "
+          f"{100 * r.peak_fraction:.1f}% of this machine's fp32 GEMM peak ({r.peak_gflops:.0f} GFLOP/s)")
+    if r.train_img_per_s is not None:
+        print(f"  training {r.train_img_per_s:.1f} img/s ({r.train_precision}, the `mobilenets train` step)")
     return 0
 
 
@@ -299,6 +331,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-background", action="store_true", help="1001 TF classes -> 1000 (drop 'background')")
     p.add_argument("--to", default="mobilenets", choices=["mobilenets", "torchvision", "timm", "keras"])
 
+    p = verb("export", cmd_export, "export for deployment (ONNX fp32/int8, TorchScript, torch.export) and check it")
+    p.add_argument("--weights", required=True, help="weights file or published id")
+    p.add_argument("--model", help="model name when the weights cannot tell")
+    p.add_argument("--format", default="onnx", choices=["onnx", "onnx-int8", "torchscript", "pt2"])
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--calibrate", metavar="IMAGE_DIR", help="int8: calibration images (default: synthetic)")
+    p.add_argument("--input-size", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = verb("bench", cmd_bench, "latency, throughput and achieved FLOP/s on this machine")
+    p.add_argument("model", metavar="MODEL_OR_WEIGHTS", help="model name (random weights), weights file, or .onnx")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--input-size", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="default: all cores of this process")
+    p.add_argument("--train", action="store_true", help="also measure the training step's images/s")
+    p.add_argument("--amp", default="auto", help="training precision for --train: auto, off, bf16, fp16")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iters", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = verb("weights", cmd_weights, "list the published weights (torchvision, timm, Keras, TFLite)")
     p.add_argument("pattern", nargs="?", help="shell pattern on ids, e.g. 'tflite/*quant'")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -308,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
     return parser

@@ -51,34 +51,42 @@ def predict(
     top_k: int = 5,
     batch_size: int = 32,
     device: str = "auto",
+    runtime: str = "torch",
     workers: int = 0,
 ) -> PredictResult:
-    """Top-k classes for each image file (folders are searched recursively)."""
-    from .weights import load_model
+    """Top-k classes for each image file (folders are searched recursively).
+
+    ``weights``: any weights file we load, a published id, a model, or (with
+    ``runtime="onnxruntime"``) an exported ``.onnx`` file.
+    """
+    from .runtime import open_session
 
     if top_k < 1:
         raise ValueError(f"invalid top-k {top_k}; it must be >= 1")
     if batch_size < 1:
         raise ValueError(f"invalid batch size {batch_size}; it must be >= 1")
-    model = weights if isinstance(weights, nn.Module) else load_model(weights)
-    meta = getattr(model, "weights_meta", {}) or {}
-    classes = meta.get("classes") or [str(i) for i in range(model.config.num_classes)]
-    pre = Preprocess.from_dict(meta["preprocessing"]) if meta.get("preprocessing") else Preprocess.for_config(model.config)
     files = find_images(list(inputs))
     if not files:
         raise ValueError("no images given (or none found in the given folders)")
-    dev = pick_device(device)
-    model.to(dev).eval()
+    session = open_session(weights, runtime, device=str(pick_device(device)))
+    meta = session.meta
+    if meta.get("preprocessing"):
+        pre = Preprocess.from_dict(meta["preprocessing"])
+    elif session.config is not None:
+        pre = Preprocess.for_config(session.config)
+    else:
+        raise ValueError("this file records no preprocessing; export it with mobilenets export")
     ds = Transformed(_Files(files), pre.eval_transform())
     result = PredictResult()
-    k = min(top_k, len(classes))
-    with torch.inference_mode():
-        for x, idx, bad in make_loader(ds, batch_size, workers=workers, device=dev):
-            result.errors += bad
-            if not len(idx):
-                continue
-            probs = model(x.to(dev)).float().softmax(1).cpu()
-            p, c = probs.topk(k, dim=1)
-            for i, pi, ci in zip(idx.tolist(), p.tolist(), c.tolist()):
-                result.predictions.append(Prediction(str(files[i]), [(classes[j], v) for j, v in zip(ci, pi)]))
+    classes = meta.get("classes")
+    for x, idx, bad in make_loader(ds, batch_size, workers=workers):
+        result.errors += bad
+        if not len(idx):
+            continue
+        probs = torch.from_numpy(session.run(x)).float().softmax(1)
+        if classes is None:
+            classes = [str(i) for i in range(probs.shape[1])]
+        p, c = probs.topk(min(top_k, probs.shape[1]), dim=1)
+        for i, pi, ci in zip(idx.tolist(), p.tolist(), c.tolist()):
+            result.predictions.append(Prediction(str(files[i]), [(classes[j], v) for j, v in zip(ci, pi)]))
     return result
