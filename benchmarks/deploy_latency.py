@@ -6,17 +6,23 @@ Candidates (1.0-MobileNetV2-224 and 1.0-MobileNet-224, random weights, fp32 unle
 torchvision mobilenet_v2 eager, timm mobilenetv1_100 / mobilenetv2_100 eager, ONNX Runtime on
 torchvision's own ONNX export, and ours: torch runtime (BN folded, channels-last,
 inference_mode), ONNX Runtime fp32 (our export) and ONNX Runtime int8 (our QDQ export, synthetic
-calibration: the speed does not depend on it). Candidates are measured in interleaved rounds so
-that machine noise hits them alike; ratios are taken within each round, then the median.
+calibration: the speed does not depend on it). Candidates are measured in interleaved rounds, in a shuffled order, so
+that machine noise hits them alike (with a pause between candidates, so that one runtime's
+spinning worker threads do not slow the next); ratios are taken within each round, then the
+median.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import random
 import statistics
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -40,7 +46,7 @@ def candidates(tmp: Path) -> dict[str, tuple[str, object]]:
     out: dict[str, tuple[str, object]] = {}
     tv = torchvision.models.mobilenet_v2().eval()
     out["torchvision mobilenet_v2 eager"] = ("1.0-MobileNetV2-224", lambda: tv(x))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(tv, (x,), str(tmp / "tv.onnx"), opset_version=18)
     tv_ort = OnnxSession(tmp / "tv.onnx")
@@ -71,8 +77,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d, torch.inference_mode():
         cands = candidates(Path(d))
         per_round: dict[str, list[float]] = {k: [] for k in cands}
+        rng = random.Random(0)
         for _ in range(args.rounds):
-            for name, (_, fn) in cands.items():
+            order = list(cands.items())
+            rng.shuffle(order)  # no candidate always follows the same neighbour
+            for name, (_, fn) in order:
+                time.sleep(0.5)  # let the previous runtime's spinning worker threads go idle
                 per_round[name].append(statistics.median(time_fn(fn, warmup=5, iters=args.iters, min_seconds=0.3)))
     peak = gemm_peak_gflops(cpu_threads())
     results = {}

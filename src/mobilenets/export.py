@@ -6,7 +6,9 @@ result is returned (and printed by the CLI).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import tempfile
 import warnings
@@ -93,7 +95,8 @@ def export_onnx(model: MobileNet, path: str | Path, input_size: int | None = Non
     folded = fold_batchnorm(model)
     x = _check_input(model, input_size, batch=1)
     path = Path(path)
-    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+    # the exporter prints progress lines on stdout; keep stdout for our own (JSON) output
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         tmp = Path(d) / "model.onnx"
         torch.onnx.export(folded, (x,), str(tmp), dynamo=True, opset_version=opset, input_names=["input"],
