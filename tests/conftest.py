@@ -28,7 +28,7 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def refdata() -> Path:
     if not REFDATA.is_dir():
         pytest.skip(f"reference data not found at {REFDATA} (Google's TFLite models and photos)")

@@ -282,6 +282,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_memory(args: argparse.Namespace) -> int:
+    from .memory import PAPER_MAX_KB, analyze
+
+    names = [args.model] if args.model else ["1.0-MobileNet-224", "1.0-MobileNetV2-224"]
+    results = [analyze(n, input_size=args.input_size, dtype=args.dtype) for n in names]
+    if args.json:
+        _print_json([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
+        return 0
+    for r in results:
+        fam = "v2" if "V2" in r.model else "v1"
+        print(f"{r.model} at {r.input_size}px, {r.dtype} activations (V2 paper Table 3; K = 1000 bytes)")
+        print(render_table(
+            ["size", "max channels", "tensor", "memory", "paper channels", "paper memory", "note"],
+            [[f"{x.size}x{x.size}", x.channels, x.tensor, f"{x.bytes / 1000:.1f}K",
+              x.paper_channels if x.paper_channels is not None else "-",
+              f"{x.paper_kb}K" if x.paper_kb is not None else "-", x.note] for x in r.rows],
+            align="lrlrrrl",
+        ))
+        paper = f" (paper, arXiv: {PAPER_MAX_KB[fam]}K)" if r.rows[0].paper_kb is not None else ""
+        print(f"max {r.max_bytes / 1000:.1f}K{paper}")
+        bpe = 2 if r.dtype == "fp16" else 4
+        print(f"peak live activations, plain layer-by-layer execution (BN folded): "
+              f"{r.plain_peak_values * bpe / 1e6:.2f} MB")
+        n_max = max(r.split_peak_values, default=0)
+        for t, v in r.split_peak_values.items():
+            label = f"t=n={t}" if t == n_max else f"t={t}"
+            print(f"  paper schedule, {label}-way split + first-layer trick: {v * bpe / 1e6:.2f} MB")
+        for note in r.notes:
+            print(f"note: {note}")
+        print()
+    return 0
+
+
 # ------------------------------------------------------------------------------- parser
 
 
@@ -350,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", default="auto", help="training precision for --train: auto, off, bf16, fp16")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = verb("memory", cmd_memory, "activation memory: V2 paper Table 3 and the t-way split schedule")
+    p.add_argument("model", nargs="?", help="model name (default: 1.0-MobileNet-224 and 1.0-MobileNetV2-224)")
+    p.add_argument("--dtype", default="fp16", choices=["fp16", "fp32"])
+    p.add_argument("--input-size", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = verb("weights", cmd_weights, "list the published weights (torchvision, timm, Keras, TFLite)")

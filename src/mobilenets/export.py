@@ -38,7 +38,8 @@ def fold_batchnorm(model: MobileNet) -> MobileNet:
     folded = copy.deepcopy(model).eval()
     for m in folded.modules():
         if isinstance(m, ConvBNAct) and isinstance(m.bn, nn.BatchNorm2d):
-            m.conv = fuse_conv_bn_eval(m.conv, m.bn)
+            dtype = m.conv.weight.dtype  # fold in float64: the folded weights round once, not twice
+            m.conv = fuse_conv_bn_eval(m.conv.double(), m.bn.double()).to(dtype)
             m.bn = nn.Identity()
     return folded
 
