@@ -414,11 +414,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, KeyError, FileNotFoundError, OSError, TypeError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001 - the CLI's contract: one line, no traceback, unless --debug
         if args.debug:
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"mobilenets {args.command}: error: {msg}", file=sys.stderr)
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e) or type(e).__name__
+        known = isinstance(e, (CLIError, ValueError, KeyError, FileNotFoundError, OSError, TypeError, RuntimeError))
+        hint = "" if known else f" ({type(e).__name__}; run with --debug for the traceback)"
+        print(f"mobilenets {args.command}: error: {str(msg).splitlines()[0] if msg else msg}{hint}", file=sys.stderr)
         return 2
     return int(rc or 0)
 

@@ -325,11 +325,15 @@ def make_loader(
     workers: int = 0,
     device: torch.device | None = None,
     drop_last: bool = False,
+    seed: int = 0,
 ) -> DataLoader:
+    # A loader-owned generator: creating an iterator draws a base seed from it, not from the global
+    # RNG (which the augmentations use), so a run resumed mid-epoch replays the same random stream.
     return DataLoader(
         ds,
         batch_size=batch_size,
         sampler=sampler,
+        generator=torch.Generator().manual_seed(seed),
         shuffle=False,
         num_workers=workers,
         collate_fn=collate,

@@ -347,6 +347,8 @@ class _Run:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob(".*.tmp"):  # temporary files of a write that a kill interrupted
+            stale.unlink(missing_ok=True)
 
     def __getattr__(self, name: str) -> Path:
         files = {"state": STATE_FILE, "config": CONFIG_FILE, "metrics": METRICS_FILE, "last": "last.safetensors",
@@ -447,7 +449,7 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
     val_ds = Transformed(splits.val, pre.eval_transform())
     workers = default_workers(spec) if cfg.workers is None else cfg.workers
     sampler = EpochSampler(len(train_ds), shuffle=True, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
-    loader = make_loader(train_ds, cfg.batch_size, sampler=sampler, workers=workers, device=device)
+    loader = make_loader(train_ds, cfg.batch_size, sampler=sampler, workers=workers, device=device, seed=cfg.seed)
     val_sampler = EpochSampler(len(val_ds), shuffle=False, seed=0, rank=ctx.rank, world_size=ctx.world_size, pad=False)
     val_loader = make_loader(val_ds, cfg.batch_size, sampler=val_sampler, workers=workers, device=device)
     steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
@@ -487,7 +489,11 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
             "rng": _rng_state(), "best_top1": best_top1, "best_epoch": best_epoch,
             "partial": partial, "classes": classes, "config": cfg.to_dict(),
         }
-        atomic_write(run.state, lambda p: torch.save(st, p))
+        try:
+            atomic_write(run.state, lambda p: torch.save(st, p))
+        except OSError as e:
+            raise OSError(e.errno, f"cannot write the checkpoint {run.state} ({e.strerror or e}); the previous "
+                                   "checkpoint is intact - free some space and resume") from None
 
     def eval_model() -> nn.Module:
         return step_fn.ema.module if step_fn.ema is not None else model

@@ -74,9 +74,9 @@ def torch_load(path: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise WeightsError(f"{path}: refused to load - the file needs code execution to unpickle, which is unsafe "
-                           f"for downloaded files ({str(e).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+                           f"for downloaded files ({first_line(e)})") from None
+    except Exception as e:  # noqa: BLE001 - a damaged file can fail anywhere in the unpickler
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first_line(e)})") from None
     for key in ("state_dict", "model", "model_ema", "state_dict_ema"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -84,6 +84,11 @@ def torch_load(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path}: does not hold a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 def state_source(sd: dict[str, torch.Tensor]) -> str:
@@ -174,6 +179,26 @@ def load_state(weights: str | Path, model: str | ModelConfig | None = None) -> L
         if p.is_dir():
             raise WeightsError(f"{p} is a folder; pass a weights file (e.g. {p}/best.safetensors)")
     fmt = "tflite" if len(paths) > 1 else sniff_format(paths[0])
+    try:
+        loaded = _load_format(fmt, paths, hint)
+    except (WeightsError, FileNotFoundError):
+        raise
+    except Exception as e:  # noqa: BLE001 - damaged files fail in many ways; the user gets one line
+        raise WeightsError(f"{paths[0]}: cannot read it as {fmt} weights ({first_line(e)})") from None
+    got = loaded.config
+    if hint is not None and (hint.family, hint.alpha, hint.variant) != (got.family, got.alpha, got.variant):
+        raise WeightsError(f"{src} holds {got.name}, not {hint.name}")
+    if entry is not None:
+        loaded.meta.update(published=entry.id, preprocessing=entry.preprocessing,
+                           metrics={"imagenet_top1": entry.top1, "imagenet_top5": entry.top5,
+                                    "source": entry.accuracy_source})
+        loaded.config = loaded.config.replace(mean=entry.mean, std=entry.std)
+    if hint is not None and hint.resolution != loaded.config.resolution and fmt != "tflite":
+        loaded.config = loaded.config.replace(resolution=hint.resolution)
+    return loaded
+
+
+def _load_format(fmt: str, paths: list[Path], hint: ModelConfig | None) -> LoadedState:
     path = paths[0]
     if fmt == "tflite":
         from .tflite import load_tflite
@@ -200,16 +225,6 @@ def load_state(weights: str | Path, model: str | ModelConfig | None = None) -> L
             loaded = _zoo_state(read_tensors(path), hint, path)
     else:
         loaded = _zoo_state(torch_load(path), hint, path)
-    got = loaded.config
-    if hint is not None and (hint.family, hint.alpha, hint.variant) != (got.family, got.alpha, got.variant):
-        raise WeightsError(f"{src} holds {got.name}, not {hint.name}")
-    if entry is not None:
-        loaded.meta.update(published=entry.id, preprocessing=entry.preprocessing,
-                           metrics={"imagenet_top1": entry.top1, "imagenet_top5": entry.top5,
-                                    "source": entry.accuracy_source})
-        loaded.config = loaded.config.replace(mean=entry.mean, std=entry.std)
-    if hint is not None and hint.resolution != loaded.config.resolution and fmt != "tflite":
-        loaded.config = loaded.config.replace(resolution=hint.resolution)
     return loaded
 
 
