@@ -155,9 +155,8 @@ def test_malformed_weight_files(tmp_path: Path, refdata: Path) -> None:
         with pytest.raises(WeightsError) as e:
             load_model(tmp_path / name)
         assert name in str(e.value) and len(str(e.value).splitlines()) == 1, name
-        r = subprocess.run(CLI + ["predict", "--weights", str(tmp_path / name), str(tmp_path)], capture_output=True,
-                           text=True)
-        assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, (name, r.stderr)
+        rc, err = _cli(["predict", "--weights", str(tmp_path / name), str(tmp_path)])
+        assert rc == 2 and "Traceback" not in err and err.count("\n") == 1, (name, err)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -218,10 +217,26 @@ def test_fuzz_image_loader(tmp_path: Path, data: bytes, fmt: str, cut: float) ->
     ],
 )
 def test_bad_arguments_one_line(argv: list[str], needle: str, tmp_path: Path) -> None:
-    r = subprocess.run(CLI + argv + (["--out", str(tmp_path / "r")] if argv[0] == "train" else []),
-                       capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 2 and needle in r.stderr, r.stderr
-    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    rc, err = _cli(argv + (["--out", str(tmp_path / "r")] if argv[0] == "train" else []))
+    assert rc == 2 and needle in err, err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_bad_arguments_in_a_real_process(tmp_path: Path) -> None:
+    r = subprocess.run(CLI + ["train", "--epochs", "0", "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert r.returncode == 2 and "epochs" in r.stderr and "Traceback" not in r.stderr
+
+
+def _cli(argv: list[str]) -> tuple[int, str]:
+    """The CLI in this process (same code path as the console script), returning (status, stderr)."""
+    import contextlib
+
+    from mobilenets.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(argv)
+    return rc, err.getvalue()
 
 
 def test_resume_with_different_classes_is_refused(tmp_path: Path) -> None:
@@ -300,6 +315,7 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path: Path) -> None:
     assert r.returncode == 0 and json.loads(r.stdout.splitlines()[-1])["epochs"] == 3
 
 
+@pytest.mark.slow
 def test_random_kills_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     """SIGKILL at random moments, resume each time: the final weights equal an uninterrupted run's."""
     ref = tmp_path / "ref"
