@@ -144,7 +144,7 @@ def train_throughput(cfg: Any, batch_size: int, input_size: int, amp: str = "aut
     dev = pick_device(device)
     precision = pick_precision(amp, dev)
     model = MobileNet(cfg).to(dev).to(memory_format=torch.channels_last).train()
-    tcfg = TrainConfig(model=cfg.name, epochs=1, batch_size=batch_size, amp=amp).resolved()
+    tcfg = TrainConfig(model=cfg.name, data="fake", epochs=1, batch_size=batch_size, amp=amp).resolved()
     step = build_train_step(model, tcfg, steps_per_epoch=steps + warmup, device=dev, precision=precision)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, cfg.in_chans, input_size, input_size, generator=g).to(dev)

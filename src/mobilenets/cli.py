@@ -115,7 +115,8 @@ TRAIN_HELP = {
     "input_size": "input resolution (default: the model name's)", "min_scale": "RandomResizedCrop lower area bound",
     "hflip": "horizontal flip probability", "crop_pct": "evaluation center-crop fraction",
     "workers": "data-loader worker processes (default: 0 in memory, up to 4 for files)",
-    "device": "auto, cpu, cuda, cuda:N or mps", "amp": "auto, off, bf16 or fp16",
+    "device": "auto, cpu, cuda, cuda:N or mps",
+    "amp": "auto (bf16 where the CPU/GPU computes it natively), off, bf16 or fp16; default: per data",
     "channels_last": "channels-last memory format", "compile": "torch.compile the model",
     "deterministic": "deterministic algorithms (a resumed run repeats an uninterrupted one)",
     "init": "fine-tune from these weights (classifier re-initialised if the class count differs)",
@@ -315,6 +316,16 @@ def cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shard(args: argparse.Namespace) -> int:
+    from .shards import write_shards
+
+    index = write_shards(args.data, args.out, args.shard_size, args.val_split, args.seed)
+    print(f"wrote {len(index['train'])} train and {len(index['val'])} val shards ({index['counts']['train']} + "
+          f"{index['counts']['val']} images, {len(index['classes'])} classes) to {args.out}; "
+          f"train with --data {args.out}")
+    return 0
+
+
 # ------------------------------------------------------------------------------- parser
 
 
@@ -390,6 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="fp16", choices=["fp16", "fp32"])
     p.add_argument("--input-size", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = verb("shard", cmd_shard, "pack an image folder into WebDataset tar shards for large-scale training")
+    p.add_argument("data", metavar="IMAGEFOLDER")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--shard-size", type=int, default=1000, help="images per shard")
+    p.add_argument("--val-split", type=float, default=0.2, help="held-out fraction when there is no val/ folder")
+    p.add_argument("--seed", type=int, default=0)
 
     p = verb("weights", cmd_weights, "list the published weights (torchvision, timm, Keras, TFLite)")
     p.add_argument("pattern", nargs="?", help="shell pattern on ids, e.g. 'tflite/*quant'")

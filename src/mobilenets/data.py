@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subset
 from torchvision.transforms import InterpolationMode, v2
 
 from .images import IMAGE_EXTENSIONS, UnreadableImage, load_image
 from .spec import ModelConfig
 
-DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake")
+DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake", "shards")
 VAL_FOLDER_NAMES = ("val", "validation", "valid", "test")
 INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
                   "nearest": InterpolationMode.NEAREST}
@@ -130,6 +130,10 @@ def resolve_data(data: str | os.PathLike[str] | None, val_split: float = 0.2, se
                                 "'digits' or 'fake')")
     if not root.is_dir():
         raise ValueError(f"--data must be a folder, got the file {root}")
+    from .shards import is_shard_folder
+
+    if is_shard_folder(root):
+        return DataSpec("shards", str(root.resolve()), val_split, seed)
     for kind, sub in (("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python")):
         if root.name == sub:
             return DataSpec(kind, str(root.parent.resolve()), val_split, seed)
@@ -221,6 +225,14 @@ def load_splits(spec: DataSpec) -> Splits:
         except RuntimeError as e:
             raise ValueError(f"{spec.root}: CIFAR files missing or corrupt ({e})") from None
         return Splits(train, val, list(train.classes))
+    if spec.kind == "shards":
+        import json
+
+        from .shards import INDEX, ShardStream
+
+        root = Path(spec.root or ".")
+        classes = json.loads((root / INDEX).read_text())["classes"]
+        return Splits(ShardStream(root, "train", True, spec.seed, cycle=True), ShardStream(root, "val", False), classes)
     if spec.kind != "folder":
         raise ValueError(f"unknown data kind {spec.kind!r}; valid: {', '.join(DATA_KINDS)}")
     root = Path(spec.root or ".")
@@ -265,6 +277,16 @@ class Transformed(Dataset):
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[str]]
+
+
+def with_transform(ds: Dataset, transform: v2.Transform) -> Dataset:
+    """Map-style datasets get wrapped; a shard stream applies the transform as it streams."""
+    from .shards import ShardStream
+
+    if isinstance(ds, ShardStream):
+        ds.transform = transform
+        return ds
+    return Transformed(ds, transform)
 
 
 def collate(batch: list[tuple[torch.Tensor, int] | UnreadableImage]) -> Batch:
@@ -314,6 +336,8 @@ def default_workers(spec: DataSpec) -> int:
     """In-memory data needs no worker processes; decoding files does (kept small: 2-core machines)."""
     if spec.kind in ("digits", "fake", "cifar10", "cifar100"):
         return 0
+    if spec.kind == "shards":
+        return min(2, os.cpu_count() or 1)
     return min(4, os.cpu_count() or 1)
 
 
@@ -338,7 +362,7 @@ def make_loader(
         num_workers=workers,
         collate_fn=collate,
         pin_memory=device is not None and device.type == "cuda",
-        persistent_workers=workers > 0,
+        persistent_workers=workers > 0 and not isinstance(ds, IterableDataset),
         prefetch_factor=4 if workers > 0 else None,
         drop_last=drop_last,
     )

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import DataSpec, Preprocess, Transformed, default_workers, load_splits, make_loader, resolve_data
+from .data import DataSpec, Preprocess, default_workers, load_splits, make_loader, resolve_data, with_transform
 from .device import Precision, pick_device, pick_precision
 
 
@@ -131,7 +131,7 @@ def evaluate(
     pre = Preprocess.from_dict(meta["preprocessing"]) if meta.get("preprocessing") else Preprocess.for_config(model.config)
     dev = pick_device(device)
     model.to(dev).to(memory_format=torch.channels_last)
-    loader = make_loader(Transformed(splits.val, pre.eval_transform()), batch_size,
+    loader = make_loader(with_transform(splits.val, pre.eval_transform()), batch_size,
                          workers=default_workers(spec) if workers is None else workers, device=dev)
     res = run_eval(model, loader, list(classes), dev, pick_precision(amp, dev), progress=progress)
     if out is not None:

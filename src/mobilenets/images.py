@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -35,26 +36,30 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open, apply the EXIF orientation and convert to RGB; raise :class:`UnreadableImage` otherwise."""
-    p = Path(path)
+def load_image(path: str | Path | BinaryIO, name: str | None = None) -> Image.Image:
+    """Open, apply the EXIF orientation and convert to RGB; raise :class:`UnreadableImage` otherwise.
+
+    ``path`` may be a file object (e.g. bytes from a tar shard); ``name`` then labels errors.
+    """
+    p = Path(path) if isinstance(path, (str, Path)) else path
+    label = name or str(p)
     try:
         with warnings.catch_warnings():
             # a "possible decompression bomb" warning becomes an error: do not decode it
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
+            with Image.open(p) as img:  # type: ignore[arg-type]
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return to_rgb(img)
     except FileNotFoundError:
-        raise UnreadableImage(p, "file not found") from None
+        raise UnreadableImage(label, "file not found") from None
     except IsADirectoryError:
-        raise UnreadableImage(p, "is a directory") from None
+        raise UnreadableImage(label, "is a directory") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise UnreadableImage(p, f"refused, too many pixels (decompression bomb?): {e}") from None
+        raise UnreadableImage(label, f"refused, too many pixels (decompression bomb?): {e}") from None
     except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError, EOFError) as e:
-        reason = "empty file" if p.is_file() and p.stat().st_size == 0 else f"not a readable image ({e})"
-        raise UnreadableImage(p, reason) from None
+        empty = isinstance(p, Path) and p.is_file() and p.stat().st_size == 0
+        raise UnreadableImage(label, "empty file" if empty else f"not a readable image ({e})") from None
 
 
 def find_images(paths: list[str | Path]) -> list[Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -25,9 +26,20 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
+from torch.utils.data import IterableDataset
 from tqdm.auto import tqdm
 
-from .data import DataSpec, EpochSampler, Preprocess, Splits, Transformed, default_workers, load_splits, make_loader, resolve_data
+from .data import (
+    DataSpec,
+    EpochSampler,
+    Preprocess,
+    Splits,
+    default_workers,
+    load_splits,
+    make_loader,
+    resolve_data,
+    with_transform,
+)
 from .device import Precision, pick_device, pick_precision
 from .evaluation import EvalResult, run_eval
 from .fsutil import atomic_write, atomic_write_text
@@ -46,12 +58,16 @@ METRICS_FILE = "metrics.jsonl"
 # (chosen by held-out accuracy over 3 seeds; see README "Results").
 DATA_PRESETS: dict[str, dict[str, Any]] = {
     "digits": dict(model="0.5-MobileNetV2-32", epochs=40, batch_size=64, min_scale=0.8, hflip=0.0, crop_pct=1.0,
-                   weight_decay=1e-4),
-    "fake": dict(model="0.25-MobileNet-32", epochs=1, batch_size=32, min_scale=0.5, hflip=0.5, crop_pct=1.0),
-    "cifar10": dict(model="1.0-MobileNetV2-32", epochs=60, batch_size=128, min_scale=0.5, hflip=0.5, crop_pct=1.0),
-    "cifar100": dict(model="1.0-MobileNetV2-32", epochs=60, batch_size=128, min_scale=0.5, hflip=0.5, crop_pct=1.0),
-    "folder": dict(model="1.0-MobileNetV2-224", epochs=90, batch_size=64, min_scale=0.35, hflip=0.5, crop_pct=0.875),
+                   weight_decay=1e-4, amp="off"),
+    "fake": dict(model="0.25-MobileNet-32", epochs=1, batch_size=32, min_scale=0.5, hflip=0.5, crop_pct=1.0, amp="off"),
+    "cifar10": dict(model="1.0-MobileNetV2-32", epochs=60, batch_size=128, min_scale=0.5, hflip=0.5, crop_pct=1.0,
+                    amp="off"),
+    "cifar100": dict(model="1.0-MobileNetV2-32", epochs=60, batch_size=128, min_scale=0.5, hflip=0.5, crop_pct=1.0,
+                     amp="off"),
+    "folder": dict(model="1.0-MobileNetV2-224", epochs=90, batch_size=64, min_scale=0.35, hflip=0.5, crop_pct=0.875,
+                   amp="auto"),
 }
+DATA_PRESETS["shards"] = DATA_PRESETS["folder"]  # tar shards of an image folder: the same defaults
 
 # Recipes (README "Training recipes" gives the sources). ``lr`` is per ``lr_batch`` images.
 RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -97,7 +113,7 @@ class TrainConfig:
     crop_pct: float | None = None
     workers: int | None = None
     device: str = "auto"
-    amp: str = "auto"
+    amp: str | None = None  # auto, off, bf16, fp16; default: the data preset's
     channels_last: bool = True
     compile: bool = False
     deterministic: bool = False
@@ -416,7 +432,7 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
         torch.backends.cudnn.benchmark = False
     else:
         torch.backends.cudnn.benchmark = True
-    precision = pick_precision(cfg.amp, device)
+    precision = pick_precision(cfg.amp or "auto", device)
     _seed_everything(cfg.seed)  # the initial weights depend on the seed only
     spec: DataSpec = resolve_data(cfg.data, cfg.val_split, cfg.seed)
     splits: Splits = load_splits(spec)
@@ -445,14 +461,18 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     train_model = dist.wrap(model, ctx)
 
-    train_ds = Transformed(splits.train, pre.train_transform(cfg.min_scale or 0.35, cfg.hflip or 0.0))
-    val_ds = Transformed(splits.val, pre.eval_transform())
+    train_ds = with_transform(splits.train, pre.train_transform(cfg.min_scale or 0.35, cfg.hflip or 0.0))
+    val_ds = with_transform(splits.val, pre.eval_transform())
     workers = default_workers(spec) if cfg.workers is None else cfg.workers
-    sampler = EpochSampler(len(train_ds), shuffle=True, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
+    streamed = isinstance(train_ds, IterableDataset)  # tar shards: no sampler, a fixed number of steps
+    sampler = None if streamed else EpochSampler(len(train_ds), shuffle=True, seed=cfg.seed, rank=ctx.rank,
+                                                 world_size=ctx.world_size)
     loader = make_loader(train_ds, cfg.batch_size, sampler=sampler, workers=workers, device=device, seed=cfg.seed)
-    val_sampler = EpochSampler(len(val_ds), shuffle=False, seed=0, rank=ctx.rank, world_size=ctx.world_size, pad=False)
+    val_sampler = None if streamed else EpochSampler(len(val_ds), shuffle=False, seed=0, rank=ctx.rank,
+                                                     world_size=ctx.world_size, pad=False)
     val_loader = make_loader(val_ds, cfg.batch_size, sampler=val_sampler, workers=workers, device=device)
-    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    per_rank = len(sampler) if sampler is not None else math.ceil(len(train_ds) / ctx.world_size)
+    steps_per_epoch = math.ceil(per_rank / cfg.batch_size)
     step_fn = build_train_step(model, cfg, steps_per_epoch, device, precision, forward=train_model)
 
     start_epoch, skip_batches, step = 0, 0, 0
@@ -506,13 +526,20 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
             else:
                 _seed_everything(cfg.seed * 1000 + epoch)
                 partial = {"loss": 0.0, "correct": 0, "seen": 0, "bad": 0, "time": 0.0}
-            sampler.set_epoch(epoch, skip=skip_batches * cfg.batch_size)
+            if streamed:  # a stream cannot seek: an interrupted epoch starts again
+                if skip_batches:
+                    _seed_everything(cfg.seed * 1000 + epoch)
+                    partial = {"loss": 0.0, "correct": 0, "seen": 0, "bad": 0, "time": 0.0}
+                    skip_batches = 0
+                train_ds.set_epoch(epoch)
+            else:
+                sampler.set_epoch(epoch, skip=skip_batches * cfg.batch_size)
             _set_train_mode(model, cfg.freeze_backbone)
             loss_sum = torch.zeros((), device=device, dtype=torch.float64)
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen, bad = 0, 0
             t0 = time.perf_counter()
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and ctx.is_main),
+            bar = tqdm(itertools.islice(loader, steps_per_epoch - skip_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and ctx.is_main),
                        unit="batch", initial=skip_batches, total=steps_per_epoch, leave=False, dynamic_ncols=True)
             batch_idx = skip_batches
             for x, y, bad_files in bar:
@@ -558,7 +585,8 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
             if total_bad and total_bad > cfg.max_bad_fraction * (total_seen + total_bad):
                 raise ValueError(f"{total_bad} of {total_seen + total_bad} training images were unreadable "
                                  f"(more than {cfg.max_bad_fraction:.0%}); fix the data or raise --max-bad-fraction")
-            val_sampler.set_epoch(0)
+            if val_sampler is not None:
+                val_sampler.set_epoch(0)
             last_eval = dist.reduce_eval(run_eval(eval_model(), val_loader, classes, device, precision,
                                                   cfg.channels_last), ctx)
             row = {
