@@ -25,6 +25,8 @@ _LAZY = {
     "load_model": ("weights", "load_model"),
     "read_metadata": ("weights", "read_metadata"),
     "convert_state_dict": ("convert", "convert_state_dict"),
+    "choose": ("choose", "choose"),
+    "sweep": ("choose", "sweep"),
 }
 
 __all__ = ["MobileNet", "ModelConfig", "Profile", "build_arch", "create_model", "list_models", "parse_name",

@@ -326,6 +326,53 @@ def cmd_shard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CLIError(f"invalid list {text!r}; example: 1,0.75,0.5") from None
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .choose import sweep
+
+    train_opts = {k: getattr(args, k) for k in ("batch_size", "recipe", "seed", "amp") if getattr(args, k) is not None}
+    res = sweep(args.family, _floats(args.widths), [int(r) for r in _floats(args.resolutions)], data=args.data,
+                out=args.out, epochs=args.epochs, runtime=args.runtime, progress=not args.json, **train_opts)
+    if args.json:
+        _print_json({"csv": res.csv, "plots": res.plots, "rows": res.rows})
+        return 0
+    print(render_table(["model", "top-1", "MAdds", "params", "latency"],
+                       [[r["model"], f"{r['top1']:.2f}", millions(r["madds"]), millions(r["params"]),
+                         f"{r['latency_ms']:.2f} ms"] for r in res.rows]))
+    print(f"\nCSV: {res.csv}\nplots: {', '.join(res.plots)}")
+    return 0
+
+
+def cmd_choose(args: argparse.Namespace) -> int:
+    from .choose import choose, parse_count
+
+    def note(model: str) -> None:
+        if not args.json:
+            print(f"measuring {model} ({args.runtime}, batch {args.batch_size}) ...", file=sys.stderr)
+
+    c = choose(args.family, max_latency_ms=args.max_latency_ms,
+               max_params=parse_count(args.max_params) if args.max_params else None,
+               max_madds=parse_count(args.max_madds) if args.max_madds else None, runtime=args.runtime,
+               batch_size=args.batch_size, accuracy=args.accuracy, remeasure=args.remeasure, progress=note)
+    if args.json:
+        _print_json(c.to_dict())
+        return 0 if c.model else 1
+    rows = sorted(c.candidates, key=lambda x: -x.top1)
+    print(render_table(["model", "top-1", "latency", "params", "MAdds", "fits", "why"],
+                       [[x.model, f"{x.top1:.1f}", f"{x.latency_ms:.2f} ms", millions(x.params), millions(x.madds, 0),
+                         "yes" if x.feasible else "no", "; ".join(x.reasons)] for x in rows], align="lrrrrll"))
+    print(f"\n{'chosen: ' if c.model else ''}{c.message}")
+    print(f"accuracy: {rows[0].accuracy_source}; latency: median of `mobilenets bench` on this machine "
+          f"({c.runtime}, batch {c.batch_size}); params: conv + FC, no BN")
+    return 0 if c.model else 1
+
+
 # ------------------------------------------------------------------------------- parser
 
 
@@ -408,6 +455,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=1000, help="images per shard")
     p.add_argument("--val-split", type=float, default=0.2, help="held-out fraction when there is no val/ folder")
     p.add_argument("--seed", type=int, default=0)
+
+    p = verb("sweep", cmd_sweep, "train every (width, resolution) pair; CSV and accuracy-vs-cost plots")
+    p.add_argument("--family", choices=["v1", "v2"], default="v2")
+    p.add_argument("--widths", default="1,0.75,0.5,0.35", help="comma-separated alphas")
+    p.add_argument("--resolutions", default="224,192,160,128", help="comma-separated input sizes")
+    p.add_argument("--data", help="training data (default: the embedded digits)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--recipe", default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--amp", default=None)
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"], help="for the latency column")
+    p.add_argument("--out", required=True, help="sweep folder (resumable)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = verb("choose", cmd_choose, "the most accurate MobileNet within a latency/size/compute budget, on this machine")
+    p.add_argument("--family", choices=["v1", "v2"], required=True)
+    p.add_argument("--max-latency-ms", type=float, default=None)
+    p.add_argument("--max-params", default=None, help="e.g. 2.5M (conv + FC, no BN)")
+    p.add_argument("--max-madds", default=None, help="e.g. 300M")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--accuracy", default="imagenet", help="'imagenet' (published tables) or a sweep CSV")
+    p.add_argument("--remeasure", action="store_true", help="ignore cached latencies")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     p = verb("weights", cmd_weights, "list the published weights (torchvision, timm, Keras, TFLite)")
     p.add_argument("pattern", nargs="?", help="shell pattern on ids, e.g. 'tflite/*quant'")

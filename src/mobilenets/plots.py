@@ -70,3 +70,40 @@ def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | 
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_tradeoffs(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: str = "") -> list[Path]:
+    """Accuracy vs MAdds (log), vs params, vs measured latency - the V1 paper's Figures 4 and 5 -
+    with the Pareto front of each highlighted. Returns the PNG paths."""
+    from .choose import pareto_front
+
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    paths = []
+    for key, label, log, fname in (("madds", "Mult-Adds (millions, log scale)", True, "accuracy_vs_madds.png"),
+                                   ("params", "parameters (millions)", False, "accuracy_vs_params.png"),
+                                   ("latency_ms", "measured latency (ms)", False, "accuracy_vs_latency.png")):
+        scale = 1e6 if key in ("madds", "params") else 1.0
+        xs = [r[key] / scale for r in rows]
+        ys = [r["top1"] for r in rows]
+        front = sorted(pareto_front(list(zip(xs, ys))), key=lambda i: xs[i])
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        ax.scatter(xs, ys, color="tab:gray", label="models")
+        ax.plot([xs[i] for i in front], [ys[i] for i in front], "-o", color="tab:red", label="Pareto front")
+        for x, y, r in zip(xs, ys, rows):
+            ax.annotate(r["model"].replace("MobileNet", "MN"), (x, y), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+        ax.set_title(title)
+        fig.tight_layout()
+        path = out_dir / fname
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -28,7 +28,7 @@ V1_SOURCE = (
 )
 V2_SOURCE = (
     "tensorflow/models research/slim/nets/mobilenet/README.md "
-    "(commit 0ba83cf0211401a8505505276c59418f15338d31); latency = Pixel 1 CPU"
+    "(commit 0ba83cf0211401a8505505276c59418f15338d31)"
 )
 
 
