@@ -124,7 +124,7 @@ def test_imagefolder_train_val(tmp_path: Path) -> None:
     _color_folder(tmp_path / "data" / "train")
     _color_folder(tmp_path / "data" / "val", n=5)
     res = train(TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), epochs=8, workers=0,
-                            input_size=32, model="0.25-MobileNet-32", batch_size=8, progress=False))
+                            input_size=32, model="0.25-MobileNet-32", batch_size=8, progress=False, amp="off"))
     meta = read_metadata(res.weights)
     assert meta["classes"] == ["blue", "green", "red"]
     assert meta["dataset"]["kind"] == "folder"
