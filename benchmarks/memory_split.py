@@ -56,7 +56,7 @@ def main() -> None:
                 rows[name]["lat"].append(statistics.median(time_fn(lambda m=m: m(x), 2, 5 if "t=" + str(n) in name
                                                                    else 20, 0.3)))
     plain = rows["ours plain eager"]
-    for name, r in rows.items():
+    for r in rows.values():
         lat = r.pop("lat")
         r["latency_ms"] = round(statistics.median(lat) * 1e3, 2)
         r["memory_reduction_vs_plain"] = round(plain["peak_bytes"] / r["peak_bytes"], 2)

@@ -109,6 +109,7 @@ def test_published_expectations(refdata: Path) -> None:
     head = refdata / "models" / "mobilenet_v1_1.0_224_quant_head_layers.tflite"
     full = load_model(f"{body}+{head}")
     assert full.config.name == "1.0-MobileNet-224"
+    assert load_model(body).config.num_classes == 0  # the body alone: a feature extractor
     p = _ours(full, _photo(refdata, "cat.bmp", 224, Image.NEAREST))
     assert 286 in p.argsort()[-3:] and p[286] >= 0.78 - 0.03
 

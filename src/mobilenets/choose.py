@@ -12,7 +12,6 @@ import csv
 import hashlib
 import json
 import math
-import platform
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -131,13 +130,9 @@ def accuracy_table(family: str, source: str = "imagenet") -> dict[str, tuple[flo
 def machine_key(runtime: str, batch_size: int, threads: int) -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    parts = [cpu, str(threads), torch.__version__, runtime, str(batch_size)]
+    from .runtime import cpu_name
+
+    parts = [cpu_name(), str(threads), torch.__version__, runtime, str(batch_size)]
     if runtime == "onnxruntime":
         import onnxruntime
 

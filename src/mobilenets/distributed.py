@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -47,7 +48,20 @@ def setup(device: str = "auto") -> DistContext:
         torch.cuda.set_device(dev)
     owns = False
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if restart is not None and "MASTER_ADDR" in os.environ:
+            # Under torchelastic the store can outlive a failed attempt: keys written by the
+            # previous attempt's workers (their listening addresses) would be read by the restarted
+            # ones, which then connect to dead peers. One key prefix per attempt avoids that.
+            agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+            base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                                 is_master=rank == 0 and not agent_store, timeout=timedelta(minutes=30),
+                                 multi_tenant=True)
+            store = dist.PrefixStore(f"mobilenets/attempt_{restart}", base)
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world)
+        else:
+            dist.init_process_group(backend)
         owns = True
     if dev.type == "cpu":  # share the cores between the local workers
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))

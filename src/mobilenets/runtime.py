@@ -26,6 +26,19 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_name() -> str:
+    """This machine's CPU model (for benchmark reports and per-machine caches)."""
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    return name
+
+
 class TorchSession:
     """Eval mode, BatchNorm folded, channels-last, ``inference_mode``, all cores."""
 

@@ -188,8 +188,8 @@ def validate_config(cfg: ModelConfig) -> None:
             f"invalid bn_momentum {cfg.bn_momentum!r}; PyTorch momentum is in [0, 1] "
             "(a TF decay d becomes 1 - d, see mobilenets.tf_compat)"
         )
-    if len(cfg.mean) != cfg.in_chans and len(cfg.mean) != 3 or len(cfg.std) != len(cfg.mean):
-        raise ValueError("mean and std must have one value per input channel")
+    if len(cfg.std) != len(cfg.mean) or not all(v > 0 for v in cfg.std):
+        raise ValueError("mean and std need one value per input channel, std > 0")
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import dataclasses
 import itertools
 import json
 import math
-import os
 import random
 import signal
 import time
@@ -40,14 +39,13 @@ from .data import (
     resolve_data,
     with_transform,
 )
-from .device import Precision, pick_device, pick_precision
+from .device import Precision, pick_precision
 from .evaluation import EvalResult, run_eval
 from .fsutil import atomic_write, atomic_write_text
 from .model import MobileNet
 from .optim import RECIPES, lr_lambda, make_optimizer, param_groups
 from .registry import create_model
 from .weights import save_weights
-from .weights.native import read_tensors
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.yaml"

@@ -123,13 +123,11 @@ def _match(convs: list[TFLiteConv], cfg: ModelConfig) -> bool:
     return len(got) == len(want) and all(g == w for g, w in zip(got, want))
 
 
-def infer_config(tfl: TFLiteModel, hint: str | None = None, head_only: bool = False) -> ModelConfig:
+def infer_config(tfl: TFLiteModel, hint: str | None = None) -> ModelConfig:
     """The architecture whose layers have exactly the file's shapes (family and width searched)."""
     from ..registry import parse_name
 
     last = _torch_weight(tfl.convs[-1])
-    has_classifier = last.shape[-1] == 1 or last.ndim == 2
-    num_classes = int(last.shape[0]) if has_classifier else 0
     candidates: list[ModelConfig] = []
     if hint:
         try:
@@ -141,9 +139,9 @@ def infer_config(tfl: TFLiteModel, hint: str | None = None, head_only: bool = Fa
         candidates += [ModelConfig(family=fam, alpha=a) for a in alphas]  # type: ignore[arg-type]
     for c in candidates:
         cfg = c.replace(resolution=max(tfl.input_size, 32), **tf_overrides(c.family))
-        cfg = cfg.replace(num_classes=num_classes)
-        if _match(tfl.convs, cfg):
-            return cfg
+        for num_classes in (int(last.shape[0]), 0):  # with a classifier, or a body alone
+            if _match(tfl.convs, cfg.replace(num_classes=num_classes)):
+                return cfg.replace(num_classes=num_classes)
     shapes = [tuple(_torch_weight(c).shape) for c in tfl.convs[:3]]
     raise WeightsError(f"the TFLite model's layers ({len(tfl.convs)} convs, first {shapes}) match no MobileNet V1/V2 "
                        f"width in {_ALPHAS}; pass the model name (--model) if it is another width")
