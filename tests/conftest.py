@@ -11,7 +11,8 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 REPO = Path(__file__).resolve().parents[1]
-REFDATA = REPO.parent / "shared" / "refdata"
+# Google's TFLite models, labels and photos: ../shared/refdata next to the project (or $MOBILENETS_REFDATA)
+REFDATA = Path(os.environ.get("MOBILENETS_REFDATA", REPO.parent / "shared" / "refdata"))
 
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
