@@ -17,19 +17,7 @@ import torch
 from PIL import Image
 
 import mobilenets
-
-
-def litert(path: Path, x: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], x[None])
-    it.invoke()
-    o = it.get_output_details()[0]
-    out = it.get_tensor(o["index"])[0].astype(np.float32)
-    s, z = o["quantization"]
-    return (out - z) * s if s else out
+from mobilenets.weights.tflite import run_litert
 
 
 def main() -> None:
@@ -49,7 +37,7 @@ def main() -> None:
         for photo in photos:
             u8 = np.asarray(Image.open(photo).convert("RGB").resize((size, size), Image.BILINEAR))
             f32 = (u8.astype(np.float32) - 127.5) / 127.5
-            lite = litert(path, u8 if quant else f32)
+            lite = run_litert(path, u8 if quant else f32)
             with torch.no_grad():
                 ours = model(torch.from_numpy(f32).permute(2, 0, 1)[None]).softmax(1)[0].numpy()
             diffs.append(float(np.abs(lite - ours).max()))

@@ -19,6 +19,7 @@ from mobilenets import create_model
 from mobilenets.weights import WeightsError, convert_weights, load_model, load_state
 from mobilenets.weights.hub import PUBLISHED, PublishedWeights, fetch, get_weights, sha256_file
 from mobilenets.weights.labels import classes_for
+from mobilenets.weights.tflite import run_litert
 
 PHOTOS = ["parrot.jpg", "burger.jpg", "grace_hopper.jpg", "cat.bmp", "elephant.jpg", "cheetah.jpg", "hot_dog.jpg",
           "owl.jpg", "sparrow.png", "multi_objects.jpg"]
@@ -29,20 +30,6 @@ QUANT = ["mobilenet_v1_0.25_224_quant", "mobilenet_v1_0.25_128_quant", "mobilene
 def _photo(refdata: Path, name: str, size: int, resample: int = Image.BILINEAR) -> np.ndarray:
     """The whole photo resized to size x size, RGB uint8 (the TFLite classifiers' preprocessing)."""
     return np.asarray(Image.open(refdata / "images" / name).convert("RGB").resize((size, size), resample))
-
-
-def _litert(path: Path, x: np.ndarray) -> np.ndarray:
-    """Google's runtime on one NHWC input; output dequantized to probabilities."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], x[None])
-    it.invoke()
-    o = it.get_output_details()[0]
-    out = it.get_tensor(o["index"])[0].astype(np.float32)
-    scale, zp = o["quantization"]
-    return (out - zp) * scale if scale else out
 
 
 def _ours(model: torch.nn.Module, u8: np.ndarray) -> np.ndarray:
@@ -58,7 +45,7 @@ def test_float_v1_equals_litert(refdata: Path) -> None:
     assert model.config.padding == "tf_same" and model.config.bn_eps == 1e-3
     for name in PHOTOS:
         u8 = _photo(refdata, name, 224)
-        ref = _litert(path, (u8.astype(np.float32) - 127.5) / 127.5)
+        ref = run_litert(path, (u8.astype(np.float32) - 127.5) / 127.5)
         ours = _ours(model, u8)
         assert np.abs(ref - ours).max() <= 1e-4, name
         assert ref.argmax() == ours.argmax(), name
@@ -74,7 +61,7 @@ def test_quantized_models_agree_with_litert(refdata: Path, name: str) -> None:
     assert model.weights_meta["source"]["quantized"]
     for photo in PHOTOS:
         u8 = _photo(refdata, photo, size)
-        ref, ours = _litert(path, u8), _ours(model, u8)
+        ref, ours = run_litert(path, u8), _ours(model, u8)
         # the dequantized float model computes what the uint8 model approximates: same top-1,
         # except where LiteRT itself is torn between classes (top-1 below 15%)
         assert ref.argmax() == ours.argmax() or ref.max() < 0.15, (photo, ref.argmax(), ours.argmax())

@@ -170,6 +170,21 @@ def tflite_state_dict(tfl: TFLiteModel, cfg: ModelConfig) -> dict[str, torch.Ten
     return sd
 
 
+def run_litert(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """Google's runtime on one NHWC input (float, or uint8 for quantized files); the output
+    dequantized - the reference our converted models are checked against."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x[None])
+    it.invoke()
+    o = it.get_output_details()[0]
+    out = it.get_tensor(o["index"])[0].astype(np.float32)
+    scale, zp = o["quantization"]
+    return (out - zp) * scale if scale else out
+
+
 def tflite_name_hint(path: Path) -> str | None:
     m = re.search(r"mobilenet_v([12])_(\d*\.?\d+)_(\d+)", path.name)
     return f"mobilenet_v{m[1]}_{m[2]}_{m[3]}" if m else None
