@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import random
 import signal
 import time
@@ -361,8 +362,9 @@ class _Run:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob(".*.tmp"):  # temporary files of a write that a kill interrupted
-            stale.unlink(missing_ok=True)
+        if int(os.environ.get("RANK", "0")) == 0:  # only the writer cleans up after itself
+            for stale in path.glob(".*.tmp"):  # temporary files of a write that a kill interrupted
+                stale.unlink(missing_ok=True)
 
     def __getattr__(self, name: str) -> Path:
         files = {"state": STATE_FILE, "config": CONFIG_FILE, "metrics": METRICS_FILE, "last": "last.safetensors",
