@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -163,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as e:
         print(f"mobilenets train: error: {e}", file=sys.stderr)
         return 1
-    if int(__import__("os").environ.get("RANK", "0")) != 0:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return 0
     if args.json:
         _print_json({k: round(v, 4) if isinstance(v, float) else v for k, v in result.summary().items()})
@@ -184,7 +185,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if out is None:
         w = Path(args.weights)
         out = w.parent / f"{w.stem}-eval"
-        if not __import__("os").access(w.parent, __import__("os").W_OK):
+        if not os.access(w.parent, os.W_OK):
             out = Path.cwd() / f"{w.stem}-eval"
     res = evaluate(args.weights, args.data, batch_size=args.batch_size, device=args.device, workers=args.workers,
                    out=out, progress=args.progress and not args.json)
