@@ -174,6 +174,38 @@ def test_tf_same_padding_matches_tensorflow_rule() -> None:
     assert same.stem.conv.padding == (0, 0) and same.blocks[0].depthwise.conv.padding == (1, 1)
 
 
+@pytest.mark.parametrize("padding", ["symmetric", "tf_same"])
+@pytest.mark.parametrize("amp", [False, True])
+def test_strided_depthwise_fast_backward_matches_plain_conv(padding: str, amp: bool,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zero-upsampled input gradient of strided depthwise convs changes speed, not numbers."""
+    from mobilenets.layers import Conv2d
+
+    torch.manual_seed(0)
+    model = create_model("0.5-MobileNetV2-224", num_classes=10, padding=padding).train()
+    assert sum(isinstance(m, Conv2d) and m.strided_depthwise for m in model.modules()) == 4
+    x, y = torch.randn(4, 3, 67, 66).contiguous(memory_format=torch.channels_last), torch.tensor([1, 2, 3, 4])
+
+    def grads() -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        torch.manual_seed(1)  # same dropout mask
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    dw = model.blocks[1].depthwise.conv
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        assert type(dw(torch.randn(1, dw.in_channels, 9, 9, requires_grad=True)).grad_fn).__name__ == \
+            "_StridedDepthwiseConvBackward"
+    fast = grads()
+    monkeypatch.setattr(Conv2d, "_conv_forward", torch.nn.Conv2d._conv_forward)
+    plain = grads()
+    tol = 2e-2 if amp else 1e-5  # bf16: one rounding of differently ordered fp32 sums
+    for name, g in plain.items():
+        assert (fast[name] - g).norm() <= tol * g.norm() + 1e-12, name
+
+
 def test_init_divides_fanout_by_groups() -> None:
     torch.manual_seed(0)
     m = create_model("1.0-MobileNet-224")

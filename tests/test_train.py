@@ -332,3 +332,11 @@ def test_empty_data_folder(tmp_path: Path) -> None:
     (tmp_path / "none").mkdir()
     with pytest.raises(ValueError, match="no class folders"):
         train(TrainConfig(data=str(tmp_path / "none"), out=str(tmp_path / "r2"), progress=False))
+
+
+@pytest.mark.slow
+def test_compiled_training_step(tmp_path: Path) -> None:
+    """``--compile`` trains through torch.compile and saves weights with our keys (~1 min of compiling)."""
+    res = train(TrainConfig(data="fake", epochs=1, compile=True, out=str(tmp_path / "run"), **FAST))
+    assert np.isfinite(res.history[-1]["train_loss"])
+    assert "blocks.0.depthwise.conv.weight" in load_model(res.weights).state_dict()

@@ -235,7 +235,7 @@ class TrainStep:
                  precision: Precision, label_smoothing: float = 0.0, channels_last: bool = True,
                  ema: torch.optim.swa_utils.AveragedModel | None = None, compiled: nn.Module | None = None) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.forward = compiled or model
+        self.forward = compiled if compiled is not None else model
         self.precision, self.channels_last, self.ema = precision, channels_last, ema
         self.label_smoothing = label_smoothing
         self.scaler = torch.amp.GradScaler(precision.device_type) if precision.needs_scaler else None
