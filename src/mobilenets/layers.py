@@ -15,12 +15,11 @@ from .spec import Block, Layer, ModelConfig
 class _StridedDepthwiseConv(torch.autograd.Function):
     """Depthwise conv whose input gradient is a stride-1 conv over the zero-upsampled gradient.
 
-    The input gradient of a strided depthwise conv is a transposed conv; oneDNN's bf16
-    channels-last kernel for it runs 15-60x slower than the forward conv on CPUs without AMX
-    (140 ms vs 5 ms for 96 channels at 112x112, batch 32), and is the largest cost of a V2
-    training step. Scattering the gradient into a zero tensor of the input's size and running
-    the fast stride-1 forward kernel with the flipped filter gives the same numbers (fp32
-    accumulation, one rounding) several times faster. fp32 keeps the native kernel, which is fine.
+    The input gradient of a strided depthwise conv is a transposed conv; oneDNN's bf16 channels-last
+    kernel for it runs 15-60x slower than the forward conv on CPUs without AMX (140 ms vs 5 ms for
+    96 channels at 112x112, batch 32): a quarter of a V2 training step. Scattering the gradient into
+    a zero tensor of the input's size and running the fast stride-1 forward kernel with the flipped
+    filter gives the same numbers (fp32 accumulation, one rounding) several times faster.
     """
 
     @staticmethod
@@ -33,13 +32,11 @@ class _StridedDepthwiseConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        need_x, need_w = ctx.needs_input_grad[:2]
-        native = grad.dtype != torch.bfloat16
-        gx, gw, _ = torch.ops.aten.convolution_backward(
-            grad, x, weight, None, ctx.stride, ctx.padding, (1, 1), False, (0, 0), x.shape[1],
-            (need_x and native, need_w, False))
-        if need_x and not native:
-            gx = _upsampled_input_grad(grad, weight, x.shape, ctx.stride, ctx.padding)
+        gw = None
+        if ctx.needs_input_grad[1]:
+            gw = torch.ops.aten.convolution_backward(grad, x, weight, None, ctx.stride, ctx.padding, (1, 1), False,
+                                                     (0, 0), x.shape[1], (False, True, False))[1]
+        gx = _upsampled_input_grad(grad, weight, x.shape, ctx.stride, ctx.padding) if ctx.needs_input_grad[0] else None
         return gx, gw, None, None
 
 
@@ -67,15 +64,24 @@ class Conv2d(nn.Conv2d):
                                   and self.stride != (1, 1) and self.dilation == (1, 1))
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if (self.strided_depthwise and self.training and bias is None and x.device.type == "cpu"
+        if not torch.jit.is_scripting():  # TorchScript compiles only the other branch
+            if self._fast_backward_applies(x, weight, bias):
+                return self._fast_backward_conv(x, weight)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def _fast_backward_applies(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+        """Training a strided depthwise layer on CPU in bf16 (fp32 keeps the native kernel, which is fine)."""
+        if not (self.strided_depthwise and self.training and bias is None and x.device.type == "cpu"
                 and torch.is_grad_enabled() and isinstance(self.padding, tuple)
-                and not torch.jit.is_scripting() and not torch.compiler.is_compiling()):
-            if torch.is_autocast_enabled("cpu"):  # cast as autocast would for a conv
-                dtype = torch.get_autocast_dtype("cpu")
-                x, weight = x.to(dtype), weight.to(dtype)
-            with torch.autocast("cpu", enabled=False):
-                return _StridedDepthwiseConv.apply(x, weight, self.stride, self.padding)
-        return super()._conv_forward(x, weight, bias)
+                and not torch.compiler.is_compiling()):
+            return False
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
+        return dtype == torch.bfloat16
+
+    def _fast_backward_conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        dtype = torch.bfloat16  # cast as autocast would for a conv
+        with torch.autocast("cpu", enabled=False):
+            return _StridedDepthwiseConv.apply(x.to(dtype), weight.to(dtype), self.stride, self.padding)
 
 
 class Conv2dSame(Conv2d):
