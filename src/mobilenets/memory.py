@@ -354,7 +354,6 @@ class PeakMemory(TorchDispatchMode):
         self.peak = 0
         self._refs: dict[int, int] = {}
         self._sizes: dict[int, int] = {}
-        self._known_inputs: set[int] = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         out = func(*args, **(kwargs or {}))

@@ -477,7 +477,7 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
 
     start_epoch, skip_batches, step = 0, 0, 0
     best_top1, best_epoch = -1.0, 0
-    partial = {"loss": 0.0, "correct": 0, "seen": 0, "bad": 0, "time": 0.0}
+    partial = _empty_partial()
     history = run.history()
     if state is not None:
         step_fn.optimizer.load_state_dict(state["optimizer"])
@@ -525,11 +525,11 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
                 _set_rng_state(state["rng"])
             else:
                 _seed_everything(cfg.seed * 1000 + epoch)
-                partial = {"loss": 0.0, "correct": 0, "seen": 0, "bad": 0, "time": 0.0}
+                partial = _empty_partial()
             if streamed:  # a stream cannot seek: an interrupted epoch starts again
                 if skip_batches:
                     _seed_everything(cfg.seed * 1000 + epoch)
-                    partial = {"loss": 0.0, "correct": 0, "seen": 0, "bad": 0, "time": 0.0}
+                    partial = _empty_partial()
                     skip_batches = 0
                 train_ds.set_epoch(epoch)
             else:
@@ -539,8 +539,9 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen, bad = 0, 0
             t0 = time.perf_counter()
-            bar = tqdm(itertools.islice(loader, steps_per_epoch - skip_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and ctx.is_main),
-                       unit="batch", initial=skip_batches, total=steps_per_epoch, leave=False, dynamic_ncols=True)
+            bar = tqdm(itertools.islice(loader, steps_per_epoch - skip_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not (cfg.progress and ctx.is_main), unit="batch", initial=skip_batches,
+                       total=steps_per_epoch, leave=False, dynamic_ncols=True)
             batch_idx = skip_batches
             for x, y, bad_files in bar:
                 bad += len(bad_files)
@@ -630,6 +631,11 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
     if ctx.is_main:
         atomic_write_text(run.summary, json.dumps(result.summary(), indent=1))
     return result
+
+
+def _empty_partial() -> dict[str, Any]:
+    """Sums over the part of an epoch already done (kept in checkpoints for mid-epoch resumes)."""
+    return {"loss": 0.0, "correct": 0, "seen": 0, "bad": 0, "time": 0.0}
 
 
 def _merge_partial(partial: dict[str, Any], loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, bad: int,

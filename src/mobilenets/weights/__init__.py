@@ -19,6 +19,7 @@ import torch
 
 from ..model import MobileNet
 from ..spec import ModelConfig, build_arch
+from .keras import KERAS_SUFFIXES
 from .native import (
     WeightsError,
     config_from_dict,
@@ -47,7 +48,7 @@ def sniff_format(path: Path) -> str:
     name = path.name.lower()
     if name.endswith(".tflite"):
         return "tflite"
-    if name.endswith((".h5", ".hdf5", ".keras")):
+    if name.endswith(KERAS_SUFFIXES):
         return "keras"
     if name.endswith(".safetensors"):
         return "safetensors"
