@@ -34,7 +34,8 @@ from _common import machine  # noqa: E402
 import mobilenets  # noqa: E402
 from mobilenets.bench import gemm_peak_gflops, time_fn  # noqa: E402
 from mobilenets.export import export_onnx, export_onnx_int8  # noqa: E402
-from mobilenets.runtime import OnnxSession, TorchSession, cpu_threads  # noqa: E402
+from mobilenets.device import cpu_threads  # noqa: E402
+from mobilenets.runtime import OnnxSession, TorchSession  # noqa: E402
 
 
 def candidates(tmp: Path) -> dict[str, tuple[str, object]]:

@@ -26,7 +26,7 @@ from _common import machine  # noqa: E402
 import mobilenets  # noqa: E402
 from mobilenets.bench import time_fn  # noqa: E402
 from mobilenets.memory import analyze, measure_peak, memory_efficient  # noqa: E402
-from mobilenets.runtime import cpu_threads  # noqa: E402
+from mobilenets.device import cpu_threads  # noqa: E402
 
 
 def main() -> None:

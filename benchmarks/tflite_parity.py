@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-import mobilenets
-from mobilenets.weights.tflite import run_litert
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine  # noqa: E402
+
+import mobilenets  # noqa: E402
+from mobilenets.weights.tflite import run_litert  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +49,7 @@ def main() -> None:
             names.append(f"{photo.name}: {model.weights_meta['classes'][ours.argmax()]}")
         rows.append({"file": path.name, "model": model.config.name, "quantized": quant, "photos": len(photos),
                      "top1_agreement": agree, "max_abs_prob_diff": max(diffs), "ours_top1": names})
-    print(json.dumps({"benchmark": "tflite_parity", "results": rows}, indent=1))
+    print(json.dumps({"benchmark": "tflite_parity", "machine": machine(), "results": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -58,3 +58,41 @@ def test_bad_name_gives_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 def test_python_dash_m() -> None:
     r = subprocess.run([sys.executable, "-m", "mobilenets", "summary", "nope"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown model name" in r.stderr and "Traceback" not in r.stderr
+
+
+SIZE_VERBS = {
+    "summary": ["summary", "1.0-MobileNet-224"],
+    "bench": ["bench", "1.0-MobileNet-224"],
+    "export": ["export", "--weights", "w.safetensors", "--out", "m.onnx"],
+    "memory": ["memory", "1.0-MobileNetV2-224"],
+    "predict": ["predict", "--weights", "w.safetensors", "photo.jpg"],
+    "train": ["train", "--epochs", "1"],
+    "choose": ["choose", "--family", "v2"],
+}
+
+
+@pytest.mark.parametrize("verb", sorted(SIZE_VERBS))
+def test_every_verb_applies_one_input_size_rule(verb: str, capsys: pytest.CaptureFixture[str],
+                                                tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same one-line message from every verb that takes an input size, before any work."""
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run(capsys, *SIZE_VERBS[verb], "--input-size", "7")
+    assert rc == 2 and err == f"mobilenets {verb}: error: invalid input size 7; it must be an integer >= 32\n"
+    assert not list(tmp_path.iterdir())  # nothing was started
+
+
+def test_every_api_applies_one_input_size_rule(tmp_path) -> None:
+    from mobilenets import TrainConfig, create_model, predict, profile
+    from mobilenets.bench import bench
+    from mobilenets.choose import choose
+    from mobilenets.export import export
+    from mobilenets.memory import analyze
+
+    model = create_model("0.25-MobileNet-32")
+    calls = [lambda: profile("1.0-MobileNet-224", input_size=7), lambda: bench(model, input_size=7),
+             lambda: export(model, tmp_path / "m.onnx", input_size=7), lambda: analyze(model, input_size=7),
+             lambda: predict(model, [tmp_path], input_size=7), lambda: TrainConfig(input_size=7).resolved(),
+             lambda: choose("v2", input_size=7), lambda: create_model("1.0-MobileNet-7")]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"^invalid input size 7; it must be an integer >= 32$"):
+            call()

@@ -126,6 +126,7 @@ def test_bench_reports_latency_and_compute() -> None:
     assert r.latency_ms > 0 and r.img_per_s == pytest.approx(2 / (r.latency_ms / 1e3), rel=1e-6)
     assert r.madds == 3_540_480 or r.madds > 0
     assert r.train_img_per_s > 0 and r.train_precision == "fp32"
+    assert d["cpu"] and "cpu_features" in d  # what the numbers were measured on
     assert 0 < r.peak_fraction < 5
 
 

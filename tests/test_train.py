@@ -152,6 +152,7 @@ def test_fake_data_and_json_cli(tmp_path: Path) -> None:
     summary = json.loads(lines[-1])
     assert {"top1", "top5", "epochs", "weights", "wall_s"} <= set(summary)
     assert summary["epochs"] == 1 and Path(summary["weights"]).is_file()
+    assert summary["precision"] == "fp32"  # the 'fake' preset trains with --amp off
 
 
 def test_config_files(tmp_path: Path) -> None:
@@ -340,3 +341,30 @@ def test_compiled_training_step(tmp_path: Path) -> None:
     res = train(TrainConfig(data="fake", epochs=1, compile=True, out=str(tmp_path / "run"), **FAST))
     assert np.isfinite(res.history[-1]["train_loss"])
     assert "blocks.0.depthwise.conv.weight" in load_model(res.weights).state_dict()
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 only where the CPU computes it natively; faked CPUs, so the test runs the same anywhere."""
+    from mobilenets import device
+
+    cpu = torch.device("cpu")
+    for flags, want in [(("avx2", "fma"), "fp32"), (("avx2", "avx512f", "avx512_vnni"), "fp32"),
+                        (("avx2", "avx512f", "avx512_bf16"), "bf16"), (("avx2", "amx_tile", "amx_bf16"), "bf16")]:
+        fake = device.CpuFeatures("fake", "x86_64", frozenset(flags))
+        monkeypatch.setattr(device, "cpu_features", lambda fake=fake: fake)
+        assert device.pick_precision("auto", cpu).name == want, flags
+        assert device.pick_precision("off", cpu).name == "fp32"
+    avx2 = device.CpuFeatures("fake", "x86_64", frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(device, "cpu_features", lambda: avx2)
+    with pytest.warns(UserWarning, match="emulated"):  # asked for explicitly on a CPU without it
+        assert device.pick_precision("bf16", cpu).name == "bf16"
+
+
+def test_cpu_features_read_from_flags() -> None:
+    from mobilenets.device import CpuFeatures
+
+    f = CpuFeatures("x", "x86_64", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}))
+    assert (f.avx2, f.avx512, f.vnni, f.avx512_bf16, f.amx, f.native_bf16) == (True, True, True, True, False, True)
+    assert f.summary == "AVX2, AVX-512, VNNI, AVX512-BF16"
+    assert CpuFeatures("y", "x86_64", frozenset({"avx2", "avx_vnni"})).summary == "AVX2, VNNI"
+    assert not CpuFeatures("z", "x86_64", frozenset({"avx2"})).native_bf16

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 from .cost import profile
-from .runtime import cpu_threads, open_session
+from .device import cpu_features, cpu_threads
+from .runtime import open_session
+from .spec import check_input_size
 
 
 @dataclass
@@ -32,6 +34,8 @@ class BenchResult:
     gflops: float  # achieved: 2 x MAdds x images / s
     peak_gflops: float  # measured fp32 GEMM peak of this machine (same threads)
     peak_fraction: float
+    cpu: str = ""
+    cpu_features: str = ""  # int8 and bf16 speed depend on them (VNNI, AVX512-BF16, AMX)
     train_img_per_s: float | None = None
     train_precision: str | None = None
 
@@ -106,6 +110,8 @@ def bench(
     step's images/s, measured with the exact step ``mobilenets train`` runs."""
     if batch_size < 1:
         raise ValueError(f"invalid batch size {batch_size}; it must be >= 1")
+    if input_size is not None:
+        check_input_size(input_size)
     threads = threads or cpu_threads()
     obj = _resolve(model_or_weights)
     session = open_session(obj, runtime, device=device, threads=threads)
@@ -117,9 +123,7 @@ def bench(
         from .registry import parse_name
 
         cfg = parse_name(name)
-    size = input_size or cfg.resolution
-    if size < 32:
-        raise ValueError(f"invalid input size {size}; it must be >= 32")
+    size = cfg.resolution if input_size is None else check_input_size(input_size)
     x = np.random.default_rng(0).standard_normal((batch_size, cfg.in_chans, size, size)).astype(np.float32)
     xt = torch.from_numpy(x)
     times = time_fn(lambda: session.run(xt if runtime == "torch" else x), warmup, iters)
@@ -127,8 +131,9 @@ def bench(
     madds = profile(cfg, input_size=size).madds
     peak = gemm_peak_gflops(threads)
     gflops = 2 * madds * batch_size / med / 1e9
+    cpu = cpu_features()
     res = BenchResult(cfg.name, runtime, batch_size, size, threads, med * 1e3, p90 * 1e3, batch_size / med, madds,
-                      gflops, peak, gflops / peak)
+                      gflops, peak, gflops / peak, cpu.name, cpu.summary)
     if train:
         res.train_img_per_s, res.train_precision = train_throughput(cfg, batch_size, size, train_amp, device)
     return res

@@ -19,7 +19,8 @@ from typing import Any
 
 from .cost import profile
 from .published import CHECKPOINTS, SOURCES
-from .spec import format_alpha
+from .registry import parse_name
+from .spec import check_input_size, format_alpha
 
 
 @dataclass
@@ -130,7 +131,7 @@ def accuracy_table(family: str, source: str = "imagenet") -> dict[str, tuple[flo
 def machine_key(runtime: str, batch_size: int, threads: int) -> str:
     import torch
 
-    from .runtime import cpu_name
+    from .device import cpu_name
 
     parts = [cpu_name(), str(threads), torch.__version__, runtime, str(batch_size)]
     if runtime == "onnxruntime":
@@ -145,7 +146,7 @@ def measure_latencies(models: Sequence[str], runtime: str = "torch", batch_size:
     """Median batch latency (ms) of each model on this machine, cached in a JSON file."""
     from .bench import bench
     from .fsutil import atomic_write_text
-    from .runtime import cpu_threads
+    from .device import cpu_threads
     from .weights.hub import cache_dir
 
     threads = cpu_threads()
@@ -168,13 +169,22 @@ def measure_latencies(models: Sequence[str], runtime: str = "torch", batch_size:
 
 def choose(family: str, *, max_latency_ms: float | None = None, max_params: float | None = None,
            max_madds: float | None = None, runtime: str = "torch", batch_size: int = 1, accuracy: str = "imagenet",
-           remeasure: bool = False, cache: Path | None = None,
+           remeasure: bool = False, cache: Path | None = None, input_size: int | None = None,
            progress: Callable[[str], None] | None = None) -> Choice:
-    """The most accurate MobileNet of ``family`` within the budget, measured on this machine."""
+    """The most accurate MobileNet of ``family`` within the budget, measured on this machine.
+
+    ``input_size`` keeps only the candidates at that resolution (a camera or pipeline that fixes it).
+    """
     _limits(max_latency_ms, max_params, max_madds)
     if batch_size < 1:
         raise ValueError(f"invalid batch size {batch_size}; it must be >= 1")
     acc = accuracy_table(family, accuracy)
+    if input_size is not None:
+        check_input_size(input_size)
+        sizes = sorted({parse_name(m).resolution for m in acc})
+        acc = {m: v for m, v in acc.items() if parse_name(m).resolution == input_size}
+        if not acc:
+            raise ValueError(f"no {family} candidate at input size {input_size}; valid: {', '.join(map(str, sizes))}")
     lat = measure_latencies(list(acc), runtime, batch_size, remeasure, cache, progress)
     cands = []
     for m, (top1, src) in acc.items():

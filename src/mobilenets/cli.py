@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .spec import check_input_size
 from .textfmt import millions, render_table
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -171,7 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(format_history(result.history))
         print(f"\nbest held-out top-1 {result.top1:.2f}% (top-5 {result.top5:.2f}%) at epoch {result.best_epoch} "
-              f"of {result.epochs}; {result.wall_s:.0f} s\nweights: {result.weights}\n"
+              f"of {result.epochs}; {result.wall_s:.0f} s, {result.precision}\nweights: {result.weights}\n"
               f"run folder: {result.run_dir} (metrics.jsonl, curves.png, state.pt)")
     return 0
 
@@ -204,7 +205,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .prediction import predict
 
     res = predict(args.weights, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device,
-                  runtime=args.runtime)
+                  runtime=args.runtime, input_size=args.input_size)
     for e in res.errors:
         print(f"unreadable: {e}", file=sys.stderr)
     if args.json:
@@ -275,7 +276,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(r.to_dict())
         return 0
-    print(f"{r.model} ({r.runtime}, batch {r.batch_size}, {r.input_size}px, {r.threads} threads)")
+    print(f"{r.model} ({r.runtime}, batch {r.batch_size}, {r.input_size}px, {r.threads} threads; "
+          f"{r.cpu}: {r.cpu_features})")
     print(f"  latency  median {r.latency_ms:.2f} ms  p90 {r.p90_ms:.2f} ms  ->  {r.img_per_s:.1f} img/s")
     print(f"  compute  {r.madds / 1e6:.1f} MAdds/img  ->  {r.gflops:.1f} GFLOP/s achieved, "
           f"{100 * r.peak_fraction:.1f}% of this machine's fp32 GEMM peak ({r.peak_gflops:.0f} GFLOP/s)")
@@ -360,7 +362,8 @@ def cmd_choose(args: argparse.Namespace) -> int:
     c = choose(args.family, max_latency_ms=args.max_latency_ms,
                max_params=parse_count(args.max_params) if args.max_params else None,
                max_madds=parse_count(args.max_madds) if args.max_madds else None, runtime=args.runtime,
-               batch_size=args.batch_size, accuracy=args.accuracy, remeasure=args.remeasure, progress=note)
+               batch_size=args.batch_size, accuracy=args.accuracy, remeasure=args.remeasure,
+               input_size=args.input_size, progress=note)
     if args.json:
         _print_json(c.to_dict())
         return 0 if c.model else 1
@@ -479,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--accuracy", default="imagenet", help="'imagenet' (published tables) or a sweep CSV")
+    p.add_argument("--input-size", type=int, default=None, help="only candidates at this input resolution")
     p.add_argument("--remeasure", action="store_true", help="ignore cached latencies")
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -490,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, help="weights file")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--input-size", type=int, default=None, help="input resolution (default: the weights')")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
     p.add_argument("--device", default="auto")
@@ -501,6 +506,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "input_size", None) is not None:  # one rule for every verb, before any work
+            check_input_size(args.input_size)
         rc = args.handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from .spec import Arch, Layer, ModelConfig, build_arch, layer_shapes
+from .spec import Arch, Layer, ModelConfig, build_arch, check_input_size, layer_shapes
 
 #: Layer types in the V1 paper's Table 2 wording.
 LAYER_TYPES = ("Conv 1x1", "Conv DW 3x3", "Conv 3x3", "Fully Connected")
@@ -125,8 +125,8 @@ def profile_arch(arch: Arch, input_size: int | tuple[int, int] | None = None) ->
     """Cost of an expanded architecture; ``input_size`` defaults to the config's resolution."""
     size = arch.config.resolution if input_size is None else input_size
     hw = (size, size) if isinstance(size, int) else tuple(size)
-    if min(hw) < 1:
-        raise ValueError(f"invalid input size {size!r}")
+    for side in hw:
+        check_input_size(side)
     rows = [layer_cost(layer, in_hw, out_hw) for layer, in_hw, out_hw in layer_shapes(arch, hw)]
     bn = sum(layer.out_ch for layer in arch.layers() if layer.kind != "fc")
     params = sum(r.params for r in rows)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subs
 from torchvision.transforms import InterpolationMode, v2
 
 from .images import IMAGE_EXTENSIONS, UnreadableImage, load_image
-from .spec import ModelConfig
+from .spec import ModelConfig, check_input_size
 
 DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake", "shards")
 VAL_FOLDER_NAMES = ("val", "validation", "valid", "test")
@@ -43,8 +43,7 @@ class Preprocess:
     resize: str = "shorter"
 
     def __post_init__(self) -> None:
-        if self.input_size < 1:
-            raise ValueError(f"invalid input size {self.input_size}")
+        check_input_size(self.input_size)
         if not 0 < self.crop_pct <= 1:
             raise ValueError(f"invalid crop_pct {self.crop_pct}; it must be in (0, 1]")
         if self.interpolation not in INTERPOLATIONS:

@@ -23,6 +23,7 @@ from torch import nn
 
 from .fsutil import atomic_path
 from .model import MobileNet
+from .spec import check_input_size
 
 FORMATS = ("onnx", "onnx-int8", "torchscript", "pt2")
 ONNX_OPSET = 18
@@ -290,8 +291,8 @@ def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrat
     """Export ``model`` to ``path`` in ``format`` (onnx, onnx-int8, torchscript, pt2) and check it."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
-    if input_size is not None and input_size < 32:
-        raise ValueError(f"invalid input size {input_size}; it must be >= 32")
+    if input_size is not None:
+        check_input_size(input_size)
     if format == "onnx":
         return export_onnx(model, path, input_size)
     if format == "onnx-int8":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +39,34 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def create_dir_atomically(path: str | os.PathLike[str], files: dict[str, str]) -> None:
+    """Create folder ``path`` holding ``files`` (name -> text) so that it never exists without them.
+
+    The folder is assembled under a temporary name and renamed into place. If ``path`` already
+    exists, the files are (atomically) rewritten in it instead.
+    """
+    dst = Path(path)
+    if not dst.is_dir():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+        try:
+            for name, text in files.items():
+                with open(tmp / name, "w", encoding="utf-8") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.rename(tmp, dst)  # replaces nothing but an empty folder
+            _fsync_dir(dst.parent)
+            return
+        except OSError:
+            if not dst.is_dir():
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    for name, text in files.items():
+        atomic_write_text(dst / name, text)
 
 
 def _fsync_dir(d: Path) -> None:

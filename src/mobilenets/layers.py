@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import device
 from .spec import Block, Layer, ModelConfig
 
 
@@ -16,8 +17,8 @@ class _StridedDepthwiseConv(torch.autograd.Function):
     """Depthwise conv whose input gradient is a stride-1 conv over the zero-upsampled gradient.
 
     The input gradient of a strided depthwise conv is a transposed conv; oneDNN's bf16 channels-last
-    kernel for it runs 15-60x slower than the forward conv on CPUs without AMX (140 ms vs 5 ms for
-    96 channels at 112x112, batch 32): a quarter of a V2 training step. Scattering the gradient into
+    kernel for it runs 15-60x slower than the forward conv on AVX512-BF16 CPUs without AMX (140 ms
+    vs 5 ms for 96 channels at 112x112, batch 32): a quarter of a V2 training step. Scattering the gradient into
     a zero tensor of the input's size and running the fast stride-1 forward kernel with the flipped
     filter gives the same numbers (fp32 accumulation, one rounding) several times faster.
     """
@@ -70,13 +71,17 @@ class Conv2d(nn.Conv2d):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def _fast_backward_applies(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-        """Training a strided depthwise layer on CPU in bf16 (fp32 keeps the native kernel, which is fine)."""
+        """Training a strided depthwise layer in bf16 on a CPU that computes bf16 natively.
+
+        fp32 keeps the native kernel, which is fine; so does emulated bf16 (AVX2, AVX-512 without
+        BF16), where every kernel is slow and the native one is no worse.
+        """
         if not (self.strided_depthwise and self.training and bias is None and x.device.type == "cpu"
                 and torch.is_grad_enabled() and isinstance(self.padding, tuple)
                 and not torch.compiler.is_compiling()):
             return False
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
-        return dtype == torch.bfloat16
+        return dtype == torch.bfloat16 and device.cpu_features().native_bf16
 
     def _fast_backward_conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         dtype = torch.bfloat16  # cast as autocast would for a conv

@@ -25,7 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .layers import ConvBNAct, InvertedResidual
 from .model import MobileNet
-from .spec import Arch, build_arch, conv_out_size
+from .spec import Arch, build_arch, check_input_size, conv_out_size
 
 DTYPE_BYTES = {"fp16": 2, "fp32": 4}
 
@@ -147,7 +147,7 @@ def analyze(name_or_model: str | MobileNet, input_size: int | None = None, dtype
         raise ValueError(f"invalid dtype {dtype!r}; valid: {', '.join(DTYPE_BYTES)}")
     cfg = name_or_model.config if isinstance(name_or_model, nn.Module) else resolve_config(name_or_model)
     arch = build_arch(cfg)
-    size = input_size or cfg.resolution
+    size = cfg.resolution if input_size is None else check_input_size(input_size)
     bpe = DTYPE_BYTES[dtype]
     v2 = cfg.family == "v2"
     tensors = _tensors(arch, size, first_layer_trick=v2)

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from .data import Preprocess, Transformed, make_loader
 from .device import pick_device
 from .images import find_images, load_image
+from .spec import check_input_size
 
 
 @dataclass
@@ -53,14 +54,18 @@ def predict(
     device: str = "auto",
     runtime: str = "torch",
     workers: int = 0,
+    input_size: int | None = None,
 ) -> PredictResult:
     """Top-k classes for each image file (folders are searched recursively).
 
     ``weights``: any weights file we load, a published id, a model, or (with
-    ``runtime="onnxruntime"``) an exported ``.onnx`` file.
+    ``runtime="onnxruntime"``) an exported ``.onnx`` file. ``input_size`` overrides the size the
+    weights' preprocessing records.
     """
     from .runtime import open_session
 
+    if input_size is not None:
+        check_input_size(input_size)
     if top_k < 1:
         raise ValueError(f"invalid top-k {top_k}; it must be >= 1")
     if batch_size < 1:
@@ -76,6 +81,8 @@ def predict(
         pre = Preprocess.for_config(session.config)
     else:
         raise ValueError("this file records no preprocessing; export it with mobilenets export")
+    if input_size is not None:
+        pre = pre.replace(input_size=input_size)
     ds = Transformed(_Files(files), pre.eval_transform())
     result = PredictResult()
     classes = meta.get("classes")

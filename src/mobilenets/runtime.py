@@ -8,35 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .device import cpu_threads, pick_device
+
 RUNTIMES = ("torch", "onnxruntime")
-
-
-def cpu_threads() -> int:
-    """Cores this process may use (respects taskset/cgroup affinity)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def cpu_name() -> str:
-    """This machine's CPU model (for benchmark reports and per-machine caches)."""
-    import platform
-
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
-    except OSError:
-        pass
-    return name
 
 
 class TorchSession:
@@ -45,7 +25,6 @@ class TorchSession:
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, device: str = "cpu", threads: int | None = None) -> None:
-        from .device import pick_device
         from .export import fold_batchnorm
 
         torch.set_num_threads(threads or cpu_threads())

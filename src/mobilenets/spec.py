@@ -28,7 +28,7 @@ ACTIVATIONS = ("relu6", "relu")
 PADDINGS = ("symmetric", "tf_same")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MIN_INPUT_SIZE = 32
+MIN_INPUT_SIZE = 32  # the smallest input every verb accepts: 32 px leave 1x1 after five stride-2 layers
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,13 @@ def v2_width(c: int, alpha: float) -> int:
     return make_divisible(c * alpha, 8)
 
 
+def check_input_size(size: object) -> int:
+    """The one input-size rule of every API and verb: an integer >= ``MIN_INPUT_SIZE``."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_INPUT_SIZE:
+        raise ValueError(f"invalid input size {size!r}; it must be an integer >= {MIN_INPUT_SIZE}")
+    return size
+
+
 def conv_out_size(size: int, stride: int) -> int:
     """Output size of a 'same' conv (TF SAME, or PyTorch padding=k//2 with odd k)."""
     return math.ceil(size / stride)
@@ -168,8 +175,7 @@ def validate_config(cfg: ModelConfig) -> None:
     _choices(cfg.padding, PADDINGS, "padding")
     if not (isinstance(cfg.alpha, (int, float)) and cfg.alpha > 0 and math.isfinite(cfg.alpha)):
         raise ValueError(f"invalid width multiplier alpha={cfg.alpha!r}; it must be > 0 (e.g. 1.0, 0.75)")
-    if not isinstance(cfg.resolution, int) or cfg.resolution < MIN_INPUT_SIZE:
-        raise ValueError(f"invalid resolution {cfg.resolution!r}; it must be an integer >= {MIN_INPUT_SIZE}")
+    check_input_size(cfg.resolution)
     if cfg.expansion is not None:
         if cfg.family != "v2":
             raise ValueError("expansion (t) applies only to MobileNetV2")

@@ -42,10 +42,11 @@ from .data import (
 )
 from .device import Precision, pick_precision
 from .evaluation import EvalResult, run_eval
-from .fsutil import atomic_write, atomic_write_text
+from .fsutil import atomic_write, atomic_write_text, create_dir_atomically
 from .model import MobileNet
 from .optim import RECIPES, lr_lambda, make_optimizer, param_groups
 from .registry import create_model
+from .spec import check_input_size
 from .weights import save_weights
 
 STATE_FILE = "state.pt"
@@ -162,8 +163,8 @@ def _validate(c: TrainConfig) -> None:
     positive("epochs", c.epochs, True)
     positive("batch size", c.batch_size, True)
     positive("learning rate", c.lr)
-    if c.input_size is not None and (not isinstance(c.input_size, int) or c.input_size < 32):
-        raise ValueError(f"invalid input size {c.input_size!r}; it must be an integer >= 32")
+    if c.input_size is not None:
+        check_input_size(c.input_size)
     if not 0 <= (c.weight_decay or 0) < 1:
         raise ValueError(f"invalid weight decay {c.weight_decay!r}")
     if not 0 <= (c.label_smoothing or 0) < 1:
@@ -207,6 +208,7 @@ class TrainResult:
     run_dir: str
     best_epoch: int
     model: str
+    precision: str = "fp32"  # what --amp resolved to on this machine
     world_size: int = 1
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -361,8 +363,7 @@ class _Run:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.mkdir(parents=True, exist_ok=True)
-        if int(os.environ.get("RANK", "0")) == 0:  # only the writer cleans up after itself
+        if _is_main_process() and path.is_dir():  # only the writer cleans up after itself
             for stale in path.glob(".*.tmp"):  # temporary files of a write that a kill interrupted
                 stale.unlink(missing_ok=True)
 
@@ -372,11 +373,6 @@ class _Run:
         if name in files:
             return self.path / files[name]
         raise AttributeError(name)
-
-    def history(self) -> list[dict[str, Any]]:
-        if not self.metrics.exists():
-            return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
         atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
@@ -399,8 +395,8 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
 
     if resume is not None:
         run = _Run(Path(resume))
-        if not run.config.exists() or not run.state.exists():
-            raise FileNotFoundError(f"{resume}: not a run folder with a checkpoint ({CONFIG_FILE}, {STATE_FILE})")
+        if not run.config.exists():
+            raise FileNotFoundError(f"{resume}: not a run folder (no {CONFIG_FILE}); start one with --out")
         saved = yaml.safe_load(run.config.read_text())
         allowed = {"epochs", "device", "workers", "progress", "amp", "compile", "save_every_steps"}
         bad = sorted(set(options) - allowed)
@@ -408,18 +404,28 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
             raise ValueError(f"--resume keeps the run's configuration; only {sorted(allowed)} can change, not {bad}")
         saved.update({k: v for k, v in options.items() if v is not None})
         cfg = TrainConfig.from_dict(saved).resolved()
+        if not run.state.exists() and _is_main_process():
+            print(f"{run.path} has no checkpoint yet (stopped before its first one): starting its saved "
+                  "configuration from the beginning")
     else:
         cfg = dataclasses.replace(config or TrainConfig(), **options).resolved()
         if cfg.out is None:
             cfg.out = _default_out(cfg.model or "model")
-        run = _Run(Path(cfg.out))
-        if run.state.exists() and not dist.auto_resume(run.state):
+        path = Path(cfg.out)
+        if (path / STATE_FILE).exists() and not dist.auto_resume(path / STATE_FILE):
             raise ValueError(f"{cfg.out} already holds a run; use --resume {cfg.out} or another --out")
+        if _is_main_process():  # the folder appears with its configuration in it, or not at all
+            create_dir_atomically(path, {CONFIG_FILE: yaml.safe_dump(cfg.to_dict(), sort_keys=False)})
+        run = _Run(path)
     ctx = dist.setup(cfg.device)
     try:
-        return _train(cfg, run, ctx, resuming=resume is not None or dist.auto_resume(run.state))
+        return _train(cfg, run, ctx, resuming=run.state.exists())
     finally:
         dist.teardown(ctx)
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult:
@@ -478,7 +484,7 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
     start_epoch, skip_batches, step = 0, 0, 0
     best_top1, best_epoch = -1.0, 0
     partial = _empty_partial()
-    history = run.history()
+    history: list[dict[str, Any]] = []
     if state is not None:
         step_fn.optimizer.load_state_dict(state["optimizer"])
         step_fn.scheduler.load_state_dict(state["scheduler"])
@@ -487,12 +493,10 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
         start_epoch, skip_batches, step = state["epoch"], state["batch_in_epoch"], state["step"]
         best_top1, best_epoch = state["best_top1"], state["best_epoch"]
         partial = state["partial"]
-        history = [h for h in history if h["epoch"] <= start_epoch]
+        history = list(state["history"])
         if ctx.is_main:
             where = f"epoch {start_epoch + 1}" + (f", batch {skip_batches}" if skip_batches else "")
             print(f"resuming {run.path} at {where} of {cfg.epochs}")
-    elif ctx.is_main:
-        atomic_write_text(run.config, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     dist.barrier(ctx)
 
     meta_common = dict(classes=classes, preprocessing=pre.to_dict(), dataset=spec.to_dict())
@@ -507,7 +511,7 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
             "scheduler": step_fn.scheduler.state_dict(),
             "ema": step_fn.ema.state_dict() if step_fn.ema is not None else None,
             "rng": _rng_state(), "best_top1": best_top1, "best_epoch": best_epoch,
-            "partial": partial, "classes": classes, "config": cfg.to_dict(),
+            "partial": partial, "classes": classes, "config": cfg.to_dict(), "history": history,
         }
         try:
             atomic_write(run.state, lambda p: torch.save(st, p))
@@ -517,6 +521,21 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
 
     def eval_model() -> nn.Module:
         return step_fn.ema.module if step_fn.ema is not None else model
+
+    def write_outputs() -> None:
+        """The files derived from an epoch-end state: metrics, last/best weights, curves."""
+        run.write_history(history)
+        row = history[-1]
+        metrics = {"top1": row["val_top1"], "top5": row["val_top5"], "epoch": row["epoch"]}
+        save_weights(eval_model(), run.last, **meta_common, metrics=metrics)
+        if best_epoch == row["epoch"]:
+            save_weights(eval_model(), run.best, **meta_common, metrics=metrics)
+        from .plots import plot_curves
+
+        plot_curves(history, run.curves, title=f"{cfg.model} on {spec.kind}")
+
+    if state is not None and skip_batches == 0 and history and ctx.is_main:
+        write_outputs()  # a kill between the state and its files: finish them from the state
 
     last_eval: EvalResult | None = None
     with _stop_on_signals(flag):
@@ -600,24 +619,18 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
                 "epoch_s": partial["time"], "bad_samples": total_bad,
             }
             history.append(row)
+            if last_eval.top1 > best_top1:
+                best_top1, best_epoch = last_eval.top1, epoch + 1
+            best_top1, best_epoch = dist.broadcast_best(best_top1, best_epoch, ctx)
+            checkpoint(epoch + 1, 0)  # first the state, then the files derived from it (rewritten on resume)
             if ctx.is_main:
                 if total_bad:
                     print(f"warning: skipped {total_bad} unreadable training image(s) in epoch {epoch + 1}")
-                run.write_history(history)
-                metrics = {"top1": last_eval.top1, "top5": last_eval.top5, "epoch": epoch + 1}
-                save_weights(eval_model(), run.last, **meta_common, metrics=metrics)
-                if last_eval.top1 > best_top1:
-                    best_top1, best_epoch = last_eval.top1, epoch + 1
-                    save_weights(eval_model(), run.best, **meta_common, metrics=metrics)
-                from .plots import plot_curves
-
-                plot_curves(history, run.curves, title=f"{cfg.model} on {spec.kind}")
+                write_outputs()
                 if cfg.progress:
                     print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
                           f"train {row['train_acc']:.2f}%  val top-1 {row['val_top1']:.2f}%  "
                           f"top-5 {row['val_top5']:.2f}%  {row['img_per_s']:.0f} img/s")
-            best_top1, best_epoch = dist.broadcast_best(best_top1, best_epoch, ctx)
-            checkpoint(epoch + 1, 0)
             if flag.get("stop"):
                 raise TrainingInterrupted(f"stopped by signal after epoch {epoch + 1}; checkpoint saved. "
                                           f"Continue with: mobilenets train --resume {run.path}")
@@ -625,7 +638,8 @@ def _train(cfg: TrainConfig, run: _Run, ctx: Any, resuming: bool) -> TrainResult
     result = TrainResult(
         top1=best_row.get("val_top1", float("nan")), top5=best_row.get("val_top5", float("nan")),
         epochs=cfg.epochs, weights=str(run.best), wall_s=time.perf_counter() - t_start,
-        run_dir=str(run.path), best_epoch=best_epoch, model=cfg.model or "", world_size=ctx.world_size,
+        run_dir=str(run.path), best_epoch=best_epoch, model=cfg.model or "", precision=precision.name,
+        world_size=ctx.world_size,
         history=history,
     )
     if ctx.is_main:
