@@ -11,7 +11,7 @@ import platform
 
 import torch
 
-from mobilenets.device import cpu_features
+from mobilenets.utils.device import cpu_features
 
 
 def machine() -> dict[str, object]:

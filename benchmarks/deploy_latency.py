@@ -32,10 +32,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 
 import mobilenets  # noqa: E402
-from mobilenets.bench import gemm_peak_gflops, time_fn  # noqa: E402
-from mobilenets.export import export_onnx, export_onnx_int8  # noqa: E402
-from mobilenets.device import cpu_threads  # noqa: E402
-from mobilenets.runtime import OnnxSession, TorchSession  # noqa: E402
+from mobilenets.deploy.bench import gemm_peak_gflops
+from mobilenets.deploy.onnx import export_onnx
+from mobilenets.deploy.quantize import export_onnx_int8  # noqa: E402
+from mobilenets.deploy.runtimes import OnnxSession, TorchSession  # noqa: E402
+from mobilenets.utils.device import cpu_threads  # noqa: E402
+from mobilenets.utils.timing import time_fn  # noqa: E402
 
 
 def candidates(tmp: Path) -> dict[str, tuple[str, object]]:

@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 
 import mobilenets  # noqa: E402
-from mobilenets.bench import time_fn  # noqa: E402
-from mobilenets.export import export_onnx, export_onnx_int8  # noqa: E402
-from mobilenets.runtime import OnnxSession  # noqa: E402
+from mobilenets.deploy.onnx import export_onnx
+from mobilenets.deploy.quantize import export_onnx_int8  # noqa: E402
+from mobilenets.deploy.runtimes import OnnxSession  # noqa: E402
+from mobilenets.utils.timing import time_fn  # noqa: E402
 
 CALIBRATION = ["owl.jpg", "sparrow.png", "multi_objects.jpg"]
 LABELLED = {"burger.jpg": 934, "grace_hopper.jpg": 653, "parrot.jpg": 89, "elephant.jpg": 387, "cheetah.jpg": 294,

@@ -3,7 +3,7 @@
     python benchmarks/memory_split.py [--rounds 5]
 
 1.0-MobileNetV2-224, batch 1, fp32, CPU. Peak = bytes of live tensors created during one forward
-(mobilenets.memory.PeakMemory, a TorchDispatchMode tracker; input and weights excluded).
+(mobilenets.analysis.memory.PeakMemory, a TorchDispatchMode tracker; input and weights excluded).
 Candidates: our plain eager model, torchvision's mobilenet_v2 eager, and the executor at
 t in {1, 2, 4, 8, n}; each with the analytic bound of its schedule. Latency: interleaved rounds,
 median over rounds.
@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 
 import mobilenets  # noqa: E402
-from mobilenets.bench import time_fn  # noqa: E402
-from mobilenets.memory import analyze, measure_peak, memory_efficient  # noqa: E402
-from mobilenets.device import cpu_threads  # noqa: E402
+from mobilenets.analysis.memory import analyze, measure_peak
+from mobilenets.models import memory_efficient  # noqa: E402
+from mobilenets.utils.device import cpu_threads  # noqa: E402
+from mobilenets.utils.timing import time_fn  # noqa: E402
 
 
 def main() -> None:

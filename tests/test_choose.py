@@ -8,16 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mobilenets.choose import (
-    Candidate,
-    accuracy_table,
-    choose,
-    measure_latencies,
-    pareto_front,
-    parse_count,
-    select,
-    sweep,
-)
+from mobilenets.deploy.bench import measure_latencies
+from mobilenets.tradeoffs import sweep
+from mobilenets.tradeoffs.choose import Candidate, accuracy_table, choose, parse_count, select
+from mobilenets.tradeoffs.plots import pareto_front
 
 TABLE = [
     Candidate("a-big", 72.0, 10.0, 3_500_000, 300_000_000),

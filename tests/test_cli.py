@@ -83,10 +83,9 @@ def test_every_verb_applies_one_input_size_rule(verb: str, capsys: pytest.Captur
 
 def test_every_api_applies_one_input_size_rule(tmp_path) -> None:
     from mobilenets import TrainConfig, create_model, predict, profile
-    from mobilenets.bench import bench
-    from mobilenets.choose import choose
-    from mobilenets.export import export
-    from mobilenets.memory import analyze
+    from mobilenets.analysis.memory import analyze
+    from mobilenets.deploy import export
+    from mobilenets.tradeoffs import bench, choose
 
     model = create_model("0.25-MobileNet-32")
     calls = [lambda: profile("1.0-MobileNet-224", input_size=7), lambda: bench(model, input_size=7),

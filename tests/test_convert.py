@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import randomize_bn
+
 from mobilenets import create_model
-from mobilenets.convert import convert_state_dict, key_map
-from mobilenets.spec import build_arch
+from mobilenets.models.spec import build_arch
+from mobilenets.weights.zoo_keys import convert_state_dict, key_map
 
 timm = pytest.importorskip("timm")
 torchvision = pytest.importorskip("torchvision")

@@ -8,7 +8,7 @@ import pytest
 
 import mobilenets
 from mobilenets import profile
-from mobilenets.published import V2_CHECKPOINTS
+from mobilenets.analysis.reported import V2_CHECKPOINTS
 
 # anchors-impl.md B.2 (timm/torchvision FlopCounterMode, 1000 classes): params incl. BN gamma/beta, MMACs
 V1_GRID = {

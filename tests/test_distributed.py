@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mobilenets.shards import write_shards
+from mobilenets.data.shard_writer import write_shards
 from mobilenets.training import TrainConfig, train
 from mobilenets.weights import load_model
 
@@ -75,8 +75,9 @@ def test_killed_worker_is_restarted_and_resumes(tmp_path: Path) -> None:
 
 
 def test_tar_shards_train_and_eval(tmp_path: Path) -> None:
-    from mobilenets import evaluate
     from test_train import _color_folder
+
+    from mobilenets import evaluate
 
     _color_folder(tmp_path / "imgs", n=12)
     index = write_shards(tmp_path / "imgs", tmp_path / "shards", shard_size=10, val_split=0.25)

@@ -11,15 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import randomize_bn
 
 from mobilenets import create_model, predict, save_weights
-from mobilenets.bench import bench
-from mobilenets.export import export, export_onnx_int8, fold_batchnorm
-from mobilenets.quantize import fake_quant_act, fake_quant_weight
-from mobilenets.runtime import OnnxSession, TorchSession, open_session
+from mobilenets.deploy.bias_correction import fake_quant_act, fake_quant_weight
+from mobilenets.deploy.export import export
+from mobilenets.deploy.quantize import export_onnx_int8
+from mobilenets.deploy.runtimes import OnnxSession, TorchSession
+from mobilenets.deploy.session import open_session
+from mobilenets.models import fold_batchnorm
+from mobilenets.tradeoffs import bench
 from mobilenets.weights import load_model
-
-from conftest import randomize_bn
 
 
 @pytest.fixture(scope="module")

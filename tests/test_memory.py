@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import randomize_bn
 from PIL import Image
 
 from mobilenets import create_model
-from mobilenets.memory import analyze, measure_peak, memory_efficient
-
-from conftest import randomize_bn
+from mobilenets.analysis.memory import analyze, measure_peak
+from mobilenets.models import memory_efficient
 
 
 def test_table3_max_rows_match_arxiv_paper() -> None:

@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mobilenets
 from mobilenets import create_model, list_models, parse_name, profile
-from mobilenets.spec import make_divisible
+from mobilenets.models.spec import make_divisible
 
 ALL = list_models()
 # One model per distinct architecture (the resolution only changes the default input size).
@@ -177,7 +177,7 @@ def test_tf_same_padding_matches_tensorflow_rule() -> None:
 @pytest.mark.parametrize("padding", [(1, 1), (0, 0)])  # symmetric; tf_same pads the input first
 def test_upsampled_input_grad_equals_the_transposed_conv_in_float64(padding: tuple[int, int]) -> None:
     """The fast input gradient of a strided depthwise conv is exact: float64 against torch's own."""
-    from mobilenets.layers import _upsampled_input_grad
+    from mobilenets.models.layers import _upsampled_input_grad
 
     g = torch.Generator().manual_seed(0)
     w = torch.randn(6, 1, 3, 3, dtype=torch.float64, generator=g)
@@ -192,7 +192,7 @@ def test_upsampled_input_grad_equals_the_transposed_conv_in_float64(padding: tup
 
 
 def test_strided_depthwise_function_passes_gradcheck() -> None:
-    from mobilenets.layers import _StridedDepthwiseConv
+    from mobilenets.models.layers import _StridedDepthwiseConv
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 3, 7, 6, dtype=torch.float64, generator=g, requires_grad=True)
@@ -203,7 +203,7 @@ def test_strided_depthwise_function_passes_gradcheck() -> None:
 
 def _fake_cpu(monkeypatch: pytest.MonkeyPatch, *flags: str) -> None:
     """Pretend to run on a CPU with these /proc/cpuinfo flags (paths chosen by capability)."""
-    from mobilenets import device
+    from mobilenets.utils import device
 
     fake = device.CpuFeatures("fake CPU", "x86_64", frozenset(flags))
     monkeypatch.setattr(device, "cpu_features", lambda: fake)
@@ -216,7 +216,7 @@ def _grad_fn(dw: torch.nn.Module, amp: bool) -> str:
 
 def test_fast_strided_depthwise_backward_only_for_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     """bf16 training on a CPU that computes bf16 natively takes the fast path; nothing else does."""
-    from mobilenets.layers import Conv2d
+    from mobilenets.models.layers import Conv2d
 
     model = create_model("0.5-MobileNetV2-224", num_classes=10).train()
     assert sum(isinstance(m, Conv2d) and m.strided_depthwise for m in model.modules()) == 4
@@ -240,7 +240,7 @@ def test_fast_backward_bf16_error_is_the_plain_bf16_error(padding: str, monkeypa
     The tolerance is measured here: the plain bf16 path's own distance to the fp32 gradients (it
     depends on how this CPU computes bf16), not a constant.
     """
-    from mobilenets.layers import Conv2d
+    from mobilenets.models.layers import Conv2d
 
     _fake_cpu(monkeypatch, "avx512f", "avx512_bf16")  # take the fast path whatever this CPU is
     torch.manual_seed(0)

@@ -16,9 +16,10 @@ import torch
 from PIL import Image
 
 import mobilenets
-from mobilenets.data import DataSpec, Preprocess, load_splits, resolve_data
-from mobilenets.optim import RMSpropTF, param_groups
+from mobilenets.data import DataSpec, load_splits, resolve_data
+from mobilenets.models import Preprocess
 from mobilenets.training import TrainConfig, train
+from mobilenets.training.optim import RMSpropTF, param_groups
 from mobilenets.weights import load_model, read_metadata
 
 FAST = dict(model="0.25-MobileNet-32", progress=False, batch_size=32)
@@ -195,7 +196,7 @@ def test_resume_is_exact_in_deterministic_mode(tmp_path: Path) -> None:
 
 def _run_until_epoch(cfg: TrainConfig, stop_after: int) -> None:
     """Train and raise SIGINT-like stop right after ``stop_after`` epochs by patching plot_curves."""
-    import mobilenets.plots as plots
+    import mobilenets.training.loop as plots
 
     orig = plots.plot_curves
     calls = {"n": 0}
@@ -217,7 +218,7 @@ def _run_until_epoch(cfg: TrainConfig, stop_after: int) -> None:
 def test_kill_and_resume_continues_epoch_count(tmp_path: Path) -> None:
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "mobilenets", "train", "--model", "0.25-MobileNet-32", "--epochs", "4",
-           "--out", str(run), "--no-progress", "--batch-size", "32"]
+           "--out", str(run), "--no-progress", "--batch-size", "64"]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "state.pt").exists():
@@ -345,7 +346,7 @@ def test_compiled_training_step(tmp_path: Path) -> None:
 
 def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """bf16 only where the CPU computes it natively; faked CPUs, so the test runs the same anywhere."""
-    from mobilenets import device
+    from mobilenets.utils import device
 
     cpu = torch.device("cpu")
     for flags, want in [(("avx2", "fma"), "fp32"), (("avx2", "avx512f", "avx512_vnni"), "fp32"),
@@ -361,7 +362,7 @@ def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_cpu_features_read_from_flags() -> None:
-    from mobilenets.device import CpuFeatures
+    from mobilenets.utils.device import CpuFeatures
 
     f = CpuFeatures("x", "x86_64", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}))
     assert (f.avx2, f.avx512, f.vnni, f.avx512_bf16, f.amx, f.native_bf16) == (True, True, True, True, False, True)

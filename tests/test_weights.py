@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import randomize_bn
 from PIL import Image
 
-from conftest import randomize_bn
 from mobilenets import create_model
 from mobilenets.weights import WeightsError, convert_weights, load_model, load_state
-from mobilenets.weights.hub import PUBLISHED, PublishedWeights, fetch, get_weights, sha256_file
 from mobilenets.weights.labels import classes_for
+from mobilenets.weights.published import PUBLISHED, PublishedWeights, fetch, get_weights, sha256_file
 from mobilenets.weights.tflite import run_litert
 
 PHOTOS = ["parrot.jpg", "burger.jpg", "grace_hopper.jpg", "cat.bmp", "elephant.jpg", "cheetah.jpg", "hot_dog.jpg",

@@ -1,22 +1,76 @@
-"""``mobilenets`` command line: a thin layer over the Python API (one function per verb)."""
+"""``mobilenets`` command line: a thin layer over the Python API, one small function per verb with
+its arguments declared beside it (``@verb``); the training flags come from ``TrainConfig``'s fields.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from .spec import check_input_size
-from .textfmt import millions, render_table
+from .analysis import paper_tables, profile
+from .analysis.memory import PAPER_MAX_KB, analyze
+from .analysis.paper_tables import format_cell
+from .data.shard_writer import write_shards
+from .deploy import export, predict
+from .models import check_input_size, list_models, parse_name
+from .tradeoffs import bench, choose, sweep
+from .tradeoffs.choose import parse_count
+from .training import (
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    evaluate,
+    format_history,
+    load_config_file,
+    train,
+)
+from .utils.textfmt import millions, render_table
+from .weights import convert_weights, load_model
+from .weights.published import list_weights
 
 Handler = Callable[[argparse.Namespace], int | None]
+Arg = tuple[tuple[str, ...], dict[str, Any]]
 
 
 class CLIError(Exception):
     """An error worth one line to the user (no traceback)."""
+
+
+def arg(*names: str, **options: Any) -> Arg:
+    """An argument as ``argparse.add_argument`` takes it, declared next to the verb that uses it."""
+    return names, options
+
+
+JSON = arg("--json", action="store_true", help="print JSON (one line, for scripts)")
+INPUT_SIZE = arg("--input-size", type=int, default=None, help="input resolution (default: the model's)")
+RUNTIME = arg("--runtime", default="torch", choices=["torch", "onnxruntime"])
+BATCH_SIZE = arg("--batch-size", type=int, default=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verb:
+    name: str
+    help: str
+    args: tuple[Arg, ...]
+    handler: Handler
+
+
+VERBS: list[Verb] = []
+
+
+def verb(name: str, help: str, *args: Arg) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        VERBS.append(Verb(name, help, args, fn))
+        return fn
+
+    return register
 
 
 def _print_json(obj: Any) -> None:
@@ -26,10 +80,9 @@ def _print_json(obj: Any) -> None:
 # ------------------------------------------------------------------------------- cost verbs
 
 
+@verb("models", "list registered models with params and MAdds",
+      arg("pattern", nargs="?", help="shell pattern, e.g. '*V2-224'"), JSON)
 def cmd_models(args: argparse.Namespace) -> None:
-    from .cost import profile
-    from .registry import list_models
-
     rows = []
     for name in list_models(args.pattern):
         p = profile(name)
@@ -40,15 +93,16 @@ def cmd_models(args: argparse.Namespace) -> None:
         return
     print(render_table(
         ["model", "input", "params (paper)", "params (torch)", "MAdds"],
-        [[r["model"], r["input_size"], f"{r['params']:,}", f"{r['trainable_params']:,}", millions(r["madds"])] for r in rows],
+        [[r["model"], r["input_size"], f"{r['params']:,}", f"{r['trainable_params']:,}", millions(r["madds"])]
+         for r in rows],
     ))
     print(f"\n{len(rows)} models. Any width/resolution also works by name, e.g. 0.6-MobileNet-200. "
           "Params (paper) = conv + FC, no BN; params (torch) adds BN gamma/beta.")
 
 
+@verb("summary", "per-layer cost table of a model (from its spec, no forward pass)",
+      arg("model", help="model name, e.g. 0.75-MobileNet-128"), INPUT_SIZE, JSON)
 def cmd_summary(args: argparse.Namespace) -> None:
-    from .cost import profile
-
     p = profile(args.model, input_size=args.input_size)
     if args.json:
         _print_json(p.to_dict())
@@ -69,9 +123,9 @@ def cmd_summary(args: argparse.Namespace) -> None:
           f"trainable {p.trainable_params:,} (+BN gamma/beta)  BN buffers {p.bn_buffers:,}")
 
 
+@verb("paper", "reproduce the papers' cost tables side by side with ours",
+      arg("family", choices=["v1", "v2"], help="which paper"), JSON)
 def cmd_paper(args: argparse.Namespace) -> None:
-    from .paper import format_cell, paper_tables
-
     tables = paper_tables(args.family)
     if args.json:
         _print_json([t.to_dict() for t in tables])
@@ -95,62 +149,57 @@ def cmd_paper(args: argparse.Namespace) -> None:
           "Ours: MAdds = conv + FC multiply-adds; params = conv + FC weights and bias, no BN.")
 
 
-# ------------------------------------------------------------------------------- train / eval / predict
+@verb("memory", "activation memory: V2 paper Table 3 and the t-way split schedule",
+      arg("model", nargs="?", help="model name (default: 1.0-MobileNet-224 and 1.0-MobileNetV2-224)"),
+      arg("--dtype", default="fp16", choices=["fp16", "fp32"]), INPUT_SIZE, JSON)
+def cmd_memory(args: argparse.Namespace) -> None:
+    names = [args.model] if args.model else ["1.0-MobileNet-224", "1.0-MobileNetV2-224"]
+    results = [analyze(n, input_size=args.input_size, dtype=args.dtype) for n in names]
+    if args.json:
+        _print_json([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
+        return
+    for r in results:
+        fam = parse_name(r.model).family
+        print(f"{r.model} at {r.input_size}px, {r.dtype} activations (V2 paper Table 3; K = 1000 bytes)")
+        print(render_table(
+            ["size", "max channels", "tensor", "memory", "paper channels", "paper memory", "note"],
+            [[f"{x.size}x{x.size}", x.channels, x.tensor, f"{x.bytes / 1000:.1f}K",
+              x.paper_channels if x.paper_channels is not None else "-",
+              f"{x.paper_kb}K" if x.paper_kb is not None else "-", x.note] for x in r.rows],
+            align="lrlrrrl",
+        ))
+        paper = f" (paper, arXiv: {PAPER_MAX_KB[fam]}K)" if r.rows[0].paper_kb is not None else ""
+        print(f"max {r.max_bytes / 1000:.1f}K{paper}")
+        bpe = 2 if r.dtype == "fp16" else 4
+        print(f"peak live activations, plain layer-by-layer execution (BN folded): "
+              f"{r.plain_peak_values * bpe / 1e6:.2f} MB")
+        n_max = max(r.split_peak_values, default=0)
+        for t, v in r.split_peak_values.items():
+            label = f"t=n={t}" if t == n_max else f"t={t}"
+            print(f"  paper schedule, {label}-way split + first-layer trick: {v * bpe / 1e6:.2f} MB")
+        for note in r.notes:
+            print(f"note: {note}")
+        print()
 
-TRAIN_HELP = {
-    "model": "model name (default: per data; digits: 0.5-MobileNetV2-32)",
-    "data": "ImageFolder (train/ + val/, or one folder split by --val-split), a CIFAR folder, 'digits' or 'fake'",
-    "val_split": "held-out fraction when the data has no validation folder",
-    "seed": "seed of the split, the data order and the initialization",
-    "out": "run folder (default: runs/<time>-<model>)",
-    "recipe": "paper (RMSProp-TF, lr 0.045 per 96 images x0.98/epoch) or sgd-cosine",
-    "epochs": "number of epochs (with --resume: extend the run to this many)",
-    "batch_size": "images per step (per process under torchrun)",
-    "lr": "learning rate (default: the recipe's, scaled by batch size)",
-    "optimizer": "rmsprop_tf, sgd or adamw (default: the recipe's)",
-    "momentum": "momentum", "weight_decay": "L2 on conv/FC weights (not BN, biases, depthwise)",
-    "decay_depthwise": "also decay depthwise filters", "schedule": "exponential, cosine or constant",
-    "warmup_epochs": "linear warmup length", "lr_decay": "exponential schedule factor",
-    "lr_decay_epochs": "epochs per exponential decay step", "rms_decay": "RMSProp decay",
-    "opt_eps": "RMSProp-TF epsilon (TF-slim: 1.0)", "label_smoothing": "label smoothing (TF V2 recipe: 0.1)",
-    "ema_decay": "EMA of weights (TF V2 recipe: 0.9999; 0 = off)", "dropout": "classifier dropout",
-    "input_size": "input resolution (default: the model name's)", "min_scale": "RandomResizedCrop lower area bound",
-    "hflip": "horizontal flip probability", "crop_pct": "evaluation center-crop fraction",
-    "workers": "data-loader worker processes (default: 0 in memory, up to 4 for files)",
-    "device": "auto, cpu, cuda, cuda:N or mps",
-    "amp": "auto (bf16 where the CPU/GPU computes it natively), off, bf16 or fp16; default: per data",
-    "channels_last": "channels-last memory format", "compile": "torch.compile the model",
-    "deterministic": "deterministic algorithms (a resumed run repeats an uninterrupted one)",
-    "init": "fine-tune from these weights (classifier re-initialised if the class count differs)",
-    "freeze_backbone": "train only the classifier", "max_bad_fraction": "stop if more training images are unreadable",
-    "save_every_steps": "also checkpoint every N steps (long epochs)", "sync_bn": "SyncBatchNorm under torchrun",
-    "progress": "progress bars",
-}
+
+# ------------------------------------------------------------------------------- train / eval
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    import dataclasses
-    import typing
-
-    from .training import TrainConfig
-
+def _train_args() -> tuple[Arg, ...]:
+    """One flag per TrainConfig field, with the field's type and help."""
     hints = typing.get_type_hints(TrainConfig)
+    out = []
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind = hints[f.name]
-        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
-        if base is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=TRAIN_HELP[f.name])
-        else:
-            p.add_argument(flag, type=base, default=argparse.SUPPRESS, metavar=f.name.upper(), help=TRAIN_HELP[f.name])
-    p.add_argument("--config", help="TOML or YAML file of options (flags override it)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
-    p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
+        base = next((a for a in typing.get_args(hints[f.name]) if a is not type(None)), hints[f.name])
+        kind = dict(action=argparse.BooleanOptionalAction) if base is bool else dict(type=base,
+                                                                                   metavar=f.name.upper())
+        out.append(arg("--" + f.name.replace("_", "-"), default=argparse.SUPPRESS, help=f.metadata["help"], **kind))
+    return (*out, arg("--config", help="TOML or YAML file of options (flags override it)"),
+            arg("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint"), JSON)
 
 
+@verb("train", "train a MobileNet (no arguments: the embedded digits data)", *_train_args())
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, TrainingDiverged, TrainingInterrupted, format_history, load_config_file, train
-
     opts = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "debug", "config", "resume", "json")}
     try:
         if args.resume:
@@ -177,17 +226,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@verb("eval", "evaluate weights: top-1/top-5, per-class accuracy, confusion matrix PNG",
+      arg("--weights", required=True, help="weights file (.safetensors from `train`, or a foreign format)"),
+      arg("--data", help="data to evaluate on (default: the held-out split recorded in the weights)"),
+      arg("--batch-size", type=int, default=64), arg("--device", default="auto"),
+      arg("--workers", type=int, default=None),
+      arg("--out", help="folder for eval.json and confusion.png (default: next to the weights)"),
+      arg("--no-progress", dest="progress", action="store_false", help="no progress bar"), JSON)
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .evaluation import evaluate
-
     out = args.out
     if out is None:
         w = Path(args.weights)
-        out = w.parent / f"{w.stem}-eval"
-        if not os.access(w.parent, os.W_OK):
-            out = Path.cwd() / f"{w.stem}-eval"
+        out = w.parent / f"{w.stem}-eval" if os.access(w.parent, os.W_OK) else Path.cwd() / f"{w.stem}-eval"
     res = evaluate(args.weights, args.data, batch_size=args.batch_size, device=args.device, workers=args.workers,
                    out=out, progress=args.progress and not args.json)
     for s in res.skipped:
@@ -197,13 +247,88 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     print(render_table(["class", "accuracy %"], [[c, f"{a:.2f}"] for c, a in res.per_class.items()]))
     print(f"\ntop-1 {res.top1:.2f}%  top-5 {res.top5:.2f}%  loss {res.loss:.4f}  on {res.count} images"
-          f"{f' ({len(res.skipped)} unreadable)' if res.skipped else ''}\nconfusion matrix: {Path(out) / 'confusion.png'}")
+          f"{f' ({len(res.skipped)} unreadable)' if res.skipped else ''}\n"
+          f"confusion matrix: {Path(out) / 'confusion.png'}")
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from .prediction import predict
+@verb("shard", "pack an image folder into WebDataset tar shards for large-scale training",
+      arg("data", metavar="IMAGEFOLDER"), arg("out", metavar="OUT"),
+      arg("--shard-size", type=int, default=1000, help="images per shard"),
+      arg("--val-split", type=float, default=0.2, help="held-out fraction when there is no val/ folder"),
+      arg("--seed", type=int, default=0))
+def cmd_shard(args: argparse.Namespace) -> None:
+    index = write_shards(args.data, args.out, args.shard_size, args.val_split, args.seed)
+    print(f"wrote {len(index['train'])} train and {len(index['val'])} val shards ({index['counts']['train']} + "
+          f"{index['counts']['val']} images, {len(index['classes'])} classes) to {args.out}; "
+          f"train with --data {args.out}")
 
+
+# ------------------------------------------------------------------------------- weights
+
+
+@verb("weights", "list the published weights (torchvision, timm, Keras, TFLite)",
+      arg("pattern", nargs="?", help="shell pattern on ids, e.g. 'tflite/*quant'"), JSON)
+def cmd_weights(args: argparse.Namespace) -> None:
+    entries = list_weights(args.pattern)
+    if args.json:
+        _print_json([{"id": e.id, "model": e.model, "url": e.url, "sha256": e.sha256, "hash_prefix": e.hash_prefix,
+                      "num_classes": e.num_classes, "preprocessing": e.preprocessing, "top1": e.top1, "top5": e.top5,
+                      "accuracy_source": e.accuracy_source, "params": e.cost.params, "madds": e.cost.madds,
+                      "license": e.license} for e in entries])
+        return
+    print(render_table(
+        ["id", "model", "classes", "top-1", "top-5", "input", "MAdds", "params"],
+        [[e.id, e.model, e.num_classes, e.top1 if e.top1 is not None else "-", e.top5 if e.top5 is not None else "-",
+          f"{e.input_size} {e.resize}/{e.crop_pct:.3g} {e.interpolation}", millions(e.cost.madds),
+          millions(e.cost.params)] for e in entries],
+        align="llrrrlrr",
+    ))
+    print(f"\n{len(entries)} published weights; use an id with --weights or mobilenets.load_model(id) "
+          "(downloaded once to ~/.cache/mobilenets, verified).")
+
+
+@verb("convert", "convert weights (TFLite, Keras, torchvision, timm, ours) to another format",
+      arg("src", help="weights file, 'body.tflite+head.tflite', or a published id"),
+      arg("dst", help="output file (.safetensors; .pth for --to torchvision/timm; .weights.h5 for keras)"),
+      arg("--model", help="model name when the file cannot tell (an unusual width)"),
+      arg("--drop-background", action="store_true", help="1001 TF classes -> 1000 (drop 'background')"),
+      arg("--to", default="mobilenets", choices=["mobilenets", "torchvision", "timm", "keras"]))
+def cmd_convert(args: argparse.Namespace) -> None:
+    out = convert_weights(args.src, args.dst, args.model, drop_background=args.drop_background, target=args.to)
+    if args.to == "mobilenets":
+        m = load_model(out)
+        print(f"wrote {out}: {m.config.name}, {m.config.num_classes} classes, padding {m.config.padding}, "
+              f"BN eps {m.config.bn_eps:g}")
+    else:
+        print(f"wrote {out} ({args.to} layout)")
+
+
+# ------------------------------------------------------------------------------- deployment
+
+
+@verb("export", "export for deployment (ONNX fp32/int8, TorchScript, torch.export) and check it",
+      arg("--weights", required=True, help="weights file or published id"),
+      arg("--model", help="model name when the weights cannot tell"),
+      arg("--format", default="onnx", choices=["onnx", "onnx-int8", "torchscript", "pt2"]),
+      arg("--out", required=True, help="output file"),
+      arg("--calibrate", metavar="IMAGE_DIR", help="int8: calibration images (default: synthetic)"), INPUT_SIZE, JSON)
+def cmd_export(args: argparse.Namespace) -> int:
+    res = export(load_model(args.weights, args.model), args.out, args.format, calibrate=args.calibrate,
+                 input_size=args.input_size)
+    if args.json:
+        _print_json({"path": res.path, "format": res.format, "max_abs_diff": res.max_abs_diff, "ok": res.ok,
+                     "agreement": res.agreement, "calibration": res.calibration, **res.details})
+    else:
+        print(res.summary())
+    return 0 if res.ok else 1
+
+
+@verb("predict", "classify image files or folders",
+      arg("--weights", required=True, help="weights file"), arg("inputs", nargs="+", metavar="IMAGE_OR_DIR"),
+      arg("--top-k", type=int, default=5), INPUT_SIZE, arg("--batch-size", type=int, default=32), RUNTIME,
+      arg("--device", default="auto"), JSON)
+def cmd_predict(args: argparse.Namespace) -> int:
     res = predict(args.weights, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device,
                   runtime=args.runtime, input_size=args.input_size)
     for e in res.errors:
@@ -219,63 +344,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    from .weights import convert_weights, load_model
-
-    out = convert_weights(args.src, args.dst, args.model, drop_background=args.drop_background, target=args.to)
-    if args.to == "mobilenets":
-        m = load_model(out)
-        print(f"wrote {out}: {m.config.name}, {m.config.num_classes} classes, padding {m.config.padding}, "
-              f"BN eps {m.config.bn_eps:g}")
-    else:
-        print(f"wrote {out} ({args.to} layout)")
-    return 0
+# ------------------------------------------------------------------------------- measuring and choosing
 
 
-def cmd_weights(args: argparse.Namespace) -> int:
-    from .weights.hub import list_weights
-
-    entries = list_weights(args.pattern)
-    if args.json:
-        _print_json([{"id": e.id, "model": e.model, "url": e.url, "sha256": e.sha256, "hash_prefix": e.hash_prefix,
-                      "num_classes": e.num_classes, "preprocessing": e.preprocessing, "top1": e.top1, "top5": e.top5,
-                      "accuracy_source": e.accuracy_source, "params": e.cost.params, "madds": e.cost.madds,
-                      "license": e.license} for e in entries])
-        return 0
-    print(render_table(
-        ["id", "model", "classes", "top-1", "top-5", "input", "MAdds", "params"],
-        [[e.id, e.model, e.num_classes, e.top1 if e.top1 is not None else "-", e.top5 if e.top5 is not None else "-",
-          f"{e.input_size} {e.resize}/{e.crop_pct:.3g} {e.interpolation}", millions(e.cost.madds),
-          millions(e.cost.params)] for e in entries],
-        align="llrrrlrr",
-    ))
-    print(f"\n{len(entries)} published weights; use an id with --weights or mobilenets.load_model(id) "
-          "(downloaded once to ~/.cache/mobilenets, verified).")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
-    from .weights import load_model
-
-    model = load_model(args.weights, args.model)
-    res = export(model, args.out, args.format, calibrate=args.calibrate, input_size=args.input_size)
-    if args.json:
-        _print_json({"path": res.path, "format": res.format, "max_abs_diff": res.max_abs_diff, "ok": res.ok,
-                     "agreement": res.agreement, "calibration": res.calibration, **res.details})
-    else:
-        print(res.summary())
-    return 0 if res.ok else 1
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench
-
+@verb("bench", "latency, throughput and achieved FLOP/s on this machine",
+      arg("model", metavar="MODEL_OR_WEIGHTS", help="model name (random weights), weights file, or .onnx"),
+      RUNTIME, BATCH_SIZE, INPUT_SIZE,
+      arg("--threads", type=int, default=None, help="default: all cores of this process"),
+      arg("--train", action="store_true", help="also measure the training step's images/s"),
+      arg("--amp", default="auto", help="training precision for --train: auto, off, bf16, fp16"),
+      arg("--warmup", type=int, default=10), arg("--iters", type=int, default=50), JSON)
+def cmd_bench(args: argparse.Namespace) -> None:
     r = bench(args.model, runtime=args.runtime, batch_size=args.batch_size, input_size=args.input_size,
               threads=args.threads, train=args.train, train_amp=args.amp, warmup=args.warmup, iters=args.iters)
     if args.json:
         _print_json(r.to_dict())
-        return 0
+        return
     print(f"{r.model} ({r.runtime}, batch {r.batch_size}, {r.input_size}px, {r.threads} threads; "
           f"{r.cpu}: {r.cpu_features})")
     print(f"  latency  median {r.latency_ms:.2f} ms  p90 {r.p90_ms:.2f} ms  ->  {r.img_per_s:.1f} img/s")
@@ -283,50 +367,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
           f"{100 * r.peak_fraction:.1f}% of this machine's fp32 GEMM peak ({r.peak_gflops:.0f} GFLOP/s)")
     if r.train_img_per_s is not None:
         print(f"  training {r.train_img_per_s:.1f} img/s ({r.train_precision}, the `mobilenets train` step)")
-    return 0
-
-
-def cmd_memory(args: argparse.Namespace) -> int:
-    from .memory import PAPER_MAX_KB, analyze
-
-    names = [args.model] if args.model else ["1.0-MobileNet-224", "1.0-MobileNetV2-224"]
-    results = [analyze(n, input_size=args.input_size, dtype=args.dtype) for n in names]
-    if args.json:
-        _print_json([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
-        return 0
-    for r in results:
-        fam = "v2" if "V2" in r.model else "v1"
-        print(f"{r.model} at {r.input_size}px, {r.dtype} activations (V2 paper Table 3; K = 1000 bytes)")
-        print(render_table(
-            ["size", "max channels", "tensor", "memory", "paper channels", "paper memory", "note"],
-            [[f"{x.size}x{x.size}", x.channels, x.tensor, f"{x.bytes / 1000:.1f}K",
-              x.paper_channels if x.paper_channels is not None else "-",
-              f"{x.paper_kb}K" if x.paper_kb is not None else "-", x.note] for x in r.rows],
-            align="lrlrrrl",
-        ))
-        paper = f" (paper, arXiv: {PAPER_MAX_KB[fam]}K)" if r.rows[0].paper_kb is not None else ""
-        print(f"max {r.max_bytes / 1000:.1f}K{paper}")
-        bpe = 2 if r.dtype == "fp16" else 4
-        print(f"peak live activations, plain layer-by-layer execution (BN folded): "
-              f"{r.plain_peak_values * bpe / 1e6:.2f} MB")
-        n_max = max(r.split_peak_values, default=0)
-        for t, v in r.split_peak_values.items():
-            label = f"t=n={t}" if t == n_max else f"t={t}"
-            print(f"  paper schedule, {label}-way split + first-layer trick: {v * bpe / 1e6:.2f} MB")
-        for note in r.notes:
-            print(f"note: {note}")
-        print()
-    return 0
-
-
-def cmd_shard(args: argparse.Namespace) -> int:
-    from .shards import write_shards
-
-    index = write_shards(args.data, args.out, args.shard_size, args.val_split, args.seed)
-    print(f"wrote {len(index['train'])} train and {len(index['val'])} val shards ({index['counts']['train']} + "
-          f"{index['counts']['val']} images, {len(index['classes'])} classes) to {args.out}; "
-          f"train with --data {args.out}")
-    return 0
 
 
 def _floats(text: str) -> list[float]:
@@ -336,25 +376,36 @@ def _floats(text: str) -> list[float]:
         raise CLIError(f"invalid list {text!r}; example: 1,0.75,0.5") from None
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from .choose import sweep
-
+@verb("sweep", "train every (width, resolution) pair; CSV and accuracy-vs-cost plots",
+      arg("--family", choices=["v1", "v2"], default="v2"),
+      arg("--widths", default="1,0.75,0.5,0.35", help="comma-separated alphas"),
+      arg("--resolutions", default="224,192,160,128", help="comma-separated input sizes"),
+      arg("--data", help="training data (default: the embedded digits)"), arg("--epochs", type=int, default=None),
+      arg("--batch-size", type=int, default=None), arg("--recipe", default=None), arg("--seed", type=int, default=None),
+      arg("--amp", default=None), arg("--runtime", default="torch", choices=["torch", "onnxruntime"],
+                                      help="for the latency column"),
+      arg("--out", required=True, help="sweep folder (resumable)"), JSON)
+def cmd_sweep(args: argparse.Namespace) -> None:
     train_opts = {k: getattr(args, k) for k in ("batch_size", "recipe", "seed", "amp") if getattr(args, k) is not None}
     res = sweep(args.family, _floats(args.widths), [int(r) for r in _floats(args.resolutions)], data=args.data,
                 out=args.out, epochs=args.epochs, runtime=args.runtime, progress=not args.json, **train_opts)
     if args.json:
         _print_json({"csv": res.csv, "plots": res.plots, "rows": res.rows})
-        return 0
+        return
     print(render_table(["model", "top-1", "MAdds", "params", "latency"],
                        [[r["model"], f"{r['top1']:.2f}", millions(r["madds"]), millions(r["params"]),
                          f"{r['latency_ms']:.2f} ms"] for r in res.rows]))
     print(f"\nCSV: {res.csv}\nplots: {', '.join(res.plots)}")
-    return 0
 
 
+@verb("choose", "the most accurate MobileNet within a latency/size/compute budget, on this machine",
+      arg("--family", choices=["v1", "v2"], required=True), arg("--max-latency-ms", type=float, default=None),
+      arg("--max-params", default=None, help="e.g. 2.5M (conv + FC, no BN)"),
+      arg("--max-madds", default=None, help="e.g. 300M"), RUNTIME, BATCH_SIZE,
+      arg("--accuracy", default="imagenet", help="'imagenet' (published tables) or a sweep CSV"),
+      arg("--input-size", type=int, default=None, help="only candidates at this input resolution"),
+      arg("--remeasure", action="store_true", help="ignore cached latencies"), JSON)
 def cmd_choose(args: argparse.Namespace) -> int:
-    from .choose import choose, parse_count
-
     def note(model: str) -> None:
         if not args.json:
             print(f"measuring {model} ({args.runtime}, batch {args.batch_size}) ...", file=sys.stderr)
@@ -387,118 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def verb(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.set_defaults(handler=handler)
-        return p
-
-    p = verb("models", cmd_models, "list registered models with params and MAdds")
-    p.add_argument("pattern", nargs="?", help="shell pattern, e.g. '*V2-224'")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = verb("summary", cmd_summary, "per-layer cost table of a model (from its spec, no forward pass)")
-    p.add_argument("model", help="model name, e.g. 0.75-MobileNet-128")
-    p.add_argument("--input-size", type=int, default=None, help="input resolution (default: the name's)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = verb("paper", cmd_paper, "reproduce the papers' cost tables side by side with ours")
-    p.add_argument("family", choices=["v1", "v2"], help="which paper")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = verb("train", cmd_train, "train a MobileNet (no arguments: the embedded digits data)")
-    _add_train_flags(p)
-
-    p = verb("eval", cmd_eval, "evaluate weights: top-1/top-5, per-class accuracy, confusion matrix PNG")
-    p.add_argument("--weights", required=True, help="weights file (.safetensors from `train`, or a foreign format)")
-    p.add_argument("--data", help="data to evaluate on (default: the held-out split recorded in the weights)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--out", help="folder for eval.json and confusion.png (default: next to the weights)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-
-    p = verb("convert", cmd_convert, "convert weights (TFLite, Keras, torchvision, timm, ours) to another format")
-    p.add_argument("src", help="weights file, 'body.tflite+head.tflite', or a published id")
-    p.add_argument("dst", help="output file (.safetensors; .pth for --to torchvision/timm; .weights.h5 for keras)")
-    p.add_argument("--model", help="model name when the file cannot tell (an unusual width)")
-    p.add_argument("--drop-background", action="store_true", help="1001 TF classes -> 1000 (drop 'background')")
-    p.add_argument("--to", default="mobilenets", choices=["mobilenets", "torchvision", "timm", "keras"])
-
-    p = verb("export", cmd_export, "export for deployment (ONNX fp32/int8, TorchScript, torch.export) and check it")
-    p.add_argument("--weights", required=True, help="weights file or published id")
-    p.add_argument("--model", help="model name when the weights cannot tell")
-    p.add_argument("--format", default="onnx", choices=["onnx", "onnx-int8", "torchscript", "pt2"])
-    p.add_argument("--out", required=True, help="output file")
-    p.add_argument("--calibrate", metavar="IMAGE_DIR", help="int8: calibration images (default: synthetic)")
-    p.add_argument("--input-size", type=int, default=None)
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = verb("bench", cmd_bench, "latency, throughput and achieved FLOP/s on this machine")
-    p.add_argument("model", metavar="MODEL_OR_WEIGHTS", help="model name (random weights), weights file, or .onnx")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--input-size", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="default: all cores of this process")
-    p.add_argument("--train", action="store_true", help="also measure the training step's images/s")
-    p.add_argument("--amp", default="auto", help="training precision for --train: auto, off, bf16, fp16")
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--iters", type=int, default=50)
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = verb("memory", cmd_memory, "activation memory: V2 paper Table 3 and the t-way split schedule")
-    p.add_argument("model", nargs="?", help="model name (default: 1.0-MobileNet-224 and 1.0-MobileNetV2-224)")
-    p.add_argument("--dtype", default="fp16", choices=["fp16", "fp32"])
-    p.add_argument("--input-size", type=int, default=None)
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = verb("shard", cmd_shard, "pack an image folder into WebDataset tar shards for large-scale training")
-    p.add_argument("data", metavar="IMAGEFOLDER")
-    p.add_argument("out", metavar="OUT")
-    p.add_argument("--shard-size", type=int, default=1000, help="images per shard")
-    p.add_argument("--val-split", type=float, default=0.2, help="held-out fraction when there is no val/ folder")
-    p.add_argument("--seed", type=int, default=0)
-
-    p = verb("sweep", cmd_sweep, "train every (width, resolution) pair; CSV and accuracy-vs-cost plots")
-    p.add_argument("--family", choices=["v1", "v2"], default="v2")
-    p.add_argument("--widths", default="1,0.75,0.5,0.35", help="comma-separated alphas")
-    p.add_argument("--resolutions", default="224,192,160,128", help="comma-separated input sizes")
-    p.add_argument("--data", help="training data (default: the embedded digits)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--recipe", default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--amp", default=None)
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"], help="for the latency column")
-    p.add_argument("--out", required=True, help="sweep folder (resumable)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = verb("choose", cmd_choose, "the most accurate MobileNet within a latency/size/compute budget, on this machine")
-    p.add_argument("--family", choices=["v1", "v2"], required=True)
-    p.add_argument("--max-latency-ms", type=float, default=None)
-    p.add_argument("--max-params", default=None, help="e.g. 2.5M (conv + FC, no BN)")
-    p.add_argument("--max-madds", default=None, help="e.g. 300M")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--accuracy", default="imagenet", help="'imagenet' (published tables) or a sweep CSV")
-    p.add_argument("--input-size", type=int, default=None, help="only candidates at this input resolution")
-    p.add_argument("--remeasure", action="store_true", help="ignore cached latencies")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = verb("weights", cmd_weights, "list the published weights (torchvision, timm, Keras, TFLite)")
-    p.add_argument("pattern", nargs="?", help="shell pattern on ids, e.g. 'tflite/*quant'")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = verb("predict", cmd_predict, "classify image files or folders")
-    p.add_argument("--weights", required=True, help="weights file")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--input-size", type=int, default=None, help="input resolution (default: the weights')")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    for v in VERBS:
+        p = sub.add_parser(v.name, help=v.help, description=v.help)
+        p.set_defaults(handler=v.handler)
+        for names, options in v.args:
+            p.add_argument(*names, **options)
     return parser
 
 

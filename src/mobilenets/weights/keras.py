@@ -9,13 +9,18 @@ table per family, derived from our spec.
 from __future__ import annotations
 
 import os
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..spec import Arch, ModelConfig, build_arch
+from ..models import ModelConfig
+from ..models.registry import published_widths
+from ..models.spec import Arch, build_arch
+from ..models.tf_compat import tf_overrides
 from .native import WeightsError
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
@@ -79,9 +84,6 @@ def read_keras_h5(path: str | Path) -> dict[str, list[np.ndarray]]:
 
 
 def _read_keras_zip(path: Path) -> dict[str, list[np.ndarray]]:
-    import tempfile
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as z, tempfile.TemporaryDirectory() as d:
             z.extract("model.weights.h5", d)
@@ -122,20 +124,16 @@ def keras_state_dict(layers: dict[str, list[np.ndarray]], cfg: ModelConfig) -> d
 
 def keras_candidates(layers: dict[str, list[np.ndarray]], cfg_hint: ModelConfig | None) -> list[ModelConfig]:
     """Configs to try: the family is told by the layer names, the width by the stem's channels."""
-    from ..tf_compat import tf_overrides
-
     family = "v1" if "conv_dw_1" in layers else "v2" if "Conv1" in layers else None
     if family is None:
         raise WeightsError("not a Keras MobileNet/MobileNetV2 file (no conv_dw_1 or Conv1 layer)")
     v1 = family == "v1"
     cls_layer = "conv_preds" if v1 else "predictions"
     num_classes = int(np.asarray(layers[cls_layer][-1]).shape[-1]) if cls_layer in layers else 0
-    alphas = [cfg_hint.alpha] if cfg_hint is not None else []
-    alphas += [1.0, 0.75, 0.5, 0.25] if v1 else [1.4, 1.3, 1.0, 0.75, 0.5, 0.35]
     res = cfg_hint.resolution if cfg_hint is not None else 224
-    over = tf_overrides(family, source="keras")
-    return [ModelConfig(family=family, alpha=a, resolution=res).replace(**{**over, "num_classes": num_classes})
-            for a in alphas]
+    over = {**tf_overrides(family, source="keras"), "num_classes": num_classes, "resolution": res}
+    hint = [ModelConfig(family=family, alpha=cfg_hint.alpha).replace(**over)] if cfg_hint is not None else []
+    return hint + published_widths(family, **over)
 
 
 def export_keras(model: Any, path: str | Path) -> Path:

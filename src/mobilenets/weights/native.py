@@ -17,8 +17,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..fsutil import atomic_write
-from ..spec import ModelConfig
+from ..models import ModelConfig, Preprocess
+from ..utils.fsutil import atomic_write
 
 META_KEY = "mobilenets"
 FORMAT_VERSION = 1
@@ -56,8 +56,6 @@ def save_weights(
         raise TypeError("save_weights needs a mobilenets model (with .config)")
     if classes is not None and len(classes) != cfg.num_classes:
         raise ValueError(f"{len(classes)} class names for a model with {cfg.num_classes} outputs")
-    from ..data import Preprocess
-
     meta = {
         "format_version": FORMAT_VERSION,
         "model": cfg.name,

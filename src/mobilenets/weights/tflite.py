@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..spec import Arch, ModelConfig, build_arch
-from ..tf_compat import tf_overrides
+from ..models import ModelConfig, parse_name
+from ..models.registry import published_widths
+from ..models.spec import ALPHAS, Arch, build_arch
+from ..models.tf_compat import tf_overrides
 from .native import WeightsError
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-# Published widths, tried in turn to find the one whose layer shapes match the file.
-_ALPHAS = {"v1": (1.0, 0.75, 0.5, 0.25), "v2": (1.4, 1.3, 1.0, 0.75, 0.5, 0.35)}
 
 
 @dataclass
@@ -125,8 +125,6 @@ def _match(convs: list[TFLiteConv], cfg: ModelConfig) -> bool:
 
 def infer_config(tfl: TFLiteModel, hint: str | None = None) -> ModelConfig:
     """The architecture whose layers have exactly the file's shapes (family and width searched)."""
-    from ..registry import parse_name
-
     last = _torch_weight(tfl.convs[-1])
     candidates: list[ModelConfig] = []
     if hint:
@@ -135,8 +133,7 @@ def infer_config(tfl: TFLiteModel, hint: str | None = None) -> ModelConfig:
             candidates.append(c)
         except ValueError:
             pass
-    for fam, alphas in _ALPHAS.items():
-        candidates += [ModelConfig(family=fam, alpha=a) for a in alphas]  # type: ignore[arg-type]
+    candidates += published_widths()
     for c in candidates:
         cfg = c.replace(resolution=max(tfl.input_size, 32), **tf_overrides(c.family))
         for num_classes in (int(last.shape[0]), 0):  # with a classifier, or a body alone
@@ -144,7 +141,7 @@ def infer_config(tfl: TFLiteModel, hint: str | None = None) -> ModelConfig:
                 return cfg.replace(num_classes=num_classes)
     shapes = [tuple(_torch_weight(c).shape) for c in tfl.convs[:3]]
     raise WeightsError(f"the TFLite model's layers ({len(tfl.convs)} convs, first {shapes}) match no MobileNet V1/V2 "
-                       f"width in {_ALPHAS}; pass the model name (--model) if it is another width")
+                       f"width in {ALPHAS}; pass the model name (--model) if it is another width")
 
 
 def tflite_state_dict(tfl: TFLiteModel, cfg: ModelConfig) -> dict[str, torch.Tensor]:
@@ -190,7 +187,8 @@ def tflite_name_hint(path: Path) -> str | None:
     return f"mobilenet_v{m[1]}_{m[2]}_{m[3]}" if m else None
 
 
-def load_tflite(paths: list[Path], model: str | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+def load_tflite(paths: list[Path],
+                model: str | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
     """Config, state dict and metadata from one TFLite file, or a body file followed by a head file."""
     parts = [read_tflite(p) for p in paths]
     tfl = TFLiteModel([c for p in parts for c in p.convs], parts[0].input_size, parts[0].input_dtype,

@@ -1,0 +1,152 @@
+"""Analytic cost model computed from the architecture spec, with no forward pass.
+
+Conventions (the papers' and TF's; see the README):
+
+* ``madds``: multiply-adds of conv and fully-connected layers only (no BN, bias, activation,
+  pooling or residual add). ``torch.utils.flop_counter`` reports 2 x this number as FLOPs.
+* ``params``: conv weights + FC weight and bias, no BatchNorm (the papers' "Million Parameters").
+* ``trainable_params``: ``params`` + BN gamma and beta (PyTorch's ``sum(p.numel())``).
+* ``bn_buffers``: BN running mean and variance (Keras counts them in "Total params").
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..models import resolve_config
+from ..models.spec import Arch, Layer, ModelConfig, build_arch, check_input_size, layer_shapes
+
+#: Layer types in the V1 paper's Table 2 wording.
+LAYER_TYPES = ("Conv 1x1", "Conv DW 3x3", "Conv 3x3", "Fully Connected")
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    type: str
+    input_shape: tuple[int, int, int]  # C, H, W
+    output_shape: tuple[int, int, int]
+    params: int  # weights + bias
+    bias: int
+    madds: int
+    activations: int  # output elements per image
+
+    @property
+    def weights(self) -> int:
+        return self.params - self.bias
+
+
+@dataclass(frozen=True)
+class TypeCost:
+    type: str
+    madds: int
+    params: int
+    weights: int
+    madds_pct: float
+    weights_pct: float
+
+
+@dataclass
+class Profile:
+    """Cost of one model at one input size (per image)."""
+
+    name: str
+    input_size: tuple[int, int]
+    madds: int
+    params: int
+    trainable_params: int
+    bn_buffers: int
+    layers: list[LayerCost] = field(default_factory=list)
+
+    @property
+    def by_type(self) -> list[TypeCost]:
+        """MAdds and weights per layer type, as in the V1 paper's Table 2 (FC bias excluded)."""
+        acc: dict[str, list[int]] = OrderedDict((t, [0, 0, 0]) for t in LAYER_TYPES)
+        for row in self.layers:
+            a = acc.setdefault(row.type, [0, 0, 0])
+            a[0] += row.madds
+            a[1] += row.params
+            a[2] += row.weights
+        total_w = sum(a[2] for a in acc.values()) or 1
+        return [
+            TypeCost(t, m, p, w, 100 * m / (self.madds or 1), 100 * w / total_w)
+            for t, (m, p, w) in acc.items()
+            if m or p
+        ]
+
+    def to_dict(self, layers: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name,
+            "input_size": list(self.input_size),
+            "madds": self.madds,
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "bn_buffers": self.bn_buffers,
+            "by_type": [asdict(t) for t in self.by_type],
+        }
+        if layers:
+            d["layers"] = [asdict(r) for r in self.layers]
+        return d
+
+
+def _layer_type(kind: str, kernel: int) -> str:
+    if kind == "fc":
+        return "Fully Connected"
+    if kind == "depthwise":
+        return f"Conv DW {kernel}x{kernel}"
+    return f"Conv {kernel}x{kernel}"
+
+
+def layer_cost(layer: Layer, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> LayerCost:
+    """Params and MAdds of one layer: k*k*(C_in/groups)*C_out weights, each used once per output pixel."""
+    w = layer.kernel * layer.kernel * (layer.in_ch // layer.groups) * layer.out_ch
+    bias = layer.out_ch if layer.kind == "fc" else 0
+    oh, ow = out_hw
+    return LayerCost(
+        layer.name,
+        _layer_type(layer.kind, layer.kernel),
+        (layer.in_ch, *in_hw),
+        (layer.out_ch, oh, ow),
+        w + bias,
+        bias,
+        w * oh * ow,
+        layer.out_ch * oh * ow,
+    )
+
+
+def profile_arch(arch: Arch, input_size: int | tuple[int, int] | None = None) -> Profile:
+    """Cost of an expanded architecture; ``input_size`` defaults to the config's resolution."""
+    size = arch.config.resolution if input_size is None else input_size
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    for side in hw:
+        check_input_size(side)
+    rows = [layer_cost(layer, in_hw, out_hw) for layer, in_hw, out_hw in layer_shapes(arch, hw)]
+    bn = sum(layer.out_ch for layer in arch.layers() if layer.kind != "fc")
+    params = sum(r.params for r in rows)
+    return Profile(arch.config.name, hw, sum(r.madds for r in rows), params, params + 2 * bn, 2 * bn, rows)
+
+
+def profile(
+    name_or_model: str | ModelConfig | nn.Module,
+    input_size: int | tuple[int, int] | None = None,
+    variant: str | None = None,
+    **overrides: Any,
+) -> Profile:
+    """Params and multiply-adds of a model, from its spec.
+
+    ``name_or_model``: a model name (``"0.75-MobileNet-128"``), a :class:`ModelConfig` or a
+    :class:`~mobilenets.models.MobileNet`. ``input_size`` defaults to the name's resolution.
+    """
+    if isinstance(name_or_model, nn.Module):
+        cfg = getattr(name_or_model, "config", None)
+        if not isinstance(cfg, ModelConfig):
+            raise TypeError("profile() needs a mobilenets model (with .config), a name or a ModelConfig")
+    else:
+        cfg = resolve_config(name_or_model, **overrides)
+    if variant is not None:
+        cfg = cfg.replace(variant=variant)
+    return profile_arch(build_arch(cfg), input_size)

@@ -1,0 +1,178 @@
+"""Datasets: the embedded digits, ImageFolder, CIFAR, synthetic data and tar shards, with seeded
+stratified splits. Samples are (PIL image or uint8 tensor, label) before any transform."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from .images import IMAGE_EXTENSIONS, load_image
+from .shards import INDEX, ShardStream, is_shard_folder
+
+DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake", "shards")
+VAL_FOLDER_NAMES = ("val", "validation", "valid", "test")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data comes from and how it is split; recorded in the weights' metadata."""
+
+    kind: str = "digits"
+    root: str | None = None
+    val_split: float = 0.2  # used when there is no separate validation set
+    seed: int = 0
+    fake_size: int = 256
+    fake_classes: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def resolve_data(data: str | os.PathLike[str] | None, val_split: float = 0.2, seed: int = 0) -> DataSpec:
+    """``None``/"digits" -> embedded digits; "fake" -> synthetic; else a folder (ImageFolder or CIFAR)."""
+    if not 0 < val_split < 1:
+        raise ValueError(f"invalid val_split {val_split}; it must be in (0, 1)")
+    if data is None or str(data) == "digits":
+        return DataSpec("digits", None, val_split, seed)
+    if str(data) == "fake":
+        return DataSpec("fake", None, val_split, seed)
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"data folder not found: {root} (use an ImageFolder layout, a CIFAR folder, "
+                                "'digits' or 'fake')")
+    if not root.is_dir():
+        raise ValueError(f"--data must be a folder, got the file {root}")
+    if is_shard_folder(root):
+        return DataSpec("shards", str(root.resolve()), val_split, seed)
+    for kind, sub in (("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python")):
+        if root.name == sub:
+            return DataSpec(kind, str(root.parent.resolve()), val_split, seed)
+        if (root / sub).is_dir():
+            return DataSpec(kind, str(root.resolve()), val_split, seed)
+    return DataSpec("folder", str(root.resolve()), val_split, seed)
+
+
+class _Folder(Dataset):
+    """ImageFolder-style listing with a fixed class list; images decode lazily via load_image."""
+
+    def __init__(self, root: Path, classes: Sequence[str]) -> None:
+        from torchvision.datasets.folder import make_dataset
+
+        self.root = root
+        self.classes = list(classes)
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.samples = make_dataset(str(root), self.class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=True)
+        self.targets = [t for _, t in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        path, target = self.samples[i]
+        return load_image(path), target
+
+
+def _class_dirs(root: Path) -> list[str]:
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+class _Digits(Dataset):
+    """scikit-learn's 1,797 real 8x8 handwritten digits as uint8 RGB images (values 0..16 -> 0..255)."""
+
+    def __init__(self) -> None:
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        img = torch.from_numpy(d.images).float().mul(255.0 / 16.0).round().to(torch.uint8)
+        self.images = img.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+        self.targets = [int(t) for t in d.target]
+        self.classes = [str(i) for i in range(10)]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], self.targets[i]
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    val: Dataset
+    classes: list[str]
+
+
+def _split(ds: Dataset, targets: Sequence[int], spec: DataSpec) -> tuple[Subset, Subset]:
+    """Seeded, stratified split (the same indices every time for the same seed)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = list(range(len(targets)))
+    counts = torch.bincount(torch.tensor(list(targets))) if targets else torch.zeros(0)
+    stratify = targets if len(counts) and int(counts[counts > 0].min()) >= 2 else None
+    tr, va = train_test_split(idx, test_size=spec.val_split, random_state=spec.seed, stratify=stratify)
+    return Subset(ds, sorted(tr)), Subset(ds, sorted(va))
+
+
+def load_splits(spec: DataSpec) -> Splits:
+    """The train and validation datasets of ``spec``, yielding (image, label) before transforms."""
+    if spec.kind == "digits":
+        ds = _Digits()
+        tr, va = _split(ds, ds.targets, spec)
+        return Splits(tr, va, ds.classes)
+    if spec.kind == "fake":
+        from torchvision.datasets import FakeData
+
+        train = FakeData(spec.fake_size, (3, 48, 48), spec.fake_classes, random_offset=spec.seed)
+        val = FakeData(max(spec.fake_size // 4, 8), (3, 48, 48), spec.fake_classes, random_offset=spec.seed + 10**6)
+        return Splits(train, val, [f"class_{i}" for i in range(spec.fake_classes)])
+    if spec.kind in ("cifar10", "cifar100"):
+        from torchvision import datasets
+
+        cls = datasets.CIFAR10 if spec.kind == "cifar10" else datasets.CIFAR100
+        try:
+            train = cls(spec.root, train=True, download=False)
+            val = cls(spec.root, train=False, download=False)
+        except RuntimeError as e:
+            raise ValueError(f"{spec.root}: CIFAR files missing or corrupt ({e})") from None
+        return Splits(train, val, list(train.classes))
+    if spec.kind == "shards":
+        root = Path(spec.root or ".")
+        classes = json.loads((root / INDEX).read_text())["classes"]
+        return Splits(ShardStream(root, "train", True, spec.seed, cycle=True), ShardStream(root, "val", False), classes)
+    if spec.kind != "folder":
+        raise ValueError(f"unknown data kind {spec.kind!r}; valid: {', '.join(DATA_KINDS)}")
+    root = Path(spec.root or ".")
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root}")
+    val_dir = next((root / n for n in VAL_FOLDER_NAMES if (root / n).is_dir()), None)
+    if (root / "train").is_dir() and val_dir is not None:
+        classes = _class_dirs(root / "train")
+        if not classes:
+            raise ValueError(f"{root / 'train'}: no class folders found; expected train/<class>/<image>")
+        extra = sorted(set(_class_dirs(val_dir)) - set(classes))
+        if extra:
+            raise ValueError(f"{val_dir} has classes that {root / 'train'} lacks: {extra}")
+        train, val = _Folder(root / "train", classes), _Folder(val_dir, classes)
+    else:
+        base = root / "train" if (root / "train").is_dir() else root
+        classes = _class_dirs(base)
+        if not classes:
+            raise ValueError(f"{root}: no class folders found; expected {root}/<class>/<image> or train/ and val/")
+        full = _Folder(base, classes)
+        train, val = _split(full, full.targets, spec) if len(full) else (full, full)
+    if len(train) == 0:
+        raise ValueError(f"{root}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    return Splits(train, val, classes)

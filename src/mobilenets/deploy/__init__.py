@@ -1,0 +1,11 @@
+"""Deployment: exports checked against PyTorch (``export``: ``onnx``, ``quantize`` for int8 with
+``bias_correction``, ``torch_formats``; ``artifact`` is what they produce), runtimes as sessions
+(``runtimes``, opened by ``session``), latency measurement (``bench``) and prediction
+(``predict``). A new runtime adds a session class to ``runtimes`` and a name to ``session``."""
+
+from .bench import BenchResult, bench
+from .export import FORMATS, export
+from .predict import PredictResult, predict
+from .session import RUNTIMES, open_session
+
+__all__ = ["FORMATS", "RUNTIMES", "BenchResult", "PredictResult", "bench", "export", "open_session", "predict"]

@@ -1,0 +1,122 @@
+"""Empirical bias correction before int8 post-training quantization (Nagel et al. 2019, "Data-Free
+Quantization", section 4.2, with calibration data).
+
+Per-channel int8 weights and per-tensor uint8 activations shift the mean of every conv's output a
+little; through 27-52 layers of a MobileNet the shifts add up and flip top-1 predictions (the
+V1 0.25 float model loses ~6% fp32/int8 agreement to it). Layer by layer, we simulate what ONNX
+Runtime's quantizer will do (same rounding rules), measure the mean output of each conv in the
+simulated model against the float model on the calibration images, and fold the difference into
+that conv's bias. The float model that is then quantized by ONNX Runtime carries these biases.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from ..models.layers import ConvBNAct
+
+
+def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel symmetric int8 in [-127, 127], as ORT's QDQ quantizer does for QInt8 weights."""
+    scale = w.abs().amax(dim=tuple(range(1, w.ndim)), keepdim=True).clamp_min(1e-12) / 127
+    return torch.round(w / scale).clamp(-127, 127) * scale
+
+
+def fake_quant_act(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """Per-tensor asymmetric uint8 over [min(lo, 0), max(hi, 0)] (ORT's MinMax rule)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max(hi - lo, 1e-12) / 255
+    zp = round(-lo / scale)
+    return (torch.clamp(torch.round(x / scale) + zp, 0, 255) - zp) * scale
+
+
+def _batches(data: torch.Tensor, size: int = 32) -> Iterator[torch.Tensor]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def _units(model: nn.Module) -> list[tuple[str, ConvBNAct]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, ConvBNAct)]
+
+
+@torch.no_grad()
+def activation_ranges(model: nn.Module, data: torch.Tensor) -> dict[str, tuple[float, float]]:
+    """Min and max of every conv unit's output (after its activation) over the calibration data."""
+    ranges: dict[str, tuple[float, float]] = {}
+
+    def hook(name: str):  # type: ignore[no-untyped-def]
+        def f(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+            lo, hi = ranges.get(name, (float("inf"), float("-inf")))
+            ranges[name] = (min(lo, out.min().item()), max(hi, out.max().item()))
+        return f
+
+    hs = [m.register_forward_hook(hook(n)) for n, m in _units(model)]
+    try:
+        for b in _batches(data):
+            model(b)
+    finally:
+        for h in hs:
+            h.remove()
+    return ranges
+
+
+@torch.no_grad()
+def _conv_output_means(model: nn.Module, data: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+    """Mean per channel of each named unit's conv output (before BN/activation), over the data."""
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    mods = dict(model.named_modules())
+
+    def hook(name: str):  # type: ignore[no-untyped-def]
+        def f(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+            s = out.double().sum(dim=(0, 2, 3))
+            sums[name] = sums[name] + s if name in sums else s
+            counts[name] = counts.get(name, 0) + out.numel() // out.shape[1]
+        return f
+
+    hs = [mods[n].conv.register_forward_hook(hook(n)) for n in names]
+    last = mods[names[-1]].conv
+
+    def stop(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        raise _Stop  # nothing after the last measured conv is needed
+
+    hs.append(last.register_forward_hook(stop))
+    try:
+        for b in _batches(data):
+            try:
+                model(b)
+            except _Stop:
+                pass
+    finally:
+        for h in hs:
+            h.remove()
+    return {n: (sums[n] / counts[n]).float() for n in names}
+
+
+class _Stop(Exception):
+    pass
+
+
+@torch.no_grad()
+def bias_correct(folded: nn.Module, data: torch.Tensor) -> nn.Module:
+    """A copy of a BN-folded model whose conv biases cancel the mean shift of int8 quantization."""
+    ref = copy.deepcopy(folded).eval()
+    sim = copy.deepcopy(folded).eval()
+    names = [n for n, _ in _units(sim)]
+    ranges = activation_ranges(ref, data)
+    sim_mods = dict(sim.named_modules())
+    for n in names:
+        sim_mods[n].conv.weight.copy_(fake_quant_weight(sim_mods[n].conv.weight))
+        sim_mods[n].register_forward_hook(lambda mod, i, o, n=n: fake_quant_act(o, *ranges[n]))
+    target = _conv_output_means(ref, data, names)
+    for n in names:  # in execution order: each correction sees the corrected layers before it
+        sim_mods[n].conv.bias += target[n] - _conv_output_means(sim, data, [n])[n]
+    out = copy.deepcopy(folded).eval()
+    out_mods = dict(out.named_modules())
+    for n in names:
+        out_mods[n].conv.bias.copy_(sim_mods[n].conv.bias)
+    return out

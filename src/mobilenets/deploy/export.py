@@ -1,0 +1,33 @@
+"""Export for deployment: ONNX (fp32, int8 QDQ), TorchScript and torch.export (.pt2).
+
+Every export is checked against the PyTorch model right after it is written, and the check's
+result is returned (and printed by the CLI).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..models import MobileNet, check_input_size
+from .artifact import ExportResult
+from .onnx import export_onnx
+from .quantize import export_onnx_int8
+from .torch_formats import export_pt2, export_torchscript
+
+FORMATS = ("onnx", "onnx-int8", "torchscript", "pt2")
+
+
+def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrate: str | Path | None = None,
+           input_size: int | None = None) -> ExportResult:
+    """Export ``model`` to ``path`` in ``format`` (onnx, onnx-int8, torchscript, pt2) and check it."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
+    if input_size is not None:
+        check_input_size(input_size)
+    if format == "onnx":
+        return export_onnx(model, path, input_size)
+    if format == "onnx-int8":
+        return export_onnx_int8(model, path, calibrate, input_size)
+    if format == "torchscript":
+        return export_torchscript(model, path, input_size)
+    return export_pt2(model, path, input_size)

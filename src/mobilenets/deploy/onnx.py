@@ -1,0 +1,57 @@
+"""ONNX export (opset 18, the dynamo exporter), checked in ONNX Runtime against PyTorch."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models import MobileNet, fold_batchnorm
+from ..utils.fsutil import atomic_path
+from .artifact import ExportResult, check_input, export_metadata
+from .runtimes import OnnxSession
+
+ONNX_OPSET = 18
+
+
+def export_onnx(model: MobileNet, path: str | Path, input_size: int | None = None, opset: int = ONNX_OPSET,
+                check: bool = True) -> ExportResult:
+    """ONNX with BN folded, a dynamic batch dimension, and our metadata (classes, preprocessing)."""
+    import onnx  # heavy: imported on first use
+
+    if opset < 17:
+        raise ValueError(f"opset {opset} is too old; use >= 17")
+    folded = fold_batchnorm(model)
+    x = check_input(model, input_size, batch=1)
+    path = Path(path)
+    # the exporter prints progress lines on stdout; keep stdout for our own (JSON) output
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        tmp = Path(d) / "model.onnx"
+        torch.onnx.export(folded, (x,), str(tmp), dynamo=True, opset_version=opset, input_names=["input"],
+                          output_names=["output"], dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+                          verbose=False, report=False)
+        proto = onnx.load(str(tmp))
+    for k, v in export_metadata(model).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    proto.producer_name = "mobilenets"
+    with atomic_path(path) as tmp_out:
+        onnx.save(proto, str(tmp_out))
+    res = ExportResult(str(path), "onnx")
+    if check:
+        res.max_abs_diff, res.tolerance = _check_onnx(model, path, input_size), 1e-4
+    return res
+
+
+def _check_onnx(model: MobileNet, path: Path, input_size: int | None) -> float:
+    x = check_input(model, input_size, batch=3)  # a batch size other than the export's: dynamic batch
+    with torch.inference_mode():
+        ref = model.eval()(x).numpy()
+    out = OnnxSession(path).run(x.numpy())
+    return float(np.abs(out - ref).max())

@@ -1,0 +1,138 @@
+"""int8 ONNX: static post-training quantization with ONNX Runtime (QDQ, per-channel weights),
+calibrated on real images (or, labelled as such, synthetic ones), after bias correction."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import UnreadableImage, find_images, load_image
+from ..models import MobileNet, Preprocess, fold_batchnorm
+from ..utils.fsutil import atomic_path
+from .artifact import ExportResult, export_metadata
+from .bias_correction import bias_correct
+from .onnx import export_onnx
+from .runtimes import OnnxSession
+
+
+def synthetic_calibration(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    """Smooth random images in the model's input range: a stand-in when the user gives no images.
+
+    Clearly worse than real images; the CLI labels results calibrated this way as synthetic.
+    """
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, 3, max(size // 16, 2), max(size // 16, 2), generator=g)
+    imgs = torch.nn.functional.interpolate(base, size=(size, size), mode="bilinear", align_corners=False)
+    imgs = imgs + 0.05 * torch.randn(n, 3, size, size, generator=g)
+    return [((imgs[i].clamp(0, 1) - 0.5) / 0.5).numpy().astype(np.float32) for i in range(n)]
+
+
+def calibration_images(files: Sequence[Path], model: MobileNet, per_image: int = 1, seed: int = 0) -> list[np.ndarray]:
+    """Preprocessed images (the model's eval transform); ``per_image`` > 1 adds random crops of each."""
+    from torchvision.transforms import v2  # seconds to import: only when calibrating
+
+    pre = Preprocess.of(model)
+    ev = pre.eval_transform()
+    crop = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(pre.input_size, scale=(0.5, 1.0), antialias=True),
+                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))])
+    torch.manual_seed(seed)
+    out = []
+    for f in files:
+        try:
+            img = load_image(f)
+        except UnreadableImage:
+            continue
+        out.append(ev(img).numpy())
+        out += [crop(img).numpy() for _ in range(per_image - 1)]
+    return out
+
+
+def _reader(samples: Sequence[np.ndarray], input_name: str) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it: Iterator[np.ndarray] = iter(samples)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {input_name: x[None].astype(np.float32)}
+
+        def rewind(self) -> None:
+            self._it = iter(samples)
+
+    return Reader()
+
+
+def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path | None = None,
+                     input_size: int | None = None, held_out: float = 0.25, per_image: int = 8,
+                     seed: int = 0, bias_correction: bool = True) -> ExportResult:
+    """Static post-training int8 quantization with ONNX Runtime (QDQ, per-channel weights).
+
+    Activations are uint8 per tensor, calibrated (MinMax) on ``calibrate`` images - a share
+    ``held_out`` of them is kept out of calibration to measure fp32/int8 top-1 agreement. ReLU6
+    is kept: its [0, 6] bound becomes the quantization range of the conv output it follows
+    (ORT removes the Clip only because the range already clips). The classifier and the pooled
+    features stay fp32: uint8 logits would have too coarse a resolution to rank 1000 classes.
+    """
+    import onnx  # heavy: imported on first use
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    size = model.config.resolution if input_size is None else input_size
+    if calibrate is not None:
+        files = find_images([calibrate])
+        if not files:
+            raise ValueError(f"no images found in {calibrate} for calibration")
+        order = np.random.default_rng(seed).permutation(len(files))
+        n_hold = max(1, int(round(held_out * len(files)))) if held_out > 0 and len(files) > 1 else 0
+        hold_files = [files[i] for i in sorted(order[:n_hold])]
+        cal_files = [files[i] for i in sorted(order[n_hold:])]
+        cal = calibration_images(cal_files, model, per_image, seed)
+        hold = calibration_images(hold_files, model, per_image, seed + 1)
+        label = f"{len(cal_files)} images from {calibrate} (x{per_image} crops)"
+    else:
+        cal = synthetic_calibration(64, size, seed)
+        hold = synthetic_calibration(32, size, seed + 1)
+        label = "SYNTHETIC (no --calibrate images given: smooth random images; pass real images for a real int8 model)"
+    if not cal:
+        raise ValueError("no readable calibration images")
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as d:
+        fp32 = Path(d) / "fp32.onnx"
+        pre = Path(d) / "pre.onnx"
+        export_onnx(model, fp32, input_size, check=False)
+        to_quantize = fp32
+        if bias_correction:
+            corrected = bias_correct(fold_batchnorm(model), torch.from_numpy(np.stack(cal)))
+            to_quantize = Path(d) / "corrected.onnx"
+            export_onnx(corrected, to_quantize, input_size, check=False)
+        quant_pre_process(str(to_quantize), str(pre), skip_symbolic_shape=True)
+        graph = onnx.load(str(pre)).graph
+        keep_float = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul", "ReduceMean", "GlobalAveragePool",
+                                                                   "Reshape", "Flatten")]
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_static(str(pre), str(tmp), _reader(cal, graph.input[0].name), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
+            proto = onnx.load(str(tmp))
+            for k, v in export_metadata(model).items():
+                e = proto.metadata_props.add()
+                e.key, e.value = k, v
+            onnx.save(proto, str(tmp))
+        res = ExportResult(str(path), "onnx-int8", calibration=label,
+                           details={"calibration_images": len(cal), "held_out": len(hold),
+                                    "bias_correction": bias_correction})
+        if hold:
+            x = np.stack(hold)
+            p32 = OnnxSession(fp32).run(x).argmax(1)
+            p8 = OnnxSession(path).run(x).argmax(1)
+            res.agreement = float((p32 == p8).mean())
+    return res

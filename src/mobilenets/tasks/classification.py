@@ -1,0 +1,89 @@
+"""Classification (the papers' ImageNet task): its metrics and how its predictions read.
+
+:class:`ClassificationMeter` accumulates top-1/top-5, the loss and a confusion matrix batch by
+batch on the device (no host synchronization per batch); :func:`top_k` turns logits into named
+predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class EvalResult:
+    top1: float  # percent
+    top5: float
+    loss: float
+    count: int
+    classes: list[str]
+    confusion: torch.Tensor  # [true, predicted] counts
+    skipped: list[str] = field(default_factory=list)  # unreadable files
+
+    @property
+    def per_class(self) -> dict[str, float]:
+        totals = self.confusion.sum(1).clamp_min(1)
+        acc = self.confusion.diag() / totals * 100
+        return {c: round(float(a), 4) for c, a in zip(self.classes, acc)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "top1": round(self.top1, 4),
+            "top5": round(self.top5, 4),
+            "loss": round(self.loss, 6),
+            "count": self.count,
+            "per_class": self.per_class,
+            "confusion": self.confusion.tolist(),
+            "skipped": self.skipped,
+        }
+
+
+class ClassificationMeter:
+    """Sums over batches of (logits, labels): cross-entropy, top-k hits and the confusion matrix."""
+
+    def __init__(self, classes: Sequence[str], device: torch.device) -> None:
+        self.classes = list(classes)
+        n = len(self.classes)
+        self.confusion = torch.zeros(n, n, dtype=torch.long, device=device)
+        self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        self.top5_sum = torch.zeros((), device=device, dtype=torch.long)
+        self.count = 0
+
+    def update(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        n = len(self.classes)
+        logits = logits.float()
+        self.loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        pred = logits.topk(min(5, n), dim=1).indices
+        self.confusion += torch.bincount(y * n + pred[:, 0], minlength=n * n).view(n, n)
+        self.top5_sum += (pred == y[:, None]).any(1).sum()
+        self.count += len(y)
+
+    def result(self, skipped: list[str]) -> EvalResult:
+        if self.count == 0:
+            raise ValueError("no readable evaluation images")
+        conf = self.confusion.cpu()
+        n = self.count
+        return EvalResult(top1=float(conf.diag().sum()) / n * 100, top5=float(self.top5_sum) / n * 100,
+                          loss=float(self.loss_sum) / n, count=n, classes=self.classes, confusion=conf, skipped=skipped)
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]  # (class name, probability), best first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "predictions": [{"class": c, "prob": round(p, 6)} for c, p in self.top]}
+
+
+def top_k(logits: torch.Tensor, classes: Sequence[str] | None, k: int) -> list[list[tuple[str, float]]]:
+    """The ``k`` most probable classes of each row of ``logits``, named (indices when unnamed)."""
+    probs = logits.float().softmax(1)
+    names = list(classes) if classes is not None else [str(i) for i in range(probs.shape[1])]
+    p, c = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [[(names[j], v) for j, v in zip(ci, pi)] for pi, ci in zip(p.tolist(), c.tolist())]

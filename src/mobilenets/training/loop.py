@@ -1,0 +1,401 @@
+"""The training loop in parts, the way torchvision's reference script separates them: ``setup``
+builds a :class:`Trainer`, ``train_one_epoch`` runs the batches, ``end_epoch`` evaluates, saves
+and reports, and ``train`` drives them, resuming from the run folder's last checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+from tqdm.auto import tqdm
+
+from ..data import EpochSampler, Splits, load_splits, make_loader, resolve_data, train_transform, with_transform
+from ..models import MobileNet, Preprocess, create_model
+from ..utils.device import Precision, pick_precision
+from ..utils.fsutil import atomic_write_text
+from ..utils.textfmt import render_table
+from ..weights import save_weights
+from . import distributed as dist
+from .checkpoint import EpochSums, Run, TrainState, rng_state, seed_everything, set_rng_state
+from .config import RESUMABLE_OPTIONS, ResolvedConfig, TrainConfig
+from .evaluate import run_eval
+from .finetune import freeze_backbone, init_from_weights, set_train_mode
+from .plots import plot_curves
+from .step import TrainStep, build_train_step
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+class TrainingInterrupted(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    top1: float
+    top5: float
+    epochs: int
+    weights: str
+    wall_s: float
+    run_dir: str
+    best_epoch: int
+    model: str
+    precision: str = "fp32"  # what --amp resolved to on this machine
+    world_size: int = 1
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("history")
+        return d
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM: the loop finishes the current step, checkpoints and stops."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextlib.contextmanager
+    def on_signals(self) -> Iterator[StopFlag]:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield self
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.requested:
+                raise KeyboardInterrupt  # second signal: stop now
+            self.requested = True
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+@dataclass
+class Trainer:
+    """Everything one training run holds, and where it is (``epoch``: epochs completed)."""
+
+    cfg: ResolvedConfig
+    run: Run
+    ctx: dist.DistContext
+    model: MobileNet
+    step_fn: TrainStep
+    precision: Precision
+    classes: list[str]
+    weights_meta: dict[str, Any]  # classes, preprocessing, dataset: written into every weights file
+    title: str
+    train_ds: Dataset
+    loader: DataLoader
+    sampler: EpochSampler | None  # None for a stream (tar shards): a fixed number of steps per epoch
+    val_loader: DataLoader
+    val_sampler: EpochSampler | None
+    steps_per_epoch: int
+    epoch: int = 0
+    skip_batches: int = 0  # batches of the current epoch done before a mid-epoch checkpoint
+    step: int = 0
+    best_top1: float = -1.0
+    best_epoch: int = 0
+    partial: EpochSums = field(default_factory=EpochSums)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resume_rng: dict[str, Any] | None = None
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.step_fn.ema.module if self.step_fn.ema is not None else self.model
+
+    def save_state(self, batch_in_epoch: int = 0) -> None:
+        if not self.ctx.is_main:
+            return
+        s = self.step_fn
+        self.run.save_state(TrainState(
+            self.epoch, batch_in_epoch, self.step, self.model.state_dict(), s.optimizer.state_dict(),
+            s.scheduler.state_dict(), s.ema.state_dict() if s.ema is not None else None, rng_state(), self.best_top1,
+            self.best_epoch, self.partial, self.classes, self.cfg.to_dict(), self.history))
+
+    def restore(self, state: TrainState) -> None:
+        s = self.step_fn
+        s.optimizer.load_state_dict(state.optimizer)
+        s.scheduler.load_state_dict(state.scheduler)
+        if s.ema is not None and state.ema is not None:
+            s.ema.load_state_dict(state.ema)
+        self.epoch, self.skip_batches, self.step = state.epoch, state.batch_in_epoch, state.step
+        self.best_top1, self.best_epoch, self.partial = state.best_top1, state.best_epoch, state.partial
+        self.history, self.resume_rng = list(state.history), state.rng
+
+    def write_outputs(self) -> None:
+        """The files derived from an epoch-end state: metrics, last/best weights, curves."""
+        self.run.write_history(self.history)
+        row = self.history[-1]
+        metrics = {"top1": row["val_top1"], "top5": row["val_top5"], "epoch": row["epoch"]}
+        save_weights(self.eval_model, self.run.last, **self.weights_meta, metrics=metrics)
+        if self.best_epoch == row["epoch"]:
+            save_weights(self.eval_model, self.run.best, **self.weights_meta, metrics=metrics)
+        plot_curves(self.history, self.run.curves, title=self.title)
+
+
+# ------------------------------------------------------------------------------ setup
+
+
+def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
+    """Data, model, step and the state of the last checkpoint, ready for the first epoch to run."""
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not cfg.deterministic
+    seed_everything(cfg.seed)  # the initial weights depend on the seed only
+    spec = resolve_data(cfg.data, cfg.val_split, cfg.seed)
+    splits = load_splits(spec)
+    classes = list(splits.classes)
+    model = create_model(cfg.model, num_classes=len(classes),
+                         **({"dropout": cfg.dropout} if cfg.dropout is not None else {}))
+    pre = Preprocess.for_config(model.config, cfg.input_size, cfg.crop_pct)
+    state = run.restore()
+    if state is not None:
+        if state.classes != classes:
+            raise ValueError(f"the data's classes {classes[:8]} differ from the checkpoint's {state.classes[:8]}; "
+                             "resume with the same data")
+        model.load_state_dict(state.model)
+    elif cfg.init:
+        n, reinit = init_from_weights(model, cfg.init)
+        if ctx.is_main:
+            print(f"initialised {n} tensors from {cfg.init}; re-initialised: {', '.join(reinit) or 'none'}")
+    model = _place(model, cfg, ctx)
+    precision = pick_precision(cfg.amp, ctx.device)
+    loaders = _loaders(cfg, splits, pre, ctx)
+    step_fn = build_train_step(model, cfg, loaders["steps_per_epoch"], ctx.device, precision,
+                               forward=dist.wrap(model, ctx))
+    trainer = Trainer(cfg, run, ctx, model, step_fn, precision, classes, title=f"{cfg.model} on {spec.kind}",
+                      weights_meta=dict(classes=classes, preprocessing=pre.to_dict(), dataset=spec.to_dict()),
+                      **loaders)
+    if state is not None:
+        trainer.restore(state)
+        if ctx.is_main:
+            where = f"epoch {trainer.epoch + 1}" + (f", batch {trainer.skip_batches}" if trainer.skip_batches else "")
+            print(f"resuming {run.path} at {where} of {cfg.epochs}")
+            if trainer.skip_batches == 0 and trainer.history:
+                trainer.write_outputs()  # a kill between the state and its files: finish them from the state
+    dist.barrier(ctx)
+    return trainer
+
+
+def _place(model: MobileNet, cfg: ResolvedConfig, ctx: dist.DistContext) -> MobileNet:
+    if cfg.freeze_backbone:
+        freeze_backbone(model)
+    model.to(ctx.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if cfg.sync_bn and ctx.world_size > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def _loaders(cfg: ResolvedConfig, splits: Splits, pre: Preprocess, ctx: dist.DistContext) -> dict[str, Any]:
+    """Training and validation loaders, each rank reading its shard of a seeded order."""
+    train_ds = with_transform(splits.train, train_transform(pre, cfg.min_scale, cfg.hflip))
+    val_ds = with_transform(splits.val, pre.eval_transform())
+    streamed = isinstance(train_ds, IterableDataset)
+    sampler = None if streamed else EpochSampler(len(train_ds), shuffle=True, seed=cfg.seed, rank=ctx.rank,
+                                                 world_size=ctx.world_size)
+    val_sampler = None if streamed else EpochSampler(len(val_ds), shuffle=False, seed=0, rank=ctx.rank,
+                                                     world_size=ctx.world_size, pad=False)
+    per_rank = len(sampler) if sampler is not None else math.ceil(len(train_ds) / ctx.world_size)
+    steps = math.ceil(per_rank / cfg.batch_size)
+    return dict(train_ds=train_ds, sampler=sampler, val_sampler=val_sampler, steps_per_epoch=steps,
+                loader=make_loader(train_ds, cfg.batch_size, sampler=sampler, workers=cfg.workers, device=ctx.device,
+                                   seed=cfg.seed),
+                val_loader=make_loader(val_ds, cfg.batch_size, sampler=val_sampler, workers=cfg.workers,
+                                       device=ctx.device))
+
+
+# ------------------------------------------------------------------------------ epochs
+
+
+def _start_epoch(t: Trainer, epoch: int) -> int:
+    """Seed the epoch (or restore the random state of a mid-epoch checkpoint); the batches to skip."""
+    skip = t.skip_batches
+    if skip and t.sampler is not None and t.resume_rng is not None:
+        set_rng_state(t.resume_rng)
+    else:  # a stream cannot seek: an interrupted epoch starts again
+        skip = 0
+        seed_everything(t.cfg.seed * 1000 + epoch)
+        t.partial = EpochSums()
+    if t.sampler is not None:
+        t.sampler.set_epoch(epoch, skip=skip * t.cfg.batch_size)
+    else:
+        t.train_ds.set_epoch(epoch)  # type: ignore[attr-defined]
+    t.skip_batches, t.resume_rng = 0, None
+    return skip
+
+
+def _sums(loss: torch.Tensor, correct: torch.Tensor, seen: int, bad: int, t0: float,
+          ctx: dist.DistContext) -> EpochSums:
+    """This stretch of batches summed over ranks."""
+    lo, co, n, b = dist.all_reduce_sums([float(loss), int(correct), seen, bad], ctx)
+    return EpochSums(lo, int(co), int(n), int(b), time.perf_counter() - t0)
+
+
+def train_one_epoch(t: Trainer, epoch: int, stop: StopFlag) -> EpochSums:
+    """One pass over the training data (what is left of it after a mid-epoch checkpoint)."""
+    cfg, dev = t.cfg, t.ctx.device
+    skip = _start_epoch(t, epoch)
+    set_train_mode(t.model, cfg.freeze_backbone)
+    loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen, bad, t0 = 0, 0, time.perf_counter()
+    bar = tqdm(itertools.islice(t.loader, t.steps_per_epoch - skip), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not (cfg.progress and t.ctx.is_main), unit="batch", initial=skip, total=t.steps_per_epoch,
+               leave=False, dynamic_ncols=True)
+    for batch_idx, (x, y, bad_files) in enumerate(bar, start=skip + 1):
+        bad += len(bad_files)
+        if len(y) == 0:
+            continue
+        loss, corr = t.step_fn(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True))
+        t.step += 1
+        loss_sum += loss.double() * len(y)
+        correct += corr
+        seen += len(y)
+        if (dev.type == "cpu" or batch_idx % 20 == 0) and not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"the loss became {loss.item()} at epoch {epoch + 1}, step {t.step}; training stopped. The last "
+                f"good checkpoint is kept in {t.run.path}. Try a lower learning rate (now {cfg.lr:g}, e.g. "
+                f"--lr {cfg.lr / 10:g})")
+        if batch_idx % 10 == 0 or batch_idx == t.steps_per_epoch:
+            bar.set_postfix(loss=f"{loss_sum.item() / max(seen, 1):.4f}",
+                            acc=f"{100 * correct.item() / max(seen, 1):.1f}",
+                            img_s=f"{seen * t.ctx.world_size / max(time.perf_counter() - t0, 1e-9):.0f}")
+        periodic = cfg.save_every_steps and t.step % cfg.save_every_steps == 0 and batch_idx < t.steps_per_epoch
+        if periodic or stop.requested:
+            t.partial = t.partial.merge(_sums(loss_sum, correct, seen, bad, t0, t.ctx))
+            loss_sum.zero_(), correct.zero_()
+            seen, bad, t0 = 0, 0, time.perf_counter()
+            t.save_state(batch_idx)
+            if stop.requested:
+                bar.close()
+                raise TrainingInterrupted(f"stopped by signal after epoch {epoch + 1} batch {batch_idx}; checkpoint "
+                                          f"saved. Continue with: mobilenets train --resume {t.run.path}")
+    bar.close()
+    sums = t.partial.merge(_sums(loss_sum, correct, seen, bad, t0, t.ctx))
+    t.partial = EpochSums()
+    return sums
+
+
+def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
+    """Evaluate, record, checkpoint (the state first, then the files derived from it) and report."""
+    cfg = t.cfg
+    if sums.bad and sums.bad > cfg.max_bad_fraction * (sums.seen + sums.bad):
+        raise ValueError(f"{sums.bad} of {sums.seen + sums.bad} training images were unreadable "
+                         f"(more than {cfg.max_bad_fraction:.0%}); fix the data or raise --max-bad-fraction")
+    if t.val_sampler is not None:
+        t.val_sampler.set_epoch(0)
+    ev = dist.reduce_eval(run_eval(t.eval_model, t.val_loader, t.classes, t.ctx.device, t.precision,
+                                   cfg.channels_last), t.ctx)
+    row = {"epoch": epoch + 1, "step": t.step, "train_loss": sums.loss / max(sums.seen, 1),
+           "train_acc": 100 * sums.correct / max(sums.seen, 1), "val_loss": ev.loss, "val_top1": ev.top1,
+           "val_top5": ev.top5, "lr": t.step_fn.optimizer.param_groups[0]["lr"],
+           "img_per_s": sums.seen / max(sums.seconds, 1e-9), "epoch_s": sums.seconds, "bad_samples": sums.bad}
+    t.history.append(row)
+    if ev.top1 > t.best_top1:
+        t.best_top1, t.best_epoch = ev.top1, epoch + 1
+    t.best_top1, t.best_epoch = dist.broadcast_best(t.best_top1, t.best_epoch, t.ctx)
+    t.epoch = epoch + 1
+    t.save_state()
+    if t.ctx.is_main:
+        if sums.bad:
+            print(f"warning: skipped {sums.bad} unreadable training image(s) in epoch {epoch + 1}")
+        t.write_outputs()
+        if cfg.progress:
+            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  train {row['train_acc']:.2f}%  "
+                  f"val top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%  {row['img_per_s']:.0f} img/s")
+    return row
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, **options: Any) -> TrainResult:
+    """Train a MobileNet; returns the held-out top-1/top-5 of the best epoch and the weights path.
+
+    ``train()`` with no arguments trains the default model on the embedded digits data.
+    ``resume=RUN_DIR`` continues a run from its last checkpoint (``epochs=`` may extend it); a run
+    stopped before its first checkpoint starts its saved configuration again.
+    """
+    t_start = time.perf_counter()
+    run, cfg = _open_run(config, resume, options)
+    ctx = dist.setup(cfg.device)
+    try:
+        trainer = setup(cfg, run, ctx)
+        stop = StopFlag()
+        with stop.on_signals():
+            for epoch in range(trainer.epoch, cfg.epochs):
+                end_epoch(trainer, epoch, train_one_epoch(trainer, epoch, stop))
+                if stop.requested:
+                    raise TrainingInterrupted(f"stopped by signal after epoch {epoch + 1}; checkpoint saved. "
+                                              f"Continue with: mobilenets train --resume {run.path}")
+        return _result(trainer, time.perf_counter() - t_start)
+    finally:
+        dist.teardown(ctx)
+
+
+def _open_run(config: TrainConfig | None, resume: str | Path | None,
+              options: dict[str, Any]) -> tuple[Run, ResolvedConfig]:
+    """The run folder and its resolved configuration: a new one, or the one to resume."""
+    main = dist.is_main_process()
+    if resume is not None:
+        run = Run(Path(resume))
+        saved = run.saved_config()
+        bad = sorted(set(options) - set(RESUMABLE_OPTIONS))
+        if bad:
+            raise ValueError(f"--resume keeps the run's configuration; only {list(RESUMABLE_OPTIONS)} can change, "
+                             f"not {bad}")
+        cfg = TrainConfig.from_dict({**saved, **{k: v for k, v in options.items() if v is not None}}).resolved()
+        if main and not run.state.exists():
+            print(f"{run.path} has no checkpoint yet (stopped before its first one): starting its saved "
+                  "configuration from the beginning")
+    else:
+        cfg = dataclasses.replace(config or TrainConfig(), **options).resolved()
+        cfg.out = cfg.out or str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}")
+        run = Run(Path(cfg.out))
+        if run.state.exists() and not dist.auto_resume(run.state):
+            raise ValueError(f"{cfg.out} already holds a run; use --resume {cfg.out} or another --out")
+        if main:
+            Run.create(run.path, cfg.to_dict())
+    if main:
+        run.remove_stale_files()
+    return run, cfg
+
+
+def _result(t: Trainer, wall_s: float) -> TrainResult:
+    best = next((h for h in t.history if h["epoch"] == t.best_epoch), t.history[-1] if t.history else {})
+    result = TrainResult(top1=best.get("val_top1", float("nan")), top5=best.get("val_top5", float("nan")),
+                         epochs=t.cfg.epochs, weights=str(t.run.best), wall_s=wall_s, run_dir=str(t.run.path),
+                         best_epoch=t.best_epoch, model=t.cfg.model, precision=t.precision.name,
+                         world_size=t.ctx.world_size, history=t.history)
+    if t.ctx.is_main:
+        atomic_write_text(t.run.summary, json.dumps(result.summary(), indent=1))
+    return result
+
+
+def format_history(history: list[dict[str, Any]]) -> str:
+    return render_table(
+        ["epoch", "train loss", "train top-1", "val loss", "val top-1", "val top-5", "lr", "img/s", "s"],
+        [[h["epoch"], f"{h['train_loss']:.4f}", f"{h['train_acc']:.2f}", f"{h['val_loss']:.4f}",
+          f"{h['val_top1']:.2f}", f"{h['val_top5']:.2f}", f"{h['lr']:.2e}", f"{h['img_per_s']:.0f}",
+          f"{h['epoch_s']:.1f}"] for h in history],
+    )
