@@ -17,8 +17,9 @@ from typing import Any
 
 from torch import nn
 
-from ..models import resolve_config
 from ..models.spec import Arch, Layer, ModelConfig, build_arch, check_input_size, layer_shapes
+from ..tasks import TaskConfig, parse_model_name
+from ..tasks.detection.spec import DetectorConfig, build_detector_arch, detector_layer_shapes
 
 #: Layer types in the V1 paper's Table 2 wording.
 LAYER_TYPES = ("Conv 1x1", "Conv DW 3x3", "Conv 3x3", "Fully Connected")
@@ -78,6 +79,16 @@ class Profile:
             if m or p
         ]
 
+    @property
+    def by_part(self) -> dict[str, tuple[int, int]]:
+        """(MAdds, params) per top-level part: ``stem``, ``blocks``, ``head``, ``classifier`` for a
+        classifier; ``backbone``, ``extras``, ``heads`` for a detector."""
+        parts: dict[str, tuple[int, int]] = {}
+        for row in self.layers:
+            m, p = parts.get(row.name.split(".")[0], (0, 0))
+            parts[row.name.split(".")[0]] = (m + row.madds, p + row.params)
+        return parts
+
     def to_dict(self, layers: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {
             "name": self.name,
@@ -87,6 +98,7 @@ class Profile:
             "trainable_params": self.trainable_params,
             "bn_buffers": self.bn_buffers,
             "by_type": [asdict(t) for t in self.by_type],
+            "by_part": {k: {"madds": m, "params": p} for k, (m, p) in self.by_part.items()},
         }
         if layers:
             d["layers"] = [asdict(r) for r in self.layers]
@@ -104,7 +116,7 @@ def _layer_type(kind: str, kernel: int) -> str:
 def layer_cost(layer: Layer, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> LayerCost:
     """Params and MAdds of one layer: k*k*(C_in/groups)*C_out weights, each used once per output pixel."""
     w = layer.kernel * layer.kernel * (layer.in_ch // layer.groups) * layer.out_ch
-    bias = layer.out_ch if layer.kind == "fc" else 0
+    bias = layer.out_ch if layer.bias else 0
     oh, ow = out_hw
     return LayerCost(
         layer.name,
@@ -118,35 +130,51 @@ def layer_cost(layer: Layer, in_hw: tuple[int, int], out_hw: tuple[int, int]) ->
     )
 
 
-def profile_arch(arch: Arch, input_size: int | tuple[int, int] | None = None) -> Profile:
-    """Cost of an expanded architecture; ``input_size`` defaults to the config's resolution."""
-    size = arch.config.resolution if input_size is None else input_size
-    hw = (size, size) if isinstance(size, int) else tuple(size)
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     for side in hw:
         check_input_size(side)
-    rows = [layer_cost(layer, in_hw, out_hw) for layer, in_hw, out_hw in layer_shapes(arch, hw)]
-    bn = sum(layer.out_ch for layer in arch.layers() if layer.kind != "fc")
+    return hw
+
+
+def _profile(name: str, hw: tuple[int, int], shapes: list[tuple[Layer, tuple[int, int], tuple[int, int]]]) -> Profile:
+    rows = [layer_cost(layer, in_hw, out_hw) for layer, in_hw, out_hw in shapes]
+    bn = sum(layer.out_ch for layer, _, _ in shapes if layer.bn)
     params = sum(r.params for r in rows)
-    return Profile(arch.config.name, hw, sum(r.madds for r in rows), params, params + 2 * bn, 2 * bn, rows)
+    return Profile(name, hw, sum(r.madds for r in rows), params, params + 2 * bn, 2 * bn, rows)
+
+
+def profile_arch(arch: Arch, input_size: int | tuple[int, int] | None = None) -> Profile:
+    """Cost of an expanded architecture; ``input_size`` defaults to the config's resolution."""
+    hw = _hw(arch.config.resolution if input_size is None else input_size)
+    return _profile(arch.config.name, hw, layer_shapes(arch, hw))
+
+
+def profile_detector(cfg: DetectorConfig, input_size: int | tuple[int, int] | None = None) -> Profile:
+    """Cost of a detector: backbone, extra layers and predictors (``by_part``)."""
+    hw = _hw(cfg.resolution if input_size is None else input_size)
+    return _profile(cfg.name, hw, detector_layer_shapes(build_detector_arch(cfg), hw))
 
 
 def profile(
-    name_or_model: str | ModelConfig | nn.Module,
+    name_or_model: str | TaskConfig | nn.Module,
     input_size: int | tuple[int, int] | None = None,
     variant: str | None = None,
     **overrides: Any,
 ) -> Profile:
     """Params and multiply-adds of a model, from its spec.
 
-    ``name_or_model``: a model name (``"0.75-MobileNet-128"``), a :class:`ModelConfig` or a
-    :class:`~mobilenets.models.MobileNet`. ``input_size`` defaults to the name's resolution.
+    ``name_or_model``: a model name (``"0.75-MobileNet-128"``, ``"0.75-SSD-MobileNet-300"``), a
+    config, or a model. ``input_size`` defaults to the name's resolution.
     """
     if isinstance(name_or_model, nn.Module):
         cfg = getattr(name_or_model, "config", None)
-        if not isinstance(cfg, ModelConfig):
-            raise TypeError("profile() needs a mobilenets model (with .config), a name or a ModelConfig")
+        if not isinstance(cfg, (ModelConfig, DetectorConfig)):
+            raise TypeError("profile() needs a mobilenets model (with .config), a name or a config")
     else:
-        cfg = resolve_config(name_or_model, **overrides)
+        cfg = parse_model_name(name_or_model, **overrides)
+    if isinstance(cfg, DetectorConfig):
+        return profile_detector(cfg, input_size)
     if variant is not None:
         cfg = cfg.replace(variant=variant)
     return profile_arch(build_arch(cfg), input_size)

@@ -136,7 +136,7 @@ def _by_type_table() -> Table:
 
 
 def v1_tables() -> list[Table]:
-    """V1 paper Tables 2-9 and the TF-slim V1 checkpoint table."""
+    """V1 paper Tables 2-9, the TF-slim V1 checkpoint table and Table 13 (detection)."""
     tables = [_by_type_table(), _layer_table()]
     t4 = Table("v1-table4", "V1 Table 4: depthwise separable vs full convolution MobileNet", V1_PAPER, COST_COLUMNS)
     conv_body = _m(profile("1.0-MobileNet-224-conv").madds - 1024 * 1000)
@@ -178,7 +178,7 @@ def v1_tables() -> list[Table]:
         _paper_only("Squeezenet", "1700", "1.25", "57.5%"),
         _paper_only("AlexNet", "720", "60", "57.2%"),
     ]
-    return tables + [t4, t5, t6, t7, t8, t9, _checkpoint_table("v1")]
+    return tables + [t4, t5, t6, t7, t8, t9, _checkpoint_table("v1"), _v1_detection_table()]
 
 
 def _checkpoint_table(family: str) -> Table:
@@ -205,8 +205,60 @@ def _checkpoint_table(family: str) -> Table:
     return t
 
 
+DETECTION_COLUMNS = ("MAdds (B)", "Params (M)")
+
+
+def _detector_row(label: str, name: str, madds: str, params: str, acc: str, note: str = "",
+                  part: str | None = None, madds_rule: str = "round", **options: object) -> PaperRow:
+    """A detector's cost (``part``: only "extras" + "heads", the prediction layers) against the paper."""
+    p = profile(name, **options)
+    madds_, params_ = p.madds, p.params
+    if part == "prediction layers":
+        madds_ = sum(p.by_part[k][0] for k in ("extras", "heads"))
+        params_ = sum(p.by_part[k][1] for k in ("extras", "heads"))
+    return PaperRow(label, {"MAdds (B)": Cell(madds, madds_ / 1e9, madds_rule),
+                            "Params (M)": Cell(params, params_ / 1e6)}, acc, note)
+
+
+def _v1_detection_table() -> Table:
+    t = Table("v1-table13", "V1 Table 13: COCO object detection (SSD at 300 px; ours: 90 classes + background, "
+              "1x1 predictors, as TF's ssd_mobilenet_v1_coco)", V1_PAPER, DETECTION_COLUMNS)
+    t.rows += [
+        _detector_row("SSD 300 MobileNet", "1.0-SSD-MobileNet-300", "1.2", "6.8", "19.3%",
+                      "backbone 1.06B / 3.19M, extra layers 0.06B / 2.22M, 1x1 predictors 0.12B / 1.39M"),
+        PaperRow("SSD 300 deeplab-VGG / Inception V2", {"MAdds (B)": None, "Params (M)": None}, "21.1% / 22.0%",
+                 "not MobileNets; paper: 34.9B / 33.1M and 3.8B / 13.7M"),
+        PaperRow("Faster-RCNN 300 / 600 MobileNet", {"MAdds (B)": None, "Params (M)": None}, "16.4% / 19.8%",
+                 "not built here; paper: 25.2B / 6.1M and 30.5B / 6.1M"),
+    ]
+    return t
+
+
+def _v2_detection_tables() -> list[Table]:
+    t5 = Table("v2-table5", "V2 Table 5: SSD vs SSDLite prediction layers (extra layers + predictors) on "
+               "MobileNetV2, 80 classes + background, 320 px", V2_PAPER, DETECTION_COLUMNS)
+    t5.rows += [
+        _detector_row("SSD", "1.0-SSD-MobileNetV2-320", "1.25", "14.8", "", "regular 3x3 convs (the original "
+                      "SSD's 3x3 predictors); 1.259B truncated", part="prediction layers", madds_rule="floor",
+                      num_classes=80, predictor_kernel=3),
+        _detector_row("SSDLite", "1.0-SSDLite-MobileNetV2-320", "0.35", "2.1", "",
+                      "the paper's 0.35B is twice our 0.178B multiply-adds: this row counts multiplies and adds "
+                      "separately; its own Table 6 (V2 + SSDLite 0.8B = backbone 0.61B + 0.18B) agrees with ours",
+                      part="prediction layers", num_classes=80),
+    ]
+    t6 = Table("v2-table6", "V2 Table 6: COCO detection, whole detectors at 320 px (80 classes + background)",
+               V2_PAPER, DETECTION_COLUMNS)
+    t6.rows += [
+        _detector_row("MNet V1 + SSDLite", "1.0-SSDLite-MobileNet-320", "1.3", "5.1", "22.2 mAP", num_classes=80),
+        _detector_row("MNet V2 + SSDLite", "1.0-SSDLite-MobileNetV2-320", "0.8", "4.3", "22.1 mAP", num_classes=80),
+        PaperRow("SSD300 / SSD512 / YOLOv2", {"MAdds (B)": None, "Params (M)": None}, "23.2 / 26.8 / 21.6",
+                 "not MobileNets; paper: 35.2B / 36.1M, 99.5B / 36.1M, 17.5B / 50.7M"),
+    ]
+    return [t5, t6]
+
+
 def v2_tables() -> list[Table]:
-    """The 22 published V2 checkpoints and the V2 paper's Table 4 (MobileNet rows)."""
+    """The 22 published V2 checkpoints, the V2 paper's Table 4 (MobileNet rows) and its detection tables."""
     t4 = Table("v2-table4", "V2 Table 4: ImageNet comparison (MobileNet rows)", V2_PAPER, COST_COLUMNS)
     t4.rows += [
         _model_row("MobileNetV1", "1.0-MobileNet-224", "575", "4.2", "70.6%",
@@ -218,7 +270,7 @@ def v2_tables() -> list[Table]:
                    "not reproducible: arithmetic gives 582.20M / 6.06M (6.11M with BN); "
                    "the TF README's 582 / 6.06 agree with ours"),
     ]
-    return [_checkpoint_table("v2"), t4]
+    return [_checkpoint_table("v2"), t4, *_v2_detection_tables()]
 
 
 def paper_tables(family: str) -> list[Table]:

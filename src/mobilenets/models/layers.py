@@ -98,7 +98,8 @@ class Conv2dSame(Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ih, iw = x.shape[-2:]
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        kh, kw = (self.kernel_size[0] - 1) * dh + 1, (self.kernel_size[1] - 1) * dw + 1  # the dilated extent
         ph = max((-(-ih // sh) - 1) * sh + kh - ih, 0)
         pw = max((-(-iw // sw) - 1) * sw + kw - iw, 0)
         x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
@@ -110,16 +111,18 @@ def make_activation(name: str) -> nn.Module:
 
 
 class ConvBNAct(nn.Module):
-    """Conv (no bias) -> BatchNorm -> optional activation; keys ``conv.*`` and ``bn.*``."""
+    """Conv -> BatchNorm -> optional activation, as the layer record says; keys ``conv.*`` and ``bn.*``
+    (logit layers have a conv bias and no BN)."""
 
     def __init__(self, layer: Layer, cfg: ModelConfig) -> None:
         super().__init__()
-        k, s = layer.kernel, layer.stride
+        k, s, d = layer.kernel, layer.stride, layer.dilation
         if cfg.padding == "tf_same" and s > 1:
-            self.conv: Conv2d = Conv2dSame(layer.in_ch, layer.out_ch, k, s, 0, groups=layer.groups, bias=False)
+            self.conv: Conv2d = Conv2dSame(layer.in_ch, layer.out_ch, k, s, 0, d, groups=layer.groups,
+                                           bias=layer.bias)
         else:  # for stride 1 and odd k, TF SAME equals symmetric padding
-            self.conv = Conv2d(layer.in_ch, layer.out_ch, k, s, k // 2, groups=layer.groups, bias=False)
-        self.bn = nn.BatchNorm2d(layer.out_ch, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+            self.conv = Conv2d(layer.in_ch, layer.out_ch, k, s, d * (k // 2), d, groups=layer.groups, bias=layer.bias)
+        self.bn = nn.BatchNorm2d(layer.out_ch, eps=cfg.bn_eps, momentum=cfg.bn_momentum) if layer.bn else nn.Identity()
         self.act = make_activation(cfg.activation) if layer.act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,8 +154,28 @@ class InvertedResidual(nn.Module):
         self.residual = block.residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.depthwise(self.expand(x)))
-        return x + y if self.residual else y
+        return self.forward_expanded(x)[0]
+
+    def forward_expanded(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block's output and its expansion (the map SSDLite reads at ``layer_15/expansion_output``)."""
+        e = self.expand(x)
+        y = self.project(self.depthwise(e))
+        return (x + y if self.residual else y), e
+
+
+class LayerStack(nn.Module):
+    """Layers applied in order, each a :class:`ConvBNAct` named by the last part of its record's name
+    (``extras.0.reduce`` -> ``reduce``); for the detection and segmentation heads."""
+
+    def __init__(self, layers: tuple[Layer, ...], cfg: ModelConfig) -> None:
+        super().__init__()
+        for layer in layers:
+            self.add_module(layer.name.rsplit(".", 1)[1], ConvBNAct(layer, cfg))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for m in self.children():
+            x = m(x)
+        return x
 
 
 def build_block(block: Block, cfg: ModelConfig) -> nn.Module:

@@ -219,7 +219,10 @@ class Layer:
     out_ch: int
     kernel: int = 1
     stride: int = 1
-    act: bool = True  # BN is always present on convs; ``act`` = non-linearity after BN
+    act: bool = True  # the non-linearity after BN (or after the conv when it has no BN)
+    bn: bool = True  # BatchNorm after the conv (the classifier and detection/segmentation logits: none)
+    bias: bool = False  # convs followed by BN need none
+    dilation: int = 1
 
     @property
     def groups(self) -> int:
@@ -308,7 +311,8 @@ def build_arch(cfg: ModelConfig) -> Arch:
             blocks.append(_block(cfg, row, r_idx, idx, c, out, stride))
             c = out
     num_features = c
-    classifier = Layer("classifier", "fc", c, cfg.num_classes, act=False) if cfg.num_classes else None
+    classifier = Layer("classifier", "fc", c, cfg.num_classes, act=False, bn=False, bias=True) if cfg.num_classes \
+        else None
     return Arch(cfg, stem, tuple(blocks), head, num_features, classifier, _feature_info(stem, blocks))
 
 

@@ -1,6 +1,81 @@
-"""What each task adds on top of the models: its metrics and how its outputs read.
+"""What each task adds on top of the models, and the one place that tells tasks apart by name.
 
-``classification`` is the papers' ImageNet task. Detection (SSD/SSDLite heads, anchors, box
-coding) and segmentation (DeepLabv3 heads) go here as packages of their own, on top of
-``mobilenets.models``; training, evaluation, export and prediction reach them through this layer.
+``classification`` is the papers' ImageNet task (the models themselves, plus metrics and top-k
+predictions); ``detection`` holds SSD / SSDLite (spec, anchors, box coding, the module, loss,
+COCO metrics). Segmentation goes here as a package of its own. Higher layers (cost model,
+weights, training, export, prediction) reach every task through :func:`parse_model_name`,
+:func:`build_model` and :func:`task_of`.
 """
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+from ..models import MobileNet, ModelConfig, Preprocess, resolve_config
+from .detection.anchors import AnchorConfig
+from .detection.model import SSD
+from .detection.spec import DetectorConfig, is_detector_name, parse_detector_name
+
+TaskConfig = ModelConfig | DetectorConfig
+TASKS = ("classification", "detection")
+
+
+def parse_model_name(name: str | TaskConfig, **overrides: Any) -> TaskConfig:
+    """Any model name - classifier (``0.75-MobileNet-128``) or detector (``1.0-SSDLite-MobileNetV2-320``) -
+    to its config, with options applied."""
+    if isinstance(name, DetectorConfig):
+        return name.replace(**overrides) if overrides else name
+    if isinstance(name, str) and is_detector_name(name):
+        return parse_detector_name(name, **overrides)
+    return resolve_config(name, **overrides)
+
+
+def build_model(cfg: TaskConfig) -> nn.Module:
+    return SSD(cfg) if isinstance(cfg, DetectorConfig) else MobileNet(cfg)
+
+
+def task_of(cfg: TaskConfig | nn.Module) -> str:
+    cfg = getattr(cfg, "config", cfg)
+    return "detection" if isinstance(cfg, DetectorConfig) else "classification"
+
+
+def default_preprocess(cfg: TaskConfig) -> Preprocess:
+    """The input a model expects when its weights record nothing else: classifiers resize the
+    shorter side and center-crop (timm/torchvision); detectors squash the whole image to the input
+    size (TF's SSDs), since cropping would cut objects off."""
+    if isinstance(cfg, DetectorConfig):
+        return Preprocess(cfg.resolution, 1.0, cfg.backbone.mean, cfg.backbone.std, resize="squash")
+    return Preprocess.for_config(cfg)
+
+
+def _plain(obj: Any) -> Any:
+    return [_plain(v) for v in obj] if isinstance(obj, (tuple, list)) else obj
+
+
+def config_to_dict(cfg: TaskConfig) -> dict[str, Any]:
+    """A JSON-ready record of a config (stored in weights files and run folders)."""
+    if isinstance(cfg, DetectorConfig):
+        d = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+        d.update(task="detection", backbone=config_to_dict(cfg.backbone), anchors=dataclasses.asdict(cfg.anchors))
+        return d
+    return {k: _plain(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def _fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys in metadata: {unknown}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def config_from_dict(d: dict[str, Any]) -> TaskConfig:
+    d = dict(d)
+    if d.pop("task", "classification") == "detection":
+        backbone = config_from_dict(d.pop("backbone"))
+        anchors = AnchorConfig(**_fields(AnchorConfig, d.pop("anchors")))
+        return DetectorConfig(backbone, anchors=anchors, **_fields(DetectorConfig, d))  # type: ignore[arg-type]
+    return ModelConfig(**_fields(ModelConfig, d))

@@ -1,7 +1,9 @@
-"""ImageNet class names, so that published weights predict names, not indices.
+"""Class names of the datasets Google's weights were trained on, so that published weights
+predict names, not indices.
 
-The 1000 names come with torchvision (its weights' ``meta["categories"]``); Google's checkpoints
-add "background" at index 0 (1001 classes).
+ImageNet's 1000 names come with torchvision (its weights' ``meta["categories"]``); Google's
+classifiers add "background" at index 0 (1001 classes). COCO's detectors have 90 class ids (the TF
+label map, with gaps that torchvision names "N/A"); a detector's class ``k`` is ``classes[k - 1]``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,19 @@ def imagenet_classes() -> tuple[str, ...]:
     return tuple(MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def classes_for(num_classes: int) -> list[str] | None:
-    """ImageNet names for a 1000- or 1001-class classifier; None for anything else."""
+@lru_cache(maxsize=1)
+def coco_classes() -> tuple[str, ...]:
+    """The 90 COCO category ids 1..90 in order ("N/A" for the ten unused ids)."""
+    from torchvision.models.detection import SSD300_VGG16_Weights
+
+    return tuple(SSD300_VGG16_Weights.COCO_V1.meta["categories"][1:])
+
+
+def classes_for(num_classes: int, task: str = "classification") -> list[str] | None:
+    """ImageNet names for a 1000- or 1001-class classifier, COCO names for a 90-class detector;
+    None for anything else."""
+    if task == "detection":
+        return list(coco_classes()) if num_classes == 90 else None
     if num_classes == 1000:
         return list(imagenet_classes())
     if num_classes == 1001:

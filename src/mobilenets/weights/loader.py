@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from ..models import MobileNet, ModelConfig, resolve_config
+from ..models import ModelConfig
 from ..models.registry import published_widths
 from ..models.spec import build_arch
+from ..tasks import DetectorConfig, TaskConfig, build_model, config_from_dict, parse_model_name, task_of
 from .keras import KERAS_SUFFIXES, keras_candidates, keras_state_dict, read_keras_h5
 from .labels import classes_for
-from .native import WeightsError, config_from_dict, load_state_dict_checked, read_metadata, read_tensors
+from .native import WeightsError, load_state_dict_checked, read_metadata, read_tensors
 from .published import PUBLISHED, fetch, get_weights
 from .tflite import load_tflite
 from .zoo_keys import convert_state_dict
@@ -33,7 +35,7 @@ _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
 
 @dataclasses.dataclass
 class LoadedState:
-    config: ModelConfig
+    config: TaskConfig
     state: dict[str, torch.Tensor]
     meta: dict[str, Any]
 
@@ -145,15 +147,15 @@ def _zoo_state(sd: dict[str, torch.Tensor], hint: ModelConfig | None, path: Path
     return LoadedState(cfg, state, {"source": {"format": source, "files": [str(path)]}})
 
 
-def load_state(weights: str | Path, model: str | ModelConfig | None = None) -> LoadedState:
+def load_state(weights: str | Path, model: str | TaskConfig | None = None) -> LoadedState:
     """Config, our-keyed state dict and metadata from any supported weights file or published id."""
-    hint = resolve_config(model) if model is not None else None
+    hint = parse_model_name(model) if model is not None else None
     src = str(weights)
     entry = None
     if src in PUBLISHED or (src.split("/", 1)[0] in ("torchvision", "timm", "keras", "tflite")
                             and not Path(src).exists()):
         entry = get_weights(src)
-        hint = hint or resolve_config(entry.model)
+        hint = hint or parse_model_name(entry.model)
         src = str(fetch(entry))
     paths = [Path(p) for p in src.split("+")] if src.endswith(".tflite") and "+" in src else [Path(src)]
     for p in paths:
@@ -168,27 +170,41 @@ def load_state(weights: str | Path, model: str | ModelConfig | None = None) -> L
         raise
     except Exception as e:  # noqa: BLE001 - damaged files fail in many ways; the user gets one line
         raise WeightsError(f"{paths[0]}: cannot read it as {fmt} weights ({first_line(e)})") from None
-    got = loaded.config
-    if hint is not None and (hint.family, hint.alpha, hint.variant) != (got.family, got.alpha, got.variant):
-        raise WeightsError(f"{src} holds {got.name}, not {hint.name}")
+    if hint is not None and _architecture(hint) != _architecture(loaded.config):
+        raise WeightsError(f"{src} holds {loaded.config.name}, not {hint.name}")
     if entry is not None:
         loaded.meta.update(published=entry.id, preprocessing=entry.preprocessing,
                            metrics={"imagenet_top1": entry.top1, "imagenet_top5": entry.top5,
                                     "source": entry.accuracy_source})
         loaded.config = loaded.config.replace(mean=entry.mean, std=entry.std)
     if hint is not None and hint.resolution != loaded.config.resolution and fmt != "tflite":
-        loaded.config = loaded.config.replace(resolution=hint.resolution)
+        loaded.config = with_resolution(loaded.config, hint.resolution)
     return loaded
 
 
-def _load_format(fmt: str, paths: list[Path], hint: ModelConfig | None) -> LoadedState:
+def _architecture(cfg: TaskConfig) -> tuple[object, ...]:
+    """What a file must match of a requested model: family, width and variant (and a detector's head);
+    not the resolution, which any input size serves."""
+    if isinstance(cfg, DetectorConfig):
+        return (cfg.head, *_architecture(cfg.backbone))
+    return (cfg.family, cfg.alpha, cfg.variant)
+
+
+def with_resolution(cfg: TaskConfig, resolution: int) -> TaskConfig:
+    if isinstance(cfg, DetectorConfig):
+        return cfg.replace(backbone=cfg.backbone.replace(resolution=resolution))
+    return cfg.replace(resolution=resolution)
+
+
+def _load_format(fmt: str, paths: list[Path], hint: TaskConfig | None) -> LoadedState:
     path = paths[0]
+    classifier = hint if isinstance(hint, ModelConfig) else None  # the zoos' files hold classifiers
     if fmt == "tflite":
         cfg, state, meta = load_tflite(paths, None if hint is None else hint.name)
         loaded = LoadedState(cfg, state, meta)
     elif fmt == "keras":
         layers = read_keras_h5(path)
-        cfg, state = _first_fitting(keras_candidates(layers, hint), lambda c: keras_state_dict(layers, c),
+        cfg, state = _first_fitting(keras_candidates(layers, classifier), lambda c: keras_state_dict(layers, c),
                                     f"{path} (Keras layout)")
         res = cfg.resolution
         loaded = LoadedState(cfg, state, {
@@ -198,12 +214,15 @@ def _load_format(fmt: str, paths: list[Path], hint: ModelConfig | None) -> Loade
     elif fmt == "safetensors":
         meta = read_metadata(path)
         if meta.get("config"):
-            cfg = config_from_dict(meta["config"])
+            try:
+                cfg = config_from_dict(meta["config"])
+            except (ValueError, TypeError, KeyError) as e:
+                raise WeightsError(f"{path}: malformed model config in the metadata ({first_line(e)})") from None
             loaded = LoadedState(cfg, read_tensors(path), meta)
         else:
-            loaded = _zoo_state(read_tensors(path), hint, path)
+            loaded = _zoo_state(read_tensors(path), classifier, path)
     else:
-        loaded = _zoo_state(torch_load(path), hint, path)
+        loaded = _zoo_state(torch_load(path), classifier, path)
     return loaded
 
 
@@ -217,8 +236,8 @@ def without_background(loaded: LoadedState) -> LoadedState:
     return dataclasses.replace(loaded, config=loaded.config.replace(num_classes=1000), state=st)
 
 
-def load_model(weights: str | Path, model: str | ModelConfig | None = None, *, drop_background: bool = False,
-               **overrides: Any) -> MobileNet:
+def load_model(weights: str | Path, model: str | TaskConfig | None = None, *, drop_background: bool = False,
+               **overrides: Any) -> nn.Module:
     """Build the model a weights file (or published id) describes, load it, and return it in eval mode.
 
     ``model`` names the architecture when the file cannot tell (e.g. an unusual width).
@@ -229,17 +248,17 @@ def load_model(weights: str | Path, model: str | ModelConfig | None = None, *, d
     if drop_background:
         loaded = without_background(loaded)
     cfg = loaded.config.replace(**overrides) if overrides else loaded.config
-    net = MobileNet(cfg)
+    net = build_model(cfg)
     load_state_dict_checked(net, loaded.state, str(weights))
     meta = dict(loaded.meta)
     meta.setdefault("classes", None)
     if meta["classes"] is None or len(meta["classes"]) != cfg.num_classes:
-        meta["classes"] = classes_for(cfg.num_classes)
+        meta["classes"] = classes_for(cfg.num_classes, task_of(cfg))
     net.weights_meta = meta
     return net.eval()
 
 
-def load_foreign_state(path: str | Path, model: MobileNet) -> dict[str, torch.Tensor]:
+def load_foreign_state(path: str | Path, model: nn.Module) -> dict[str, torch.Tensor]:
     """A state dict in our key names from any supported weights file (for fine-tuning ``--init``)."""
     try:
         return load_state(path, model.config).state

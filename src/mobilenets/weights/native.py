@@ -7,7 +7,6 @@ preprocessing, the dataset it was trained/evaluated on and its metrics, so that
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..models import ModelConfig, Preprocess
+from ..models import ModelConfig
+from ..tasks import DetectorConfig, config_to_dict, default_preprocess, task_of
 from ..utils.fsutil import atomic_write
 
 META_KEY = "mobilenets"
@@ -26,18 +26,6 @@ FORMAT_VERSION = 1
 
 class WeightsError(ValueError):
     """A weights file that cannot be used: unreadable, malformed, or not matching the model."""
-
-
-def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
-
-
-def config_from_dict(d: dict[str, Any]) -> ModelConfig:
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise WeightsError(f"unknown model config keys in metadata: {unknown}")
-    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def save_weights(
@@ -52,16 +40,17 @@ def save_weights(
 ) -> Path:
     """Write ``model``'s weights and metadata to a ``.safetensors`` file, atomically."""
     cfg = getattr(model, "config", None)
-    if not isinstance(cfg, ModelConfig):
+    if not isinstance(cfg, (ModelConfig, DetectorConfig)):
         raise TypeError("save_weights needs a mobilenets model (with .config)")
     if classes is not None and len(classes) != cfg.num_classes:
         raise ValueError(f"{len(classes)} class names for a model with {cfg.num_classes} outputs")
     meta = {
         "format_version": FORMAT_VERSION,
         "model": cfg.name,
+        "task": task_of(cfg),
         "config": config_to_dict(cfg),
         "classes": classes,
-        "preprocessing": preprocessing or Preprocess.for_config(cfg).to_dict(),
+        "preprocessing": preprocessing or default_preprocess(cfg).to_dict(),
         "dataset": dataset,
         "metrics": metrics,
         **extra,

@@ -1,10 +1,13 @@
-"""Google's TFLite MobileNets (float, uint8 quantization-aware, int8 per-channel) as our models.
+"""Google's TFLite MobileNets (float, uint8 quantization-aware, int8 per-channel) as our models:
+the classifiers, and the SSD detectors with their ``TFLite_Detection_PostProcess`` op.
 
 The flatbuffer is read with Google's own runtime (``ai-edge-litert``): the convolution ops are
 taken in execution order, and their weights and biases (dequantized with their scales and zero
 points, per tensor or per channel) are matched one-to-one with the layers of our spec. TFLite
 folds BatchNorm into the convs; we keep the BN modules as identity statistics that carry the
 folded bias (mean 0, var 1 - eps, gamma 1, beta = bias), so the architecture stays one model.
+A detector's post-processing options (box coder scales, NMS, thresholds) are read from the
+custom op's flexbuffer options, with the flatbuffer schema that ships with ai-edge-litert.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ import torch
 
 from ..models import ModelConfig, parse_name
 from ..models.registry import published_widths
-from ..models.spec import ALPHAS, Arch, build_arch
+from ..models.spec import ALPHAS, Layer, build_arch
 from ..models.tf_compat import tf_overrides
+from ..tasks import DetectorConfig, TaskConfig
+from ..tasks.detection.spec import HEADS, build_detector_arch
 from .native import WeightsError
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+POSTPROCESS_OP = "TFLite_Detection_PostProcess"
 
 
 @dataclass
@@ -42,6 +48,8 @@ class TFLiteModel:
     input_dtype: str
     input_quant: tuple[float, int]
     quantized: bool
+    postprocess: dict[str, Any] | None = None  # a detector's TFLite_Detection_PostProcess options
+    anchors: np.ndarray | None = None  # and its constant anchors (cy, cx, h, w), dequantized
 
 
 def _interpreter(path: Path) -> Any:
@@ -71,14 +79,38 @@ def _dequantize(t: dict[str, Any], raw: np.ndarray) -> np.ndarray:
     return ((raw.astype(np.float64) - zps.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
 
 
+def custom_op_options(path: Path) -> dict[str, dict[str, Any]]:
+    """The flexbuffer options of each custom op in a TFLite file, by op name."""
+    import flatbuffers.flexbuffers as flexbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    buf = path.read_bytes()
+    model = schema.Model.GetRootAsModel(buf, 0)
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    out = {}
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            code = codes[op.OpcodeIndex()]
+            if code.CustomCode() and op.CustomOptionsLength():
+                out[code.CustomCode().decode()] = flexbuffers.Loads(bytes(op.CustomOptionsAsNumpy()))
+    return out
+
+
 def read_tflite(path: str | Path) -> TFLiteModel:
-    """The conv/FC layers of a TFLite model in execution order, with float weights."""
+    """The conv/FC layers of a TFLite model in execution order, with float weights (and, for a
+    detector, its post-processing options and anchors)."""
     path = Path(path)
     it = _interpreter(path)
     details = {t["index"]: t for t in it.get_tensor_details()}
     convs: list[TFLiteConv] = []
     quantized = False
+    anchors = None
     for op in it._get_ops_details():
+        if op["op_name"] == POSTPROCESS_OP:
+            a_t = details[op["inputs"][2]]
+            anchors = _dequantize(a_t, it.get_tensor(a_t["index"]))
         if op["op_name"] not in CONV_OPS:
             continue
         w_t = details[op["inputs"][1]]
@@ -92,8 +124,9 @@ def read_tflite(path: str | Path) -> TFLiteModel:
     if not convs:
         raise WeightsError(f"{path}: no convolution in this TFLite model")
     inp = it.get_input_details()[0]
+    post = custom_op_options(path).get(POSTPROCESS_OP) if anchors is not None else None
     return TFLiteModel(convs, int(inp["shape"][1]), np.dtype(inp["dtype"]).name,
-                       (float(inp["quantization"][0]), int(inp["quantization"][1])), quantized)
+                       (float(inp["quantization"][0]), int(inp["quantization"][1])), quantized, post, anchors)
 
 
 def _torch_weight(conv: TFLiteConv) -> torch.Tensor:
@@ -105,32 +138,53 @@ def _torch_weight(conv: TFLiteConv) -> torch.Tensor:
     return w  # FULLY_CONNECTED: [out, in]
 
 
-def _layer_shapes(arch: Arch) -> list[tuple[int, ...]]:
-    shapes = []
-    for layer in arch.layers():
-        if layer.kind == "fc":
-            shapes.append((layer.out_ch, layer.in_ch))
-        else:
-            shapes.append((layer.out_ch, layer.in_ch // layer.groups, layer.kernel, layer.kernel))
-    return shapes
+def _layers(cfg: TaskConfig) -> list[Layer]:
+    return build_detector_arch(cfg).layers() if isinstance(cfg, DetectorConfig) else build_arch(cfg).layers()
 
 
-def _match(convs: list[TFLiteConv], cfg: ModelConfig) -> bool:
-    arch = build_arch(cfg)
-    want = _layer_shapes(arch)
+def _shape(layer: Layer) -> tuple[int, ...]:
+    if layer.kind == "fc":
+        return (layer.out_ch, layer.in_ch)
+    return (layer.out_ch, layer.in_ch // layer.groups, layer.kernel, layer.kernel)
+
+
+def _match(convs: list[TFLiteConv], cfg: TaskConfig) -> bool:
+    want = [_shape(layer) for layer in _layers(cfg)]
     got = [tuple(_torch_weight(c).shape) for c in convs]
     got = [g[:2] if len(w) == 2 else g for g, w in zip(got, want)]
     return len(got) == len(want) and all(g == w for g, w in zip(got, want))
 
 
-def infer_config(tfl: TFLiteModel, hint: str | None = None) -> ModelConfig:
+def _detector_candidates(tfl: TFLiteModel) -> list[DetectorConfig]:
+    """Every published width and both heads, with the post-processing the file's op specifies."""
+    pp = tfl.postprocess or {}
+    options = dict(num_classes=int(pp.get("num_classes", 90)), iou_threshold=float(pp.get("nms_iou_threshold", 0.6)),
+                   score_threshold=float(pp.get("nms_score_threshold", 1e-8)),
+                   max_detections=int(pp.get("max_detections", 100)),
+                   box_scales=tuple(float(pp.get(k, d)) for k, d in
+                                    (("y_scale", 10.0), ("x_scale", 10.0), ("h_scale", 5.0), ("w_scale", 5.0))),
+                   nms="per_class" if pp.get("use_regular_nms") else "class_agnostic")
+    out = []
+    for c in published_widths():
+        backbone = c.replace(resolution=max(tfl.input_size, 32), **{**tf_overrides(c.family), "num_classes": 0,
+                                                                     "dropout": 0.0})
+        out += [DetectorConfig(backbone, head, **options) for head in HEADS]  # type: ignore[arg-type]
+    return out
+
+
+def infer_config(tfl: TFLiteModel, hint: str | None = None) -> TaskConfig:
     """The architecture whose layers have exactly the file's shapes (family and width searched)."""
+    if tfl.postprocess is not None:
+        for det in _detector_candidates(tfl):
+            if _match(tfl.convs, det):
+                return det
+        raise WeightsError(f"the TFLite detector's layers ({len(tfl.convs)} convs) match no SSD/SSDLite on a "
+                           f"MobileNet V1/V2 width in {ALPHAS}")
     last = _torch_weight(tfl.convs[-1])
     candidates: list[ModelConfig] = []
     if hint:
         try:
-            c = parse_name(hint)
-            candidates.append(c)
+            candidates.append(parse_name(hint))
         except ValueError:
             pass
     candidates += published_widths()
@@ -144,42 +198,51 @@ def infer_config(tfl: TFLiteModel, hint: str | None = None) -> ModelConfig:
                        f"width in {ALPHAS}; pass the model name (--model) if it is another width")
 
 
-def tflite_state_dict(tfl: TFLiteModel, cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """Our state dict with BN as identity statistics carrying the folded biases."""
-    arch = build_arch(cfg)
+def tflite_state_dict(tfl: TFLiteModel, cfg: TaskConfig) -> dict[str, torch.Tensor]:
+    """Our state dict: BN as identity statistics carrying the folded biases; logit layers keep a bias."""
     if not _match(tfl.convs, cfg):
         raise WeightsError(f"the TFLite layers do not match {cfg.name}")
+    eps = cfg.backbone.bn_eps if isinstance(cfg, DetectorConfig) else cfg.bn_eps
     sd: dict[str, torch.Tensor] = {}
-    for layer, conv in zip(arch.layers(), tfl.convs):
+    for layer, conv in zip(_layers(cfg), tfl.convs):
         w = _torch_weight(conv)
         bias = torch.from_numpy(conv.bias) if conv.bias is not None else torch.zeros(w.shape[0])
-        if layer.kind == "fc":
-            sd["classifier.weight"] = w.reshape(w.shape[0], -1)
-            sd["classifier.bias"] = bias
-            continue
         p = layer.name
+        if layer.kind == "fc":
+            sd[f"{p}.weight"], sd[f"{p}.bias"] = w.reshape(w.shape[0], -1), bias
+            continue
         sd[f"{p}.conv.weight"] = w
+        if not layer.bn:
+            sd[f"{p}.conv.bias"] = bias
+            continue
         sd[f"{p}.bn.weight"] = torch.ones(layer.out_ch)
         sd[f"{p}.bn.bias"] = bias
         sd[f"{p}.bn.running_mean"] = torch.zeros(layer.out_ch)
-        sd[f"{p}.bn.running_var"] = torch.full((layer.out_ch,), 1.0 - cfg.bn_eps)
+        sd[f"{p}.bn.running_var"] = torch.full((layer.out_ch,), 1.0 - eps)
         sd[f"{p}.bn.num_batches_tracked"] = torch.tensor(0)
     return sd
 
 
-def run_litert(path: str | Path, x: np.ndarray) -> np.ndarray:
-    """Google's runtime on one NHWC input (float, or uint8 for quantized files); the output
-    dequantized - the reference our converted models are checked against."""
+def run_litert_outputs(path: str | Path, x: np.ndarray) -> list[np.ndarray]:
+    """Google's runtime on one NHWC input (float, or uint8 for quantized files): every output of the
+    file, dequantized, batch dimension dropped - the reference our models are checked against."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path))
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], x[None])
     it.invoke()
-    o = it.get_output_details()[0]
-    out = it.get_tensor(o["index"])[0].astype(np.float32)
-    scale, zp = o["quantization"]
-    return (out - zp) * scale if scale else out
+    outs = []
+    for o in it.get_output_details():
+        out = it.get_tensor(o["index"])[0].astype(np.float32)
+        scale, zp = o["quantization"]
+        outs.append((out - zp) * scale if scale else out)
+    return outs
+
+
+def run_litert(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """The first output of :func:`run_litert_outputs` (a classifier's class probabilities)."""
+    return run_litert_outputs(path, x)[0]
 
 
 def tflite_name_hint(path: Path) -> str | None:
@@ -188,17 +251,19 @@ def tflite_name_hint(path: Path) -> str | None:
 
 
 def load_tflite(paths: list[Path],
-                model: str | None = None) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+                model: str | None = None) -> tuple[TaskConfig, dict[str, torch.Tensor], dict[str, Any]]:
     """Config, state dict and metadata from one TFLite file, or a body file followed by a head file."""
     parts = [read_tflite(p) for p in paths]
     tfl = TFLiteModel([c for p in parts for c in p.convs], parts[0].input_size, parts[0].input_dtype,
-                      parts[0].input_quant, any(p.quantized for p in parts))
+                      parts[0].input_quant, any(p.quantized for p in parts), parts[0].postprocess, parts[0].anchors)
     cfg = infer_config(tfl, model or tflite_name_hint(paths[0]))
+    mean_std = cfg.backbone if isinstance(cfg, DetectorConfig) else cfg
     meta = {
         "source": {"format": "tflite", "files": [str(p) for p in paths], "quantized": tfl.quantized,
-                   "input_dtype": tfl.input_dtype, "input_quantization": list(tfl.input_quant)},
-        # Google's classifiers resize the whole image to the input size (no crop), bilinear, [-1, 1]
-        "preprocessing": {"input_size": tfl.input_size, "crop_pct": 1.0, "mean": list(cfg.mean),
-                          "std": list(cfg.std), "interpolation": "bilinear", "resize": "squash"},
+                   "input_dtype": tfl.input_dtype, "input_quantization": list(tfl.input_quant),
+                   **({"postprocess": tfl.postprocess} if tfl.postprocess is not None else {})},
+        # Google's models resize the whole image to the input size (no crop), bilinear, [-1, 1]
+        "preprocessing": {"input_size": tfl.input_size, "crop_pct": 1.0, "mean": list(mean_std.mean),
+                          "std": list(mean_std.std), "interpolation": "bilinear", "resize": "squash"},
     }
     return cfg, tflite_state_dict(tfl, cfg), meta

@@ -1,0 +1,70 @@
+"""SSD anchors as the TF Object Detection API generates them (``multiple_grid_anchor_generator``).
+
+Layer ``i`` of ``n`` gets the scale ``min + (max - min) * i / (n - 1)``; each aspect ratio ``a``
+gives a box of height ``scale / sqrt(a)`` and width ``scale * sqrt(a)``, plus one square box at
+the scale interpolated with the next layer's (``sqrt(s_i * s_{i+1})``, with ``s_n = 1``). The
+lowest layer is reduced to three boxes: (0.1, 1), (s_0, 2) and (s_0, 1/2). Centres are at
+``(i + 0.5) / grid`` in normalized image coordinates; boxes are ``(cy, cx, h, w)``, not clipped.
+At 300 px with 6 layers (19, 10, 5, 3, 2, 1 cells) that makes 1917 anchors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    """``ssd_anchor_generator`` of a TF Object Detection API pipeline config, with its defaults."""
+
+    min_scale: float = 0.2
+    max_scale: float = 0.95
+    aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
+    interpolated_scale_aspect_ratio: float = 1.0
+    reduce_boxes_in_lowest_layer: bool = True
+
+    def box_specs(self, num_layers: int) -> list[list[tuple[float, float]]]:
+        """(scale, aspect ratio) of every box of every layer."""
+        if num_layers < 1:
+            raise ValueError("an SSD needs at least one feature map")
+        if num_layers == 1:
+            scales = [self.min_scale]
+        else:
+            scales = [self.min_scale + (self.max_scale - self.min_scale) * i / (num_layers - 1)
+                      for i in range(num_layers)]
+        scales.append(1.0)
+        specs = []
+        for i in range(num_layers):
+            if i == 0 and self.reduce_boxes_in_lowest_layer:
+                specs.append([(0.1, 1.0), (scales[0], 2.0), (scales[0], 0.5)])
+                continue
+            layer = [(scales[i], a) for a in self.aspect_ratios]
+            if self.interpolated_scale_aspect_ratio > 0:
+                layer.append((math.sqrt(scales[i] * scales[i + 1]), self.interpolated_scale_aspect_ratio))
+            specs.append(layer)
+        return specs
+
+    def boxes_per_location(self, num_layers: int) -> list[int]:
+        return [len(s) for s in self.box_specs(num_layers)]
+
+
+def generate_anchors(cfg: AnchorConfig, grid_sizes: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """All anchors, ``(cy, cx, h, w)`` normalized, in the order of the heads' outputs: layer by
+    layer, then row, column and box (TF's order, which the exported detectors rely on)."""
+    out = []
+    for (gh, gw), spec in zip(grid_sizes, cfg.box_specs(len(grid_sizes))):
+        scale = torch.tensor([s for s, _ in spec], dtype=torch.float64)
+        ratio = torch.tensor([a for _, a in spec], dtype=torch.float64).sqrt()
+        h, w = scale / ratio, scale * ratio
+        cy = (torch.arange(gh, dtype=torch.float64) + 0.5) / gh
+        cx = (torch.arange(gw, dtype=torch.float64) + 0.5) / gw
+        k = len(spec)
+        grid = torch.stack([
+            cy[:, None, None].expand(gh, gw, k), cx[None, :, None].expand(gh, gw, k),
+            h[None, None, :].expand(gh, gw, k), w[None, None, :].expand(gh, gw, k)], dim=-1)
+        out.append(grid.reshape(-1, 4))
+    return torch.cat(out).float()

@@ -1,0 +1,90 @@
+"""The SSD / SSDLite module, built from :func:`build_detector_arch`.
+
+State-dict keys: ``backbone.*`` (the classifier's own keys), ``extras.<i>.{reduce,conv}`` (SSDLite:
+``reduce``, ``depthwise``, ``pointwise``), ``heads.<j>.{box,cls}`` (SSDLite: ``.depthwise``,
+``.pointwise``). ``forward`` returns the raw box encodings ``[N, A, 4]`` and class logits
+``[N, A, num_classes + 1]`` (what the loss and the TFLite post-processing op read); ``detect``
+adds decoding and NMS; :class:`DetectionPipeline` is both in one module, for export.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...models import MobileNet
+from ...models.layers import ConvBNAct, InvertedResidual, LayerStack
+from ...models.spec import Layer
+from .anchors import generate_anchors
+from .boxes import Detections, postprocess
+from .spec import DetectorArch, DetectorConfig, build_detector_arch
+
+
+def _module(layers: tuple[Layer, ...], cfg: DetectorConfig) -> nn.Module:
+    return ConvBNAct(layers[0], cfg.backbone) if len(layers) == 1 else LayerStack(layers, cfg.backbone)
+
+
+class SSD(nn.Module):
+    """SSD or SSDLite on MobileNet V1/V2 (see :mod:`mobilenets.tasks.detection.spec`)."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.arch: DetectorArch = build_detector_arch(config)
+        self.backbone = MobileNet(config.backbone)
+        self.extras = nn.ModuleList(LayerStack(b.layers, config.backbone) for b in self.arch.extras)
+        self.heads = nn.ModuleList(nn.ModuleDict({"box": _module(box, config), "cls": _module(cls, config)})
+                                   for box, cls in zip(self.arch.box_heads, self.arch.class_heads))
+        self._anchor_cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps the predictors read: two from the backbone, then one per extra layer."""
+        b = self.backbone
+        taps = [m.source for m in self.arch.maps[:2]]
+        maps: list[torch.Tensor] = []
+        x = b.stem(x)
+        for i, block in enumerate(b.blocks):
+            if f"blocks.{i}.expand" in taps:
+                assert isinstance(block, InvertedResidual)
+                x, expanded = block.forward_expanded(x)
+                maps.append(expanded)
+            else:
+                x = block(x)
+            if f"blocks.{i}" in taps:
+                maps.append(x)
+        if "head" in taps:
+            maps.append(b.head(x))
+        for extra in self.extras:
+            maps.append(extra(maps[-1]))
+        return maps
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        codes, logits = [], []
+        n = x.shape[0]
+        for fmap, head in zip(self.feature_maps(x), self.heads):
+            # channels-last order (row, column, box) matches the anchors' order
+            codes.append(head["box"](fmap).permute(0, 2, 3, 1).reshape(n, -1, 4))
+            logits.append(head["cls"](fmap).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
+        return torch.cat(codes, 1), torch.cat(logits, 1)
+
+    def anchors(self, input_size: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
+        """The anchors ``(cy, cx, h, w)`` for an input size (cached per size)."""
+        if input_size not in self._anchor_cache:
+            self._anchor_cache[input_size] = generate_anchors(self.config.anchors, self.arch.grid_sizes(input_size))
+        a = self._anchor_cache[input_size]
+        return a if device is None else a.to(device)
+
+    @torch.no_grad()
+    def detect(self, x: torch.Tensor) -> list[Detections]:
+        """Detections per image, boxes normalized to [0, 1] of the input."""
+        codes, logits = self(x)
+        c = self.config
+        return postprocess(codes, logits, self.anchors(tuple(x.shape[-2:]), x.device), c.box_scales,
+                           c.score_threshold, c.iou_threshold, c.max_detections, c.nms)
+
+    def extra_repr(self) -> str:
+        return f"name={self.config.name!r}"

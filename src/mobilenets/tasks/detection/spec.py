@@ -1,0 +1,218 @@
+"""Detectors as data: an SSD or SSDLite head on a MobileNet backbone, expanded into layer records.
+
+The backbone is the classifier's spec; the feature maps, the extra layers and the predictors are
+layer records too, so the module builder and the cost model read one description:
+
+* **SSD on V1** (TF Object Detection API ``ssd_mobilenet_v1``): maps at ``Conv2d_11_pointwise``
+  (``blocks.10``, stride 16) and ``Conv2d_13_pointwise`` (``blocks.12``, stride 32).
+* **SSDLite on V2** (V2 paper section 6.2): the first map is the expansion output of the first
+  160-channel block (``blocks.13.expand``, TF's ``layer_15/expansion_output``, stride 16); the
+  others sit on the 1280-channel last layer (``head``, stride 32).
+* Four extra layers of depths 512/256/256/128 x alpha (at least ``min_depth``): a 1x1 conv to
+  half the depth, then a 3x3 stride-2 conv (SSDLite: 3x3 depthwise + 1x1), each with BN + ReLU6.
+* Predictors per map: box encodings (4 per anchor) and class logits (``num_classes + 1`` per
+  anchor, index 0 = background), 1x1 convs with a bias (SSDLite: 3x3 depthwise + BN + ReLU6,
+  then the 1x1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+from ...models import ModelConfig, parse_name
+from ...models.spec import Arch, Block, Layer, build_arch, conv_out_size, format_alpha, layer_shapes
+from .anchors import AnchorConfig
+
+HEADS = ("ssd", "ssdlite")
+NMS_MODES = ("per_class", "class_agnostic")
+EXTRA_DEPTHS = (512, 256, 256, 128)
+#: Where each family's feature maps come from, and their output strides.
+TAPS = {"v1": (("blocks.10", 16), ("blocks.12", 32)), "v2": (("blocks.13.expand", 16), ("head", 32))}
+DEFAULT_RESOLUTION = 300
+
+_NAME = re.compile(r"^(?:(?P<alpha>\d*\.?\d+)-)?(?P<head>ssd|ssdlite)-(?P<net>mobilenet(?:v2)?)(?:-(?P<res>\d+))?$")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Everything that determines a detector's modules, anchors and post-processing."""
+
+    backbone: ModelConfig
+    head: str = "ssd"
+    num_classes: int = 90  # object classes; the class predictor has one more output (background, index 0)
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    box_scales: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)  # TF's y, x, h, w scales
+    score_threshold: float = 1e-8
+    iou_threshold: float = 0.6
+    max_detections: int = 100
+    nms: str = "per_class"  # or "class_agnostic": TFLite's fast NMS over each anchor's best class
+    min_depth: int = 16
+    predictor_kernel: int = 1  # SSD's box/class predictors: 1x1 (TF's MobileNet SSDs) or 3x3 (the original SSD)
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"invalid detector head {self.head!r}; valid: {', '.join(HEADS)}")
+        if self.nms not in NMS_MODES:
+            raise ValueError(f"invalid nms {self.nms!r}; valid: {', '.join(NMS_MODES)}")
+        if not isinstance(self.num_classes, int) or self.num_classes < 1:
+            raise ValueError(f"invalid num_classes {self.num_classes!r}; a detector needs at least one class")
+        if not 0 <= self.score_threshold < 1 or not 0 < self.iou_threshold <= 1 or self.max_detections < 1:
+            raise ValueError("invalid post-processing: score threshold in [0, 1), IoU threshold in (0, 1], "
+                             "max detections >= 1")
+        if self.predictor_kernel not in (1, 3):
+            raise ValueError(f"invalid predictor_kernel {self.predictor_kernel!r}; valid: 1, 3")
+        if self.backbone.num_classes != 0 or self.backbone.variant != "standard":
+            raise ValueError("a detector's backbone is a standard MobileNet without classifier")
+
+    @property
+    def resolution(self) -> int:
+        return self.backbone.resolution
+
+    @property
+    def in_chans(self) -> int:
+        return self.backbone.in_chans
+
+    @property
+    def name(self) -> str:
+        """``0.75-SSD-MobileNet-300``, ``1.0-SSDLite-MobileNetV2-320``."""
+        net = "MobileNetV2" if self.backbone.family == "v2" else "MobileNet"
+        head = "SSDLite" if self.head == "ssdlite" else "SSD"
+        return f"{format_alpha(self.backbone.alpha)}-{head}-{net}-{self.resolution}"
+
+    def replace(self, **changes: object) -> DetectorConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def is_detector_name(name: str) -> bool:
+    return bool(_NAME.match(name.strip().lower()))
+
+
+def parse_detector_name(name: str, **overrides: object) -> DetectorConfig:
+    """``<alpha>-SSD-MobileNet-<res>``, ``<alpha>-SSDLite-MobileNetV2-<res>`` (alpha 1.0, 300 px by default)."""
+    m = _NAME.match(name.strip().lower())
+    if not m:
+        raise ValueError(f"unknown detector name {name!r}; names look like 0.75-SSD-MobileNet-300 or "
+                         "1.0-SSDLite-MobileNetV2-320")
+    net = "MobileNetV2" if m["net"] == "mobilenetv2" else "MobileNet"
+    res = int(m["res"]) if m["res"] else DEFAULT_RESOLUTION
+    backbone = parse_name(f"{m['alpha'] or '1.0'}-{net}-{res}").replace(num_classes=0, dropout=0.0)
+    backbone_keys = {f.name for f in dataclasses.fields(ModelConfig)} - {"num_classes", "alpha", "resolution"}
+    b_over = {k: overrides.pop(k) for k in list(overrides) if k in backbone_keys}
+    known = {f.name for f in dataclasses.fields(DetectorConfig)} - {"backbone", "head"}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise ValueError(f"unknown detector option(s) {bad}; valid: {', '.join(sorted(known | backbone_keys))}")
+    return DetectorConfig(backbone.replace(**b_over), m["head"], **overrides)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """One map the predictors read: where it comes from, its channels and output stride."""
+
+    source: str
+    channels: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class DetectorArch:
+    """A detector expanded into layer records (names are module paths in :class:`SSD`)."""
+
+    config: DetectorConfig
+    backbone: Arch  # without classifier; layer names without the "backbone." prefix
+    maps: tuple[FeatureMap, ...]
+    extras: tuple[Block, ...]
+    box_heads: tuple[tuple[Layer, ...], ...]  # per map
+    class_heads: tuple[tuple[Layer, ...], ...]
+    boxes_per_location: tuple[int, ...]
+
+    def layers(self) -> list[Layer]:
+        """Every layer in execution order, named by module path."""
+        out = [dataclasses.replace(layer, name=f"backbone.{layer.name}") for layer in self.backbone.layers()]
+        for b in self.extras:
+            out.extend(b.layers)
+        for box, cls in zip(self.box_heads, self.class_heads):
+            out.extend(box + cls)
+        return out
+
+    def grid_sizes(self, input_size: tuple[int, int]) -> list[tuple[int, int]]:
+        """Each feature map's rows and columns at an input size (TF "SAME": ceil(size / stride))."""
+        h, w = input_size
+        sizes = [(conv_out_size(h, m.stride), conv_out_size(w, m.stride)) for m in self.maps[:2]]
+        for _ in self.extras:
+            gh, gw = sizes[-1]
+            sizes.append((conv_out_size(gh, 2), conv_out_size(gw, 2)))
+        return sizes
+
+
+def _backbone_maps(arch: Arch) -> tuple[FeatureMap, FeatureMap]:
+    by_name = {layer.name: layer for layer in arch.layers()}
+    maps = []
+    for source, stride in TAPS[arch.config.family]:
+        if source.startswith("blocks.") and source.count(".") == 1:
+            channels = arch.blocks[int(source.split(".")[1])].out_ch
+        else:
+            channels = by_name[source].out_ch
+        maps.append(FeatureMap(source, channels, stride))
+    return maps[0], maps[1]
+
+
+def _separable(prefix: str, cin: int, cout: int, stride: int, linear: bool) -> tuple[Layer, ...]:
+    """SSDLite's replacement of a 3x3 conv: 3x3 depthwise + BN + ReLU6, then a 1x1."""
+    return (Layer(f"{prefix}.depthwise", "depthwise", cin, cin, 3, stride),
+            Layer(f"{prefix}.pointwise", "pointwise", cin, cout, act=not linear, bn=not linear, bias=linear))
+
+
+def build_detector_arch(cfg: DetectorConfig) -> DetectorArch:
+    backbone = build_arch(cfg.backbone)
+    first, second = _backbone_maps(backbone)
+    maps = [first, second]
+    alpha, lite = cfg.backbone.alpha, cfg.head == "ssdlite"
+
+    def depth(d: int) -> int:  # TF OD API: max(int(d * depth_multiplier), min_depth)
+        return max(int(d * alpha), cfg.min_depth)
+
+    extras = []
+    c = second.channels
+    for i, d in enumerate(EXTRA_DEPTHS):
+        p = f"extras.{i}"
+        reduce = Layer(f"{p}.reduce", "pointwise", c, depth(d // 2))
+        conv = _separable(p, reduce.out_ch, depth(d), 2, linear=False) if lite else \
+            (Layer(f"{p}.conv", "conv", reduce.out_ch, depth(d), 3, 2),)
+        extras.append(Block(i, "extra", c, depth(d), 2, (reduce, *conv)))
+        c = depth(d)
+        maps.append(FeatureMap(p, c, maps[-1].stride * 2))
+    per_loc = cfg.anchors.boxes_per_location(len(maps))
+    conv_kind = "pointwise" if cfg.predictor_kernel == 1 else "conv"
+    box_heads, class_heads = [], []
+    for j, (m, k) in enumerate(zip(maps, per_loc)):
+        for heads, role, n in ((box_heads, "box", 4), (class_heads, "cls", cfg.num_classes + 1)):
+            p = f"heads.{j}.{role}"
+            heads.append(_separable(p, m.channels, k * n, 1, linear=True) if lite else
+                         (Layer(p, conv_kind, m.channels, k * n, cfg.predictor_kernel, act=False, bn=False,
+                                bias=True),))
+    return DetectorArch(cfg, backbone, tuple(maps), tuple(extras), tuple(box_heads), tuple(class_heads),
+                        tuple(per_loc))
+
+
+def num_anchors(arch: DetectorArch, input_size: tuple[int, int]) -> int:
+    return sum(gh * gw * k for (gh, gw), k in zip(arch.grid_sizes(input_size), arch.boxes_per_location))
+
+
+def detector_layer_shapes(arch: DetectorArch,
+                          input_size: tuple[int, int]) -> list[tuple[Layer, tuple[int, int], tuple[int, int]]]:
+    """Each layer with its input and output size: the backbone in order, the extras in a chain from
+    the last backbone map, each predictor at its map's size."""
+    out = [(dataclasses.replace(layer, name=f"backbone.{layer.name}"), i, o)
+           for layer, i, o in layer_shapes(arch.backbone, input_size)]
+    grids = arch.grid_sizes(input_size)
+    for b, hw in zip(arch.extras, grids[1:]):
+        for layer in b.layers:
+            nxt = (conv_out_size(hw[0], layer.stride), conv_out_size(hw[1], layer.stride))
+            out.append((layer, hw, nxt))
+            hw = nxt
+    for hw, box, cls in zip(grids, arch.box_heads, arch.class_heads):
+        out.extend((layer, hw, hw) for layer in box + cls)
+    return out
