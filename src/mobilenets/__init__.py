@@ -11,7 +11,9 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from . import models
+import torch
+
+from . import tasks
 from .analysis import Profile, profile
 from .models import MobileNet, ModelConfig, build_arch, list_models, memory_efficient, parse_name
 
@@ -29,8 +31,9 @@ __all__ = ["MobileNet", "ModelConfig", "Profile", "build_arch", "create_model", 
            "parse_name", "profile", *_LAZY]
 
 
-def create_model(name: str | ModelConfig, *, weights: str | Path | None = None, **options: Any) -> MobileNet:
-    """Build a MobileNet by name, e.g. ``create_model("0.75-MobileNet-128", num_classes=10)``.
+def create_model(name: str | ModelConfig, *, weights: str | Path | None = None, **options: Any) -> torch.nn.Module:
+    """Build a MobileNet by name, e.g. ``create_model("0.75-MobileNet-128", num_classes=10)``, or a
+    detector, e.g. ``create_model("1.0-SSDLite-MobileNetV2-320", num_classes=20)``.
 
     Options: any :class:`ModelConfig` field (``num_classes``, ``dropout``, ``in_chans``,
     ``activation``, ``bn_eps``, ``bn_momentum``, ``padding``, ``variant``, ``expansion``, ``alpha``,
@@ -38,7 +41,7 @@ def create_model(name: str | ModelConfig, *, weights: str | Path | None = None, 
     published-weights id) loads weights, timm-style.
     """
     if weights is None:
-        return models.create_model(name, **options)
+        return tasks.create_model(name, **options)
     if {"features_only", "out_indices"} & set(options):
         raise ValueError("features_only/out_indices cannot be combined with weights= yet; load, then slice")
     from .weights import load_model

@@ -19,7 +19,9 @@ from .analysis.memory import PAPER_MAX_KB, analyze
 from .analysis.paper_tables import format_cell
 from .data.shard_writer import write_shards
 from .deploy import export, predict
+from .deploy.predict import DetectionPrediction
 from .models import check_input_size, list_models, parse_name
+from .tasks.detection.metrics import DetectionEvalResult
 from .tradeoffs import bench, choose, sweep
 from .tradeoffs.choose import parse_count
 from .training import (
@@ -220,13 +222,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_json({k: round(v, 4) if isinstance(v, float) else v for k, v in result.summary().items()})
     else:
         print(format_history(result.history))
-        print(f"\nbest held-out top-1 {result.top1:.2f}% (top-5 {result.top5:.2f}%) at epoch {result.best_epoch} "
+        best = (f"mAP {100 * result.map:.2f} (mAP@0.5 {100 * result.map50:.2f})" if result.task == "detection" else
+                f"top-1 {result.top1:.2f}% (top-5 {result.top5:.2f}%)")
+        print(f"\nbest held-out {best} at epoch {result.best_epoch} "
               f"of {result.epochs}; {result.wall_s:.0f} s, {result.precision}\nweights: {result.weights}\n"
               f"run folder: {result.run_dir} (metrics.jsonl, curves.png, state.pt)")
     return 0
 
 
-@verb("eval", "evaluate weights: top-1/top-5, per-class accuracy, confusion matrix PNG",
+@verb("eval", "evaluate weights: top-1/top-5, per-class accuracy, confusion matrix PNG; COCO mAP for detectors",
       arg("--weights", required=True, help="weights file (.safetensors from `train`, or a foreign format)"),
       arg("--data", help="data to evaluate on (default: the held-out split recorded in the weights)"),
       arg("--batch-size", type=int, default=64), arg("--device", default="auto"),
@@ -245,9 +249,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({**res.to_dict(), "out": str(out)})
         return 0
+    unreadable = f" ({len(res.skipped)} unreadable)" if res.skipped else ""
+    if isinstance(res, DetectionEvalResult):
+        print(render_table(["class", "AP %"], [[c, f"{100 * a:.2f}"] for c, a in res.per_class.items()]))
+        print(f"\nmAP {100 * res.map:.2f}  mAP@0.5 {100 * res.map50:.2f}  mAP@0.75 {100 * res.map75:.2f}  small "
+              f"{100 * res.map_small:.2f}  medium {100 * res.map_medium:.2f}  large {100 * res.map_large:.2f}  "
+              f"(COCO, pycocotools) on {res.count} images{unreadable}\nresults: {Path(out) / 'eval.json'}")
+        return 0
     print(render_table(["class", "accuracy %"], [[c, f"{a:.2f}"] for c, a in res.per_class.items()]))
-    print(f"\ntop-1 {res.top1:.2f}%  top-5 {res.top5:.2f}%  loss {res.loss:.4f}  on {res.count} images"
-          f"{f' ({len(res.skipped)} unreadable)' if res.skipped else ''}\n"
+    print(f"\ntop-1 {res.top1:.2f}%  top-5 {res.top5:.2f}%  loss {res.loss:.4f}  on {res.count} images{unreadable}\n"
           f"confusion matrix: {Path(out) / 'confusion.png'}")
     return 0
 
@@ -324,20 +334,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0 if res.ok else 1
 
 
-@verb("predict", "classify image files or folders",
-      arg("--weights", required=True, help="weights file"), arg("inputs", nargs="+", metavar="IMAGE_OR_DIR"),
-      arg("--top-k", type=int, default=5), INPUT_SIZE, arg("--batch-size", type=int, default=32), RUNTIME,
-      arg("--device", default="auto"), JSON)
+@verb("predict", "classify image files or folders, or detect the objects in them",
+      arg("--weights", required=True, help="weights file, published id, or exported .onnx"),
+      arg("inputs", nargs="+", metavar="IMAGE_OR_DIR"), arg("--top-k", type=int, default=5, help="classifiers"),
+      arg("--score-threshold", type=float, default=0.3, help="detectors: the lowest score reported"),
+      arg("--save-vis", metavar="DIR", help="detectors: write each image with its boxes drawn here"),
+      INPUT_SIZE, arg("--batch-size", type=int, default=32), RUNTIME, arg("--device", default="auto"), JSON)
 def cmd_predict(args: argparse.Namespace) -> int:
     res = predict(args.weights, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device,
-                  runtime=args.runtime, input_size=args.input_size)
+                  runtime=args.runtime, input_size=args.input_size, score_threshold=args.score_threshold,
+                  save_vis=args.save_vis)
     for e in res.errors:
         print(f"unreadable: {e}", file=sys.stderr)
     if args.json:
         _print_json(res.to_dict())
     else:
         for p in res.predictions:
-            print(f"{p.path}: " + ", ".join(f"{c} ({prob:.3f})" for c, prob in p.top))
+            if isinstance(p, DetectionPrediction):
+                found = ", ".join(f"{d['label']} {d['score']:.2f} at {[round(v) for v in d['box']]}"
+                                  for d in p.detections)
+                print(f"{p.path}: {found or 'nothing above the threshold'}")
+            else:
+                print(f"{p.path}: " + ", ".join(f"{c} ({prob:.3f})" for c, prob in p.top))
     if not res.predictions:
         print("mobilenets predict: error: no image could be read", file=sys.stderr)
         return 1

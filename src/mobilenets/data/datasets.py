@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
+from .detection import is_coco_folder, is_voc_folder
 from .images import IMAGE_EXTENSIONS, load_image
 from .shards import INDEX, ShardStream, is_shard_folder
 
-DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake", "shards")
+DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake", "shards", "coco", "voc")
 VAL_FOLDER_NAMES = ("val", "validation", "valid", "test")
 
 
@@ -31,6 +32,7 @@ class DataSpec:
     seed: int = 0
     fake_size: int = 256
     fake_classes: int = 10
+    task: str = "classification"  # the embedded digits are a classification or a detection dataset
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -41,20 +43,33 @@ class DataSpec:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def resolve_data(data: str | os.PathLike[str] | None, val_split: float = 0.2, seed: int = 0) -> DataSpec:
-    """``None``/"digits" -> embedded digits; "fake" -> synthetic; else a folder (ImageFolder or CIFAR)."""
+def resolve_data(data: str | os.PathLike[str] | None, val_split: float = 0.2, seed: int = 0,
+                 task: str = "classification") -> DataSpec:
+    """``None``/"digits" -> the embedded digits (images, or canvases with boxes for detection);
+    "fake" -> synthetic; else a folder: ImageFolder, CIFAR or tar shards for classification,
+    COCO-format or Pascal VOC for detection."""
     if not 0 < val_split < 1:
         raise ValueError(f"invalid val_split {val_split}; it must be in (0, 1)")
+    if task not in ("classification", "detection"):
+        raise ValueError(f"invalid task {task!r}; valid: classification, detection")
     if data is None or str(data) == "digits":
-        return DataSpec("digits", None, val_split, seed)
-    if str(data) == "fake":
+        return DataSpec("digits", None, val_split, seed, task=task)
+    if str(data) == "fake" and task == "classification":
         return DataSpec("fake", None, val_split, seed)
     root = Path(data).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"data folder not found: {root} (use an ImageFolder layout, a CIFAR folder, "
-                                "'digits' or 'fake')")
+        layouts = ("an ImageFolder layout, a CIFAR folder, 'digits' or 'fake'" if task == "classification" else
+                   "a COCO-format folder (annotations/instances_*.json), a Pascal VOC folder or 'digits'")
+        raise FileNotFoundError(f"data folder not found: {root} (use {layouts})")
     if not root.is_dir():
         raise ValueError(f"--data must be a folder, got the file {root}")
+    if task == "detection":
+        if is_coco_folder(root):
+            return DataSpec("coco", str(root.resolve()), val_split, seed, task=task)
+        if is_voc_folder(root):
+            return DataSpec("voc", str(root.resolve()), val_split, seed, task=task)
+        raise ValueError(f"{root}: not a detection dataset; expected annotations/instances_*.json (COCO) or "
+                         "Annotations/ + JPEGImages/ + ImageSets/Main/ (Pascal VOC)")
     if is_shard_folder(root):
         return DataSpec("shards", str(root.resolve()), val_split, seed)
     for kind, sub in (("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python")):

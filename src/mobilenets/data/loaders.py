@@ -105,6 +105,7 @@ def make_loader(
     device: torch.device | None = None,
     drop_last: bool = False,
     seed: int = 0,
+    collate_fn: Callable[[list[Any]], Any] = collate,
 ) -> DataLoader:
     # A loader-owned generator: creating an iterator draws a base seed from it, not from the global
     # RNG (which the augmentations use), so a run resumed mid-epoch replays the same random stream.
@@ -115,7 +116,7 @@ def make_loader(
         generator=torch.Generator().manual_seed(seed),
         shuffle=False,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=collate_fn,
         pin_memory=device is not None and device.type == "cuda",
         persistent_workers=workers > 0 and not isinstance(ds, IterableDataset),
         prefetch_factor=4 if workers > 0 else None,

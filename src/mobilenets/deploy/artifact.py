@@ -1,5 +1,6 @@
-"""What an export produces: the result record with its check, and the metadata record that lets
-``predict`` run an exported file with nothing else (model name, classes, preprocessing)."""
+"""What an export produces: the module it holds (a detector with its post-processing), the result
+record with its check, and the metadata record that lets ``predict`` run an exported file with
+nothing else (model name, task, classes, preprocessing)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
-from ..models import MobileNet, Preprocess
+from ..models import MobileNet, fold_batchnorm
+from ..tasks import preprocess_of, task_of
+from ..tasks.detection.model import SSD, DetectionPipeline
 
 META_KEY = "mobilenets"
 
@@ -41,11 +46,38 @@ class ExportResult:
         return s
 
 
+def inference_module(model: nn.Module, input_size: int | None = None) -> tuple[nn.Module, list[str]]:
+    """What an export holds, BN folded, and its output names: a classifier's logits, or a detector
+    with its box decoding and NMS (:class:`DetectionPipeline`) at one input size."""
+    folded = fold_batchnorm(model).eval()
+    if isinstance(model, SSD):
+        size = model.config.resolution if input_size is None else input_size
+        return DetectionPipeline(folded, (size, size)).eval(), ["boxes", "scores", "labels", "num_detections"]
+    return folded, ["output"]
+
+
+def outputs_difference(ref: Any, out: Any, min_score: float = 0.05) -> float:
+    """Largest difference between two runs of an export: logits elementwise; detections by matching
+    every reference detection scoring >= ``min_score`` (same label, box and score), inf if one is
+    missing (random-weight detectors score near 0.01, so their check is only this rule's)."""
+    if not isinstance(ref, tuple):
+        return float(np.abs(np.asarray(out) - np.asarray(ref)).max())
+    worst = 0.0
+    for rb, rs, rl, rn, ob, os_, ol, on in zip(*ref, *out):
+        for i in np.nonzero(rs[: int(rn)] >= min_score)[0]:
+            same = np.nonzero((ol[: int(on)] == rl[i]) & (np.abs(os_[: int(on)] - rs[i]) < 0.01))[0]
+            if not len(same):
+                return float("inf")
+            diffs = [max(float(np.abs(ob[j] - rb[i]).max()), float(abs(os_[j] - rs[i]))) for j in same]
+            worst = max(worst, min(diffs))
+    return worst
+
+
 def export_metadata(model: MobileNet) -> dict[str, str]:
     """What a runtime needs besides the graph (model name, classes, preprocessing), as one JSON record."""
     m = getattr(model, "weights_meta", {}) or {}
-    return {META_KEY: json.dumps({"model": model.config.name, "classes": m.get("classes"),
-                                  "preprocessing": Preprocess.of(model).to_dict(),
+    return {META_KEY: json.dumps({"model": model.config.name, "task": task_of(model), "classes": m.get("classes"),
+                                  "preprocessing": preprocess_of(model).to_dict(),
                                   "num_classes": model.config.num_classes})}
 
 

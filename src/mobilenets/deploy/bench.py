@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ..analysis import profile
-from ..models import check_input_size, create_model, parse_name
+from ..models import check_input_size, create_model
+from ..tasks import parse_model_name
 from ..utils.device import cpu_features, cpu_name, cpu_threads
 from ..utils.fsutil import atomic_write_text
 from ..utils.timing import time_fn
@@ -107,7 +108,7 @@ def bench(
         name = session.meta.get("model")
         if not name:
             raise ValueError("this ONNX file records no model name; bench the weights instead")
-        cfg = parse_name(name)
+        cfg = parse_model_name(name)
     size = cfg.resolution if input_size is None else check_input_size(input_size)
     x = np.random.default_rng(0).standard_normal((batch_size, cfg.in_chans, size, size)).astype(np.float32)
     xt = torch.from_numpy(x)

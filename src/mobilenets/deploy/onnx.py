@@ -8,12 +8,12 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
+from torch import nn
 
-from ..models import MobileNet, fold_batchnorm
+from ..models import MobileNet
 from ..utils.fsutil import atomic_path
-from .artifact import ExportResult, check_input, export_metadata
+from .artifact import ExportResult, check_input, export_metadata, inference_module, outputs_difference
 from .runtimes import OnnxSession
 
 ONNX_OPSET = 18
@@ -26,15 +26,17 @@ def export_onnx(model: MobileNet, path: str | Path, input_size: int | None = Non
 
     if opset < 17:
         raise ValueError(f"opset {opset} is too old; use >= 17")
-    folded = fold_batchnorm(model)
+    module, outputs = inference_module(model, input_size)
     x = check_input(model, input_size, batch=1)
     path = Path(path)
-    # the exporter prints progress lines on stdout; keep stdout for our own (JSON) output
-    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    # the exporter prints progress lines (and, for graphs with data-dependent shapes, the graph) on
+    # stdout and stderr; keep them for our own output
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         tmp = Path(d) / "model.onnx"
-        torch.onnx.export(folded, (x,), str(tmp), dynamo=True, opset_version=opset, input_names=["input"],
-                          output_names=["output"], dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+        torch.onnx.export(module, (x,), str(tmp), dynamo=True, opset_version=opset, input_names=["input"],
+                          output_names=outputs, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
                           verbose=False, report=False)
         proto = onnx.load(str(tmp))
     for k, v in export_metadata(model).items():
@@ -49,9 +51,10 @@ def export_onnx(model: MobileNet, path: str | Path, input_size: int | None = Non
     return res
 
 
-def _check_onnx(model: MobileNet, path: Path, input_size: int | None) -> float:
+def _check_onnx(model: nn.Module, path: Path, input_size: int | None) -> float:
     x = check_input(model, input_size, batch=3)  # a batch size other than the export's: dynamic batch
+    module, _ = inference_module(model, input_size)
     with torch.inference_mode():
-        ref = model.eval()(x).numpy()
-    out = OnnxSession(path).run(x.numpy())
-    return float(np.abs(out - ref).max())
+        ref = module(x)
+    ref = tuple(r.numpy() for r in ref) if isinstance(ref, tuple) else ref.numpy()
+    return outputs_difference(ref, OnnxSession(path).run(x.numpy()))

@@ -1,5 +1,6 @@
-"""Prediction on image files through any runtime: class names and probabilities, batched, with
-unreadable files reported instead of stopping the run."""
+"""Prediction on image files through any runtime, batched, with unreadable files reported instead of
+stopping the run: a classifier's top-k classes, or a detector's boxes in the image's own pixels
+(optionally drawn into pictures)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from ..data import Transformed, find_images, load_image, make_loader
+from ..data.detection import TransformedDetection, collate_detection
+from ..data.transforms import DetectionTransform
 from ..models import Preprocess, check_input_size
-from ..tasks import classification
+from ..tasks import classification, default_preprocess
 from ..tasks.classification import Prediction
+from ..tasks.detection.spec import DetectorConfig
 from ..utils.device import pick_device
+from ..utils.fsutil import atomic_path
 from .session import open_session
 
 
 @dataclass
+class DetectionPrediction:
+    path: str
+    detections: list[dict[str, Any]]  # label, class_id, score, box [xmin, ymin, xmax, ymax] in pixels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "detections": self.detections}
+
+
+@dataclass
 class PredictResult:
-    predictions: list[Prediction] = field(default_factory=list)
+    predictions: list[Prediction | DetectionPrediction] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # "path: reason" for each unreadable file
 
     def to_dict(self) -> dict[str, Any]:
@@ -29,14 +44,20 @@ class PredictResult:
 
 
 class _Files(Dataset):
-    def __init__(self, files: list[Path]) -> None:
-        self.files = files
+    """Image files; for detection each comes with an empty target that carries its size through."""
+
+    def __init__(self, files: list[Path], with_target: bool = False) -> None:
+        self.files, self.with_target = files, with_target
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        return load_image(self.files[i]), i
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        img = load_image(self.files[i])
+        if not self.with_target:
+            return img, i
+        return img, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                     "ignore": torch.zeros(0, dtype=torch.bool), "image_id": i}
 
 
 def predict(
@@ -49,12 +70,15 @@ def predict(
     runtime: str = "torch",
     workers: int = 0,
     input_size: int | None = None,
+    score_threshold: float = 0.3,
+    save_vis: str | Path | None = None,
 ) -> PredictResult:
-    """Top-k classes for each image file (folders are searched recursively).
+    """Top-k classes (classifiers) or detections with a score >= ``score_threshold`` (detectors) for
+    each image file; folders are searched recursively.
 
     ``weights``: any weights file we load, a published id, a model, or (with
     ``runtime="onnxruntime"``) an exported ``.onnx`` file. ``input_size`` overrides the size the
-    weights' preprocessing records.
+    weights' preprocessing records. ``save_vis``: a folder for the images with their boxes drawn.
     """
     if input_size is not None:
         check_input_size(input_size)
@@ -62,6 +86,8 @@ def predict(
         raise ValueError(f"invalid top-k {top_k}; it must be >= 1")
     if batch_size < 1:
         raise ValueError(f"invalid batch size {batch_size}; it must be >= 1")
+    if not 0 <= score_threshold <= 1:
+        raise ValueError(f"invalid score threshold {score_threshold}; it must be in [0, 1]")
     files = find_images(list(inputs))
     if not files:
         raise ValueError("no images given (or none found in the given folders)")
@@ -70,11 +96,13 @@ def predict(
     if meta.get("preprocessing"):
         pre = Preprocess.from_dict(meta["preprocessing"])
     elif session.config is not None:
-        pre = Preprocess.for_config(session.config)
+        pre = default_preprocess(session.config)
     else:
         raise ValueError("this file records no preprocessing; export it with mobilenets export")
     if input_size is not None:
         pre = pre.replace(input_size=input_size)
+    if isinstance(session.config, DetectorConfig) or meta.get("task") == "detection":
+        return _detect(session, files, pre, meta.get("classes"), batch_size, workers, score_threshold, save_vis)
     result = PredictResult()
     for x, idx, bad in make_loader(Transformed(_Files(files), pre.eval_transform()), batch_size, workers=workers):
         result.errors += bad
@@ -82,3 +110,40 @@ def predict(
             tops = classification.top_k(torch.from_numpy(session.run(x)), meta.get("classes"), top_k)
             result.predictions += [Prediction(str(files[i]), top) for i, top in zip(idx.tolist(), tops)]
     return result
+
+
+def _detect(session: Any, files: list[Path], pre: Preprocess, classes: list[str] | None, batch_size: int,
+            workers: int, threshold: float, save_vis: str | Path | None) -> PredictResult:
+    result = PredictResult()
+    ds = TransformedDetection(_Files(files, with_target=True), DetectionTransform(pre, False))
+    for x, targets, bad in make_loader(ds, batch_size, workers=workers, collate_fn=collate_detection):
+        result.errors += bad
+        if not targets:
+            continue
+        boxes, scores, labels, counts = session.run(x)
+        for b, s, lab, n, t in zip(boxes, scores, labels, counts, targets):
+            keep = np.nonzero(s[: int(n)] >= threshold)[0]
+            px = pre.boxes_to_image(torch.from_numpy(b[keep]), t["orig_size"]).tolist()
+            path = files[t["image_id"]]
+            dets = [{"label": classes[int(lab[i]) - 1] if classes else str(int(lab[i])), "class_id": int(lab[i]),
+                     "score": round(float(s[i]), 6), "box": [round(v, 2) for v in box]} for i, box in zip(keep, px)]
+            result.predictions.append(DetectionPrediction(str(path), dets))
+            if save_vis is not None:
+                draw_detections(path, dets, Path(save_vis) / f"{path.stem}.png")
+    return result
+
+
+def draw_detections(image: Path, detections: list[dict[str, Any]], out: Path) -> Path:
+    """The image with its boxes and "label score" captions (torchvision's draw_bounding_boxes), as PNG."""
+    from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
+    from torchvision.utils import draw_bounding_boxes
+
+    img = pil_to_tensor(load_image(image))
+    if detections:
+        boxes = torch.tensor([d["box"] for d in detections], dtype=torch.float32)
+        img = draw_bounding_boxes(img, boxes, [f"{d['label']} {d['score']:.2f}" for d in detections], colors="red",
+                                  width=max(2, img.shape[-1] // 200))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        to_pil_image(img).save(tmp, format="PNG")
+    return out

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from ..data import UnreadableImage, find_images, load_image
-from ..models import MobileNet, Preprocess, fold_batchnorm
+from ..models import MobileNet, fold_batchnorm
+from ..tasks import preprocess_of
 from ..utils.fsutil import atomic_path
 from .artifact import ExportResult, export_metadata
 from .bias_correction import bias_correct
@@ -37,7 +38,7 @@ def calibration_images(files: Sequence[Path], model: MobileNet, per_image: int =
     """Preprocessed images (the model's eval transform); ``per_image`` > 1 adds random crops of each."""
     from torchvision.transforms import v2  # seconds to import: only when calibrating
 
-    pre = Preprocess.of(model)
+    pre = preprocess_of(model)
     ev = pre.eval_transform()
     crop = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(pre.input_size, scale=(0.5, 1.0), antialias=True),
                        v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))])

@@ -1,7 +1,8 @@
 """Inference runtimes as sessions: the fastest correct PyTorch eager path, and ONNX Runtime.
 
-Every session takes NCHW float32 batches already preprocessed and returns logits, so ``predict``
-and ``bench`` can run any of our weights or exported files through any runtime
+Every session takes NCHW float32 batches already preprocessed and returns a classifier's logits,
+or a detector's four outputs (boxes, scores, labels, count: :class:`DetectionPipeline`), so
+``predict`` and ``bench`` can run any of our weights or exported files through any runtime
 (:func:`mobilenets.deploy.session.open_session` picks and opens one).
 """
 
@@ -14,9 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models import ModelConfig, fold_batchnorm
+from ..models import fold_batchnorm
+from ..tasks import TaskConfig
+from ..tasks.detection.model import SSD, DetectionPipeline
 from ..utils.device import cpu_threads, pick_device
 from .artifact import META_KEY
+
+Outputs = np.ndarray | tuple[np.ndarray, ...]
 
 
 class TorchSession:
@@ -30,12 +35,18 @@ class TorchSession:
         self.source = model
         self.model = fold_batchnorm(model).to(self.device).to(memory_format=torch.channels_last).eval()
         self.meta = getattr(model, "weights_meta", {}) or {}
-        self.config = model.config
+        self.config: TaskConfig | None = model.config
+        self._pipelines: dict[tuple[int, int], DetectionPipeline] = {}
 
     @torch.inference_mode()
-    def run(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+    def run(self, x: np.ndarray | torch.Tensor) -> Outputs:
         t = torch.as_tensor(x).to(self.device).contiguous(memory_format=torch.channels_last)
-        return self.model(t).float().cpu().numpy()
+        if not isinstance(self.model, SSD):
+            return self.model(t).float().cpu().numpy()
+        size = (int(t.shape[-2]), int(t.shape[-1]))
+        if size not in self._pipelines:
+            self._pipelines[size] = DetectionPipeline(self.model, size).to(self.device)
+        return tuple(o.cpu().numpy() for o in self._pipelines[size](t))
 
 
 class OnnxSession:
@@ -58,8 +69,9 @@ class OnnxSession:
         props = self.session.get_modelmeta().custom_metadata_map
         self.meta: dict[str, Any] = json.loads(props[META_KEY]) if META_KEY in props else {}
         self.path = Path(path)
-        self.config: ModelConfig | None = None
+        self.config: TaskConfig | None = None
 
-    def run(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+    def run(self, x: np.ndarray | torch.Tensor) -> Outputs:
         arr = x.numpy() if isinstance(x, torch.Tensor) else x
-        return self.session.run(None, {self.input: np.ascontiguousarray(arr, dtype=np.float32)})[0]
+        outs = self.session.run(None, {self.input: np.ascontiguousarray(arr, dtype=np.float32)})
+        return outs[0] if len(outs) == 1 else tuple(outs)

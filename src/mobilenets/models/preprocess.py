@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from torchvision.transforms import InterpolationMode, v2
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+RESIZE_MODES = ("shorter", "squash", "pad")
 
 
 def interpolation_mode(name: str) -> InterpolationMode:
@@ -34,7 +35,8 @@ class Preprocess:
 
     ``resize="shorter"``: resize the shorter side to ``input_size / crop_pct`` then center-crop
     (timm/torchvision); ``resize="squash"``: resize the whole image to ``input_size`` square,
-    ignoring the aspect ratio (what Google's TFLite classifiers do).
+    ignoring the aspect ratio (what Google's TFLite models do); ``resize="pad"``: keep the aspect
+    ratio, the longer side ``input_size``, zero padding bottom/right (Coral's detection examples).
     """
 
     input_size: int
@@ -50,18 +52,12 @@ class Preprocess:
             raise ValueError(f"invalid crop_pct {self.crop_pct}; it must be in (0, 1]")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"invalid interpolation {self.interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
-        if self.resize not in ("shorter", "squash"):
-            raise ValueError(f"invalid resize mode {self.resize!r}; valid: shorter, squash")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"invalid resize mode {self.resize!r}; valid: {', '.join(RESIZE_MODES)}")
 
     @classmethod
     def for_config(cls, cfg: ModelConfig, input_size: int | None = None, crop_pct: float = 0.875) -> "Preprocess":
         return cls(cfg.resolution if input_size is None else input_size, crop_pct, tuple(cfg.mean), tuple(cfg.std))
-
-    @classmethod
-    def of(cls, model: Any) -> Preprocess:
-        """What a loaded model's weights record (``weights_meta``), else its config's defaults."""
-        meta = getattr(model, "weights_meta", None) or {}
-        return cls.from_dict(meta["preprocessing"]) if meta.get("preprocessing") else cls.for_config(model.config)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -80,13 +76,46 @@ class Preprocess:
 
         return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(self.mean), list(self.std))]
 
+    def resize_steps(self) -> list[v2.Transform]:
+        """Resizing to the input size, box-aware (torchvision.transforms.v2)."""
+        from torchvision.transforms import v2
+
+        interp, size = interpolation_mode(self.interpolation), self.input_size
+        if self.resize == "squash":
+            return [v2.Resize((size, size), interp, antialias=True)]
+        if self.resize == "pad":
+            return [v2.Resize(None, interp, max_size=size, antialias=True), _pad_bottom_right(size)]
+        return [v2.Resize(math.floor(size / self.crop_pct), interp, antialias=True), v2.CenterCrop(size)]
+
     def eval_transform(self) -> v2.Compose:
         from torchvision.transforms import v2
 
-        interp = interpolation_mode(self.interpolation)
+        return v2.Compose([v2.ToImage(), *self.resize_steps(), *self.finish()])
+
+    def boxes_to_image(self, boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """Boxes ``(x1, y1, x2, y2)`` normalized to the model's input -> pixels of the original image
+        (``image_size`` = height, width)."""
+        h, w = image_size
         if self.resize == "squash":
-            resize: list[v2.Transform] = [v2.Resize((self.input_size, self.input_size), interp, antialias=True)]
-        else:
-            scaled = math.floor(self.input_size / self.crop_pct)
-            resize = [v2.Resize(scaled, interp, antialias=True), v2.CenterCrop(self.input_size)]
-        return v2.Compose([v2.ToImage(), *resize, *self.finish()])
+            return boxes * boxes.new_tensor([w, h, w, h])
+        if self.resize == "pad":
+            scale = self.input_size / max(h, w)  # the resized image sits at the top left
+            return boxes * self.input_size / scale
+        raise ValueError("boxes map back to the image only for the squash and pad resize modes")
+
+
+def _pad_bottom_right(size: int) -> v2.Transform:
+    """Zero padding to ``size`` x ``size`` at the bottom and right (boxes do not move)."""
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2._utils import query_size
+    from torchvision.transforms.v2.functional import pad
+
+    class PadBottomRight(v2.Transform):
+        def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+            h, w = query_size(flat_inputs)
+            return {"padding": [0, 0, size - w, size - h]}
+
+        def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+            return pad(inpt, params["padding"])
+
+    return PadBottomRight()

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from ..models import MobileNet, ModelConfig, Preprocess, resolve_config
+from ..models import create_model as models_create_model
 from .detection.anchors import AnchorConfig
 from .detection.model import SSD
 from .detection.spec import DetectorConfig, is_detector_name, parse_detector_name
@@ -37,6 +38,14 @@ def build_model(cfg: TaskConfig) -> nn.Module:
     return SSD(cfg) if isinstance(cfg, DetectorConfig) else MobileNet(cfg)
 
 
+def create_model(name: str | TaskConfig, **options: Any) -> nn.Module:
+    """Any model by name with random weights: a classifier (``features_only`` and ``out_indices``
+    too) or a detector."""
+    if isinstance(name, DetectorConfig) or (isinstance(name, str) and is_detector_name(name)):
+        return build_model(parse_model_name(name, **options))
+    return models_create_model(name, **options)
+
+
 def task_of(cfg: TaskConfig | nn.Module) -> str:
     cfg = getattr(cfg, "config", cfg)
     return "detection" if isinstance(cfg, DetectorConfig) else "classification"
@@ -49,6 +58,13 @@ def default_preprocess(cfg: TaskConfig) -> Preprocess:
     if isinstance(cfg, DetectorConfig):
         return Preprocess(cfg.resolution, 1.0, cfg.backbone.mean, cfg.backbone.std, resize="squash")
     return Preprocess.for_config(cfg)
+
+
+def preprocess_of(model: nn.Module) -> Preprocess:
+    """What a loaded model's weights record (``weights_meta``), else its task's default."""
+    meta = getattr(model, "weights_meta", None) or {}
+    return Preprocess.from_dict(meta["preprocessing"]) if meta.get("preprocessing") else \
+        default_preprocess(model.config)
 
 
 def _plain(obj: Any) -> Any:

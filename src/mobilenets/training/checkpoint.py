@@ -52,7 +52,7 @@ class TrainState:
     scheduler: dict[str, Any]
     ema: dict[str, torch.Tensor] | None
     rng: dict[str, Any]
-    best_top1: float
+    best_metric: float
     best_epoch: int
     partial: EpochSums
     classes: list[str]

@@ -14,6 +14,7 @@ import yaml
 
 from ..data import default_workers, resolve_data
 from ..models import check_input_size
+from ..tasks.detection.spec import is_detector_name
 from ..utils.device import AMP_CHOICES
 
 # Defaults that depend on the data: the embedded digits are 8x8 images, so a small model at 32 px,
@@ -31,6 +32,17 @@ DATA_PRESETS: dict[str, dict[str, Any]] = {
                    amp="auto"),
 }
 DATA_PRESETS["shards"] = DATA_PRESETS["folder"]  # tar shards of an image folder: the same defaults
+
+# Detection presets. The embedded canvases are 96 px with digits of 10-40 px and no flips; real
+# photos get the SSD augmentations (flips, zoom-out up to 4x) and TF's SSDLite at 320 px.
+DETECTION_PRESETS: dict[str, dict[str, Any]] = {
+    "digits": dict(model="0.5-SSDLite-MobileNetV2-96", epochs=20, batch_size=32, hflip=0.0, ssd_augment=False,
+                   zoom_out=1.0, min_scale=1.0, crop_pct=1.0, weight_decay=4e-5, amp="off"),
+    "coco": dict(model="1.0-SSDLite-MobileNetV2-320", epochs=60, batch_size=32, hflip=0.5, ssd_augment=True,
+                 zoom_out=4.0, min_scale=1.0, crop_pct=1.0, amp="auto"),
+}
+DETECTION_PRESETS["voc"] = {**DETECTION_PRESETS["coco"], "model": "1.0-SSDLite-MobileNetV2-300"}
+TASK_PRESETS = {"classification": DATA_PRESETS, "detection": DETECTION_PRESETS}
 
 # Recipes (README "Training recipes" gives the sources). ``lr`` is per ``lr_batch`` images.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -57,7 +69,9 @@ class TrainConfig:
     """Every training option; ``None`` means "the data preset's / recipe's default"."""
 
     # what to train, on what
-    model: str | None = _opt(None, "model name (default: per data; digits: 0.5-MobileNetV2-32)")
+    task: str | None = _opt(None, "classification or detection (default: what the model name says)")
+    model: str | None = _opt(None, "model name (default: per task and data; digits: 0.5-MobileNetV2-32, "
+                                   "0.5-SSDLite-MobileNetV2-96)")
     data: str | None = _opt(None, "ImageFolder (train/ + val/, or one folder split by --val-split), a CIFAR "
                                   "folder, tar shards, 'digits' or 'fake'")
     val_split: float = _opt(0.2, "held-out fraction when the data has no validation folder")
@@ -89,6 +103,9 @@ class TrainConfig:
     min_scale: float | None = _opt(None, "RandomResizedCrop lower area bound")
     hflip: float | None = _opt(None, "horizontal flip probability")
     crop_pct: float | None = _opt(None, "evaluation center-crop fraction")
+    ssd_augment: bool | None = _opt(None, "detection: SSD's augmentations (photometric distortion, zoom-out, IoU "
+                                          "crop; default: on for photos, off for the embedded canvases)")
+    zoom_out: float | None = _opt(None, "detection: largest zoom-out factor (SSD augmentation; 1 = off)")
     # execution
     workers: int | None = _opt(None, "data-loader worker processes (default: 0 in memory, up to 4 for files)")
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
@@ -111,9 +128,17 @@ class TrainConfig:
         """Every ``None`` filled from the data preset and the recipe, and every value validated."""
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; valid: {', '.join(RECIPES)}")
-        spec = resolve_data(self.data, self.val_split, self.seed)
+        task = self.task or ("detection" if self.model and is_detector_name(self.model) else "classification")
+        if task not in TASK_PRESETS:
+            raise ValueError(f"invalid task {task!r}; valid: {', '.join(TASK_PRESETS)}")
+        if self.model and (task == "detection") != is_detector_name(self.model):
+            raise ValueError(f"{self.model} is not a {task} model; detectors are named like 0.5-SSDLite-MobileNetV2-96")
+        spec = resolve_data(self.data, self.val_split, self.seed, task)
         recipe = {k: v for k, v in RECIPES[self.recipe].items() if k in _FROM_RECIPE}
-        filled = {**recipe, **DATA_PRESETS[spec.kind]}  # a preset's value (digits: weight decay) wins
+        preset = TASK_PRESETS[task].get(spec.kind)
+        if preset is None:
+            raise ValueError(f"{spec.kind!r} data is for classification, not {task}")
+        filled = {**recipe, **preset, "task": task}  # a preset's value (digits: weight decay) wins
         values = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
         c = ResolvedConfig(**{**filled, **values})
         if self.lr is None:
@@ -141,6 +166,7 @@ class ResolvedConfig(TrainConfig):
     """A configuration with every default decided: the types are concrete (``dropout``,
     ``input_size``, ``out`` and ``init`` may still be None: the model's own / no file)."""
 
+    task: str = ""
     model: str = ""
     epochs: int = 0
     batch_size: int = 0
@@ -154,6 +180,8 @@ class ResolvedConfig(TrainConfig):
     min_scale: float = 0.0
     hflip: float = 0.0
     crop_pct: float = 0.0
+    ssd_augment: bool = False
+    zoom_out: float = 1.0
     workers: int = 0
     amp: str = ""
 

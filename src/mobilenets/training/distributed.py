@@ -125,6 +125,15 @@ def reduce_eval(res: EvalResult, ctx: DistContext) -> EvalResult:
     )
 
 
+def gather_objects(obj: object, ctx: DistContext) -> list[object]:
+    """Every rank's ``obj`` (picklable), rank order."""
+    if not ctx.active:
+        return [obj]
+    out: list[object] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def broadcast_best(best: float, epoch: int, ctx: DistContext) -> tuple[float, int]:
     if not ctx.active:
         return best, epoch

@@ -1,4 +1,5 @@
-"""Evaluation of a model or weights file on a dataset: top-1/top-5, per-class accuracy, confusion."""
+"""Evaluation of a weights file (or a model) on a dataset, for any task: top-1/top-5, per-class
+accuracy and a confusion matrix for classifiers; COCO mAP (pycocotools) for detectors."""
 
 from __future__ import annotations
 
@@ -7,44 +8,16 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from ..data import DataSpec, default_workers, load_splits, make_loader, resolve_data, with_transform
-from ..models import Preprocess
-from ..tasks.classification import ClassificationMeter, EvalResult
-from ..utils.device import Precision, pick_device, pick_precision
+from ..data import DataSpec, default_workers, make_loader, resolve_data
+from ..tasks import preprocess_of, task_of
+from ..tasks.classification import EvalResult
+from ..tasks.detection.metrics import DetectionEvalResult
+from ..utils.device import pick_device, pick_precision
 from ..weights import load_model
+from .distributed import DistContext
 from .plots import plot_confusion
-
-
-@torch.inference_mode()
-def run_eval(
-    model: nn.Module,
-    loader: DataLoader,
-    classes: list[str],
-    device: torch.device,
-    precision: Precision | None = None,
-    channels_last: bool = True,
-    progress: bool = False,
-    desc: str = "eval",
-) -> EvalResult:
-    """Evaluate ``model`` on a loader yielding ``(images, labels, unreadable)`` batches."""
-    model.eval()
-    precision = precision or Precision(None, device.type)
-    meter = ClassificationMeter(classes, device)
-    skipped: list[str] = []
-    for x, y, bad in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
-        skipped += bad
-        if not len(y):
-            continue
-        x = x.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with precision.autocast():
-            logits = model(x)
-        meter.update(logits, y.to(device, non_blocking=True))
-    return meter.result(skipped)
+from .tasks import TASKS
 
 
 def evaluate(
@@ -57,35 +30,39 @@ def evaluate(
     workers: int | None = None,
     out: str | Path | None = None,
     progress: bool = True,
-) -> EvalResult:
+) -> EvalResult | DetectionEvalResult:
     """Evaluate a weights file (or a loaded model) on ``data``.
 
     Without ``data``, it uses the held-out split recorded in the weights' metadata (for the
     default training run: the same digits split, so the number equals the training's report).
-    With ``out``, writes ``eval.json`` and ``confusion.png`` there.
+    With ``out``, writes ``eval.json`` there (and ``confusion.png`` for a classifier).
     """
     model = load_model(weights) if not isinstance(weights, nn.Module) else weights
     meta = getattr(model, "weights_meta", {}) or {}
+    task = TASKS[task_of(model)]
     if data is None:
         if not meta.get("dataset"):
             raise ValueError("these weights record no dataset; pass --data")
         spec = DataSpec.from_dict(meta["dataset"])
     else:
-        spec = resolve_data(data, seed=(meta.get("dataset") or {}).get("seed", 0),
-                            val_split=(meta.get("dataset") or {}).get("val_split", 0.2))
-    splits = load_splits(spec)
+        recorded = meta.get("dataset") or {}
+        spec = resolve_data(data, seed=recorded.get("seed", 0), val_split=recorded.get("val_split", 0.2),
+                            task=task.name)
+    splits = task.splits(spec)
     classes = meta.get("classes") or splits.classes
     if list(splits.classes) != list(classes):
         raise ValueError(f"the data's classes {splits.classes[:10]} differ from the model's {classes[:10]}")
-    pre = Preprocess.of(model)
+    pre = preprocess_of(model)
     dev = pick_device(device)
     model.to(dev).to(memory_format=torch.channels_last)
-    loader = make_loader(with_transform(splits.val, pre.eval_transform()), batch_size,
+    loader = make_loader(task.val_dataset(splits.val, pre), batch_size, collate_fn=task.collate,
                          workers=default_workers(spec) if workers is None else workers, device=dev)
-    res = run_eval(model, loader, list(classes), dev, pick_precision(amp, dev), progress=progress)
+    res = task.evaluate(model, loader, list(classes), dev, pick_precision(amp, dev), True, pre,
+                        DistContext(0, 1, 0, dev), progress)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "eval.json").write_text(json.dumps(res.to_dict(), indent=1))
-        plot_confusion(res.confusion, res.classes, out / "confusion.png")
+        if isinstance(res, EvalResult):
+            plot_confusion(res.confusion, res.classes, out / "confusion.png")
     return res

@@ -22,8 +22,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
-from ..data import EpochSampler, Splits, load_splits, make_loader, resolve_data, train_transform, with_transform
-from ..models import MobileNet, Preprocess, create_model
+from ..data import EpochSampler, make_loader, resolve_data
+from ..models import Preprocess
+from ..tasks import build_model
 from ..utils.device import Precision, pick_precision
 from ..utils.fsutil import atomic_write_text
 from ..utils.textfmt import render_table
@@ -31,10 +32,10 @@ from ..weights import save_weights
 from . import distributed as dist
 from .checkpoint import EpochSums, Run, TrainState, rng_state, seed_everything, set_rng_state
 from .config import RESUMABLE_OPTIONS, ResolvedConfig, TrainConfig
-from .evaluate import run_eval
 from .finetune import freeze_backbone, init_from_weights, set_train_mode
 from .plots import plot_curves
 from .step import TrainStep, build_train_step
+from .tasks import TASKS, Classification, Detection
 
 
 class TrainingDiverged(RuntimeError):
@@ -47,8 +48,10 @@ class TrainingInterrupted(RuntimeError):
 
 @dataclass
 class TrainResult:
-    top1: float
-    top5: float
+    """The best epoch's held-out numbers (top-1/top-5 %, or COCO mAP and mAP@0.5 as fractions)."""
+
+    top1: float | None
+    top5: float | None
     epochs: int
     weights: str
     wall_s: float
@@ -57,12 +60,15 @@ class TrainResult:
     model: str
     precision: str = "fp32"  # what --amp resolved to on this machine
     world_size: int = 1
+    task: str = "classification"
+    map: float | None = None
+    map50: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("history")
-        return d
+        return {k: v for k, v in d.items() if v is not None}
 
 
 class StopFlag:
@@ -97,9 +103,11 @@ class Trainer:
     cfg: ResolvedConfig
     run: Run
     ctx: dist.DistContext
-    model: MobileNet
+    task: Classification | Detection
+    model: nn.Module
     step_fn: TrainStep
     precision: Precision
+    pre: Preprocess
     classes: list[str]
     weights_meta: dict[str, Any]  # classes, preprocessing, dataset: written into every weights file
     title: str
@@ -112,7 +120,7 @@ class Trainer:
     epoch: int = 0
     skip_batches: int = 0  # batches of the current epoch done before a mid-epoch checkpoint
     step: int = 0
-    best_top1: float = -1.0
+    best_metric: float = -1.0  # the task's primary metric at the best epoch
     best_epoch: int = 0
     partial: EpochSums = field(default_factory=EpochSums)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -128,7 +136,7 @@ class Trainer:
         s = self.step_fn
         self.run.save_state(TrainState(
             self.epoch, batch_in_epoch, self.step, self.model.state_dict(), s.optimizer.state_dict(),
-            s.scheduler.state_dict(), s.ema.state_dict() if s.ema is not None else None, rng_state(), self.best_top1,
+            s.scheduler.state_dict(), s.ema.state_dict() if s.ema is not None else None, rng_state(), self.best_metric,
             self.best_epoch, self.partial, self.classes, self.cfg.to_dict(), self.history))
 
     def restore(self, state: TrainState) -> None:
@@ -138,18 +146,18 @@ class Trainer:
         if s.ema is not None and state.ema is not None:
             s.ema.load_state_dict(state.ema)
         self.epoch, self.skip_batches, self.step = state.epoch, state.batch_in_epoch, state.step
-        self.best_top1, self.best_epoch, self.partial = state.best_top1, state.best_epoch, state.partial
+        self.best_metric, self.best_epoch, self.partial = state.best_metric, state.best_epoch, state.partial
         self.history, self.resume_rng = list(state.history), state.rng
 
     def write_outputs(self) -> None:
         """The files derived from an epoch-end state: metrics, last/best weights, curves."""
         self.run.write_history(self.history)
         row = self.history[-1]
-        metrics = {"top1": row["val_top1"], "top5": row["val_top5"], "epoch": row["epoch"]}
+        metrics = {**{k.removeprefix("val_"): row[k] for k in self.task.metrics}, "epoch": row["epoch"]}
         save_weights(self.eval_model, self.run.last, **self.weights_meta, metrics=metrics)
         if self.best_epoch == row["epoch"]:
             save_weights(self.eval_model, self.run.best, **self.weights_meta, metrics=metrics)
-        plot_curves(self.history, self.run.curves, title=self.title)
+        plot_curves(self.history, self.run.curves, self.task.metrics[0], self.task.metric_label, title=self.title)
 
 
 # ------------------------------------------------------------------------------ setup
@@ -160,12 +168,13 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = not cfg.deterministic
     seed_everything(cfg.seed)  # the initial weights depend on the seed only
-    spec = resolve_data(cfg.data, cfg.val_split, cfg.seed)
-    splits = load_splits(spec)
+    task = TASKS[cfg.task]
+    spec = resolve_data(cfg.data, cfg.val_split, cfg.seed, cfg.task)
+    splits = task.splits(spec)
     classes = list(splits.classes)
-    model = create_model(cfg.model, num_classes=len(classes),
-                         **({"dropout": cfg.dropout} if cfg.dropout is not None else {}))
-    pre = Preprocess.for_config(model.config, cfg.input_size, cfg.crop_pct)
+    model_cfg = task.model_config(cfg, classes)
+    model = build_model(model_cfg)
+    pre = task.preprocess(model_cfg, cfg)
     state = run.restore()
     if state is not None:
         if state.classes != classes:
@@ -178,10 +187,10 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
             print(f"initialised {n} tensors from {cfg.init}; re-initialised: {', '.join(reinit) or 'none'}")
     model = _place(model, cfg, ctx)
     precision = pick_precision(cfg.amp, ctx.device)
-    loaders = _loaders(cfg, splits, pre, ctx)
+    loaders = _loaders(cfg, task, splits, pre, ctx)
     step_fn = build_train_step(model, cfg, loaders["steps_per_epoch"], ctx.device, precision,
-                               forward=dist.wrap(model, ctx))
-    trainer = Trainer(cfg, run, ctx, model, step_fn, precision, classes, title=f"{cfg.model} on {spec.kind}",
+                               task.criterion(model, cfg), forward=dist.wrap(model, ctx))
+    trainer = Trainer(cfg, run, ctx, task, model, step_fn, precision, pre, classes, title=f"{cfg.model} on {spec.kind}",
                       weights_meta=dict(classes=classes, preprocessing=pre.to_dict(), dataset=spec.to_dict()),
                       **loaders)
     if state is not None:
@@ -195,7 +204,7 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
     return trainer
 
 
-def _place(model: MobileNet, cfg: ResolvedConfig, ctx: dist.DistContext) -> MobileNet:
+def _place(model: nn.Module, cfg: ResolvedConfig, ctx: dist.DistContext) -> nn.Module:
     if cfg.freeze_backbone:
         freeze_backbone(model)
     model.to(ctx.device)
@@ -206,10 +215,10 @@ def _place(model: MobileNet, cfg: ResolvedConfig, ctx: dist.DistContext) -> Mobi
     return model
 
 
-def _loaders(cfg: ResolvedConfig, splits: Splits, pre: Preprocess, ctx: dist.DistContext) -> dict[str, Any]:
+def _loaders(cfg: ResolvedConfig, task: Classification | Detection, splits: Any, pre: Preprocess,
+             ctx: dist.DistContext) -> dict[str, Any]:
     """Training and validation loaders, each rank reading its shard of a seeded order."""
-    train_ds = with_transform(splits.train, train_transform(pre, cfg.min_scale, cfg.hflip))
-    val_ds = with_transform(splits.val, pre.eval_transform())
+    train_ds, val_ds = task.datasets(splits, pre, cfg)
     streamed = isinstance(train_ds, IterableDataset)
     sampler = None if streamed else EpochSampler(len(train_ds), shuffle=True, seed=cfg.seed, rank=ctx.rank,
                                                  world_size=ctx.world_size)
@@ -219,12 +228,19 @@ def _loaders(cfg: ResolvedConfig, splits: Splits, pre: Preprocess, ctx: dist.Dis
     steps = math.ceil(per_rank / cfg.batch_size)
     return dict(train_ds=train_ds, sampler=sampler, val_sampler=val_sampler, steps_per_epoch=steps,
                 loader=make_loader(train_ds, cfg.batch_size, sampler=sampler, workers=cfg.workers, device=ctx.device,
-                                   seed=cfg.seed),
+                                   seed=cfg.seed, collate_fn=task.collate),
                 val_loader=make_loader(val_ds, cfg.batch_size, sampler=val_sampler, workers=cfg.workers,
-                                       device=ctx.device))
+                                       device=ctx.device, collate_fn=task.collate))
 
 
 # ------------------------------------------------------------------------------ epochs
+
+
+def _to_device(y: Any, dev: torch.device) -> Any:
+    """Labels (a tensor) or detection targets (a list of dicts of tensors) on the device."""
+    if isinstance(y, torch.Tensor):
+        return y.to(dev, non_blocking=True)
+    return [{k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in t.items()} for t in y]
 
 
 def _start_epoch(t: Trainer, epoch: int) -> int:
@@ -238,8 +254,8 @@ def _start_epoch(t: Trainer, epoch: int) -> int:
         t.partial = EpochSums()
     if t.sampler is not None:
         t.sampler.set_epoch(epoch, skip=skip * t.cfg.batch_size)
-    else:
-        t.train_ds.set_epoch(epoch)  # type: ignore[attr-defined]
+    if hasattr(t.train_ds, "set_epoch"):  # streams, and datasets that draw new samples every epoch
+        t.train_ds.set_epoch(epoch)
     t.skip_batches, t.resume_rng = 0, None
     return skip
 
@@ -266,7 +282,7 @@ def train_one_epoch(t: Trainer, epoch: int, stop: StopFlag) -> EpochSums:
         bad += len(bad_files)
         if len(y) == 0:
             continue
-        loss, corr = t.step_fn(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True))
+        loss, corr = t.step_fn(x.to(dev, non_blocking=True), _to_device(y, dev))
         t.step += 1
         loss_sum += loss.double() * len(y)
         correct += corr
@@ -277,8 +293,8 @@ def train_one_epoch(t: Trainer, epoch: int, stop: StopFlag) -> EpochSums:
                 f"good checkpoint is kept in {t.run.path}. Try a lower learning rate (now {cfg.lr:g}, e.g. "
                 f"--lr {cfg.lr / 10:g})")
         if batch_idx % 10 == 0 or batch_idx == t.steps_per_epoch:
-            bar.set_postfix(loss=f"{loss_sum.item() / max(seen, 1):.4f}",
-                            acc=f"{100 * correct.item() / max(seen, 1):.1f}",
+            acc = {"acc": f"{100 * correct.item() / max(seen, 1):.1f}"} if t.task.name == "classification" else {}
+            bar.set_postfix(loss=f"{loss_sum.item() / max(seen, 1):.4f}", **acc,
                             img_s=f"{seen * t.ctx.world_size / max(time.perf_counter() - t0, 1e-9):.0f}")
         periodic = cfg.save_every_steps and t.step % cfg.save_every_steps == 0 and batch_idx < t.steps_per_epoch
         if periodic or stop.requested:
@@ -304,16 +320,16 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
                          f"(more than {cfg.max_bad_fraction:.0%}); fix the data or raise --max-bad-fraction")
     if t.val_sampler is not None:
         t.val_sampler.set_epoch(0)
-    ev = dist.reduce_eval(run_eval(t.eval_model, t.val_loader, t.classes, t.ctx.device, t.precision,
-                                   cfg.channels_last), t.ctx)
-    row = {"epoch": epoch + 1, "step": t.step, "train_loss": sums.loss / max(sums.seen, 1),
-           "train_acc": 100 * sums.correct / max(sums.seen, 1), "val_loss": ev.loss, "val_top1": ev.top1,
-           "val_top5": ev.top5, "lr": t.step_fn.optimizer.param_groups[0]["lr"],
+    ev = t.task.evaluate(t.eval_model, t.val_loader, t.classes, t.ctx.device, t.precision, cfg.channels_last, t.pre,
+                         t.ctx)
+    train_acc = {"train_acc": 100 * sums.correct / max(sums.seen, 1)} if t.task.name == "classification" else {}
+    row = {"epoch": epoch + 1, "step": t.step, "train_loss": sums.loss / max(sums.seen, 1), **train_acc,
+           **t.task.row(ev), "lr": t.step_fn.optimizer.param_groups[0]["lr"],
            "img_per_s": sums.seen / max(sums.seconds, 1e-9), "epoch_s": sums.seconds, "bad_samples": sums.bad}
     t.history.append(row)
-    if ev.top1 > t.best_top1:
-        t.best_top1, t.best_epoch = ev.top1, epoch + 1
-    t.best_top1, t.best_epoch = dist.broadcast_best(t.best_top1, t.best_epoch, t.ctx)
+    if row[t.task.metrics[0]] > t.best_metric:
+        t.best_metric, t.best_epoch = row[t.task.metrics[0]], epoch + 1
+    t.best_metric, t.best_epoch = dist.broadcast_best(t.best_metric, t.best_epoch, t.ctx)
     t.epoch = epoch + 1
     t.save_state()
     if t.ctx.is_main:
@@ -321,8 +337,8 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
             print(f"warning: skipped {sums.bad} unreadable training image(s) in epoch {epoch + 1}")
         t.write_outputs()
         if cfg.progress:
-            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  train {row['train_acc']:.2f}%  "
-                  f"val top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%  {row['img_per_s']:.0f} img/s")
+            shown = "  ".join(f"{k.replace('_', ' ')} {row[k]:.2f}" for k in ("train_acc", *t.task.metrics) if k in row)
+            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  {shown}  {row['img_per_s']:.0f} img/s")
     return row
 
 
@@ -383,19 +399,23 @@ def _open_run(config: TrainConfig | None, resume: str | Path | None,
 
 def _result(t: Trainer, wall_s: float) -> TrainResult:
     best = next((h for h in t.history if h["epoch"] == t.best_epoch), t.history[-1] if t.history else {})
-    result = TrainResult(top1=best.get("val_top1", float("nan")), top5=best.get("val_top5", float("nan")),
-                         epochs=t.cfg.epochs, weights=str(t.run.best), wall_s=wall_s, run_dir=str(t.run.path),
-                         best_epoch=t.best_epoch, model=t.cfg.model, precision=t.precision.name,
-                         world_size=t.ctx.world_size, history=t.history)
+    nan = float("nan")
+    numbers = (dict(top1=best.get("val_top1", nan), top5=best.get("val_top5", nan)) if t.task.name == "classification"
+               else dict(top1=None, top5=None, map=best.get("val_map", nan) / 100, map50=best.get("val_map50", nan) / 100))
+    result = TrainResult(**numbers, epochs=t.cfg.epochs, weights=str(t.run.best), wall_s=wall_s,
+                         run_dir=str(t.run.path), best_epoch=t.best_epoch, model=t.cfg.model,
+                         precision=t.precision.name, world_size=t.ctx.world_size, task=t.task.name, history=t.history)
     if t.ctx.is_main:
         atomic_write_text(t.run.summary, json.dumps(result.summary(), indent=1))
     return result
 
 
 def format_history(history: list[dict[str, Any]]) -> str:
+    metrics = [k for k in ("train_acc", "val_top1", "val_top5", "val_map", "val_map50", "val_map75")
+               if history and k in history[0]]
     return render_table(
-        ["epoch", "train loss", "train top-1", "val loss", "val top-1", "val top-5", "lr", "img/s", "s"],
-        [[h["epoch"], f"{h['train_loss']:.4f}", f"{h['train_acc']:.2f}", f"{h['val_loss']:.4f}",
-          f"{h['val_top1']:.2f}", f"{h['val_top5']:.2f}", f"{h['lr']:.2e}", f"{h['img_per_s']:.0f}",
-          f"{h['epoch_s']:.1f}"] for h in history],
+        ["epoch", "train loss", *(k.replace("_", " ").replace("acc", "top-1") for k in metrics), "val loss", "lr",
+         "img/s", "s"],
+        [[h["epoch"], f"{h['train_loss']:.4f}", *(f"{h[k]:.2f}" for k in metrics), f"{h['val_loss']:.4f}",
+          f"{h['lr']:.2e}", f"{h['img_per_s']:.0f}", f"{h['epoch_s']:.1f}"] for h in history],
     )

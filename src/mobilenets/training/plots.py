@@ -11,20 +11,22 @@ import torch
 from ..utils.plotting import pyplot, save_figure
 
 
-def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Loss and accuracy per epoch (train and validation) from ``metrics.jsonl`` rows."""
+def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, metric: str = "val_top1",
+                metric_label: str = "top-1 (%)", title: str = "") -> Path:
+    """Loss and the task's metric per epoch (train and validation) from ``metrics.jsonl`` rows."""
     plt = pyplot()
     ep = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(ep, [h["train_loss"] for h in history], label="train")
     ax1.plot(ep, [h["val_loss"] for h in history], label="validation")
     ax1.set_xlabel("epoch")
-    ax1.set_ylabel("cross-entropy loss")
+    ax1.set_ylabel("loss")
     ax1.legend()
-    ax2.plot(ep, [h["train_acc"] for h in history], label="train top-1")
-    ax2.plot(ep, [h["val_top1"] for h in history], label="validation top-1")
+    if "train_acc" in history[0] and metric == "val_top1":
+        ax2.plot(ep, [h["train_acc"] for h in history], label="train")
+    ax2.plot(ep, [h[metric] for h in history], label="validation")
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("accuracy (%)")
+    ax2.set_ylabel(metric_label)
     ax2.legend()
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)

@@ -3,6 +3,7 @@ loop and by ``mobilenets bench --train`` (:mod:`mobilenets.train.throughput`).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -14,29 +15,39 @@ from ..utils.device import Precision
 from .config import ResolvedConfig
 from .optim import lr_lambda, make_optimizer, param_groups
 
+Criterion = Callable[[Any, Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def cross_entropy(label_smoothing: float = 0.0) -> Criterion:
+    """Classification: (loss, number of correct top-1 predictions)."""
+    def loss(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing), (logits.detach().argmax(1) == y).sum()
+    return loss
+
 
 class TrainStep:
     """One optimization step.
 
-    Returns loss and number of correct predictions as device tensors, so that the loop never
+    ``criterion(outputs, targets, inputs)`` gives the loss and a count of hits (correct top-1
+    predictions for classification); both come back as device tensors, so that the loop never
     waits for the device unless it wants to print.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                 precision: Precision, label_smoothing: float = 0.0, channels_last: bool = True,
+                 precision: Precision, criterion: Criterion, channels_last: bool = True,
                  ema: AveragedModel | None = None, compiled: nn.Module | None = None) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.forward = compiled if compiled is not None else model
         self.precision, self.channels_last, self.ema = precision, channels_last, ema
-        self.label_smoothing = label_smoothing
+        self.criterion = criterion
         self.scaler = torch.amp.GradScaler(precision.device_type) if precision.needs_scaler else None
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast():
-            logits = self.forward(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+            out = self.forward(x)
+            loss, hits = self.criterion(out, y, x)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -49,11 +60,11 @@ class TrainStep:
             self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return loss.detach(), (logits.detach().argmax(1) == y).sum()
+        return loss.detach(), hits
 
 
 def build_train_step(model: nn.Module, cfg: ResolvedConfig, steps_per_epoch: int, device: torch.device,
-                     precision: Precision, forward: nn.Module | None = None) -> TrainStep:
+                     precision: Precision, criterion: Criterion, forward: nn.Module | None = None) -> TrainStep:
     """Optimizer, schedule, EMA and (optionally) torch.compile for ``model``.
 
     ``forward`` is what the step calls (e.g. the DDP wrapper of ``model``); parameters, EMA and
@@ -69,4 +80,4 @@ def build_train_step(model: nn.Module, cfg: ResolvedConfig, steps_per_epoch: int
         ema = AveragedModel(model, device=device, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     fwd = forward if forward is not None else model
     compiled = torch.compile(fwd) if cfg.compile else fwd
-    return TrainStep(model, opt, sched, precision, cfg.label_smoothing, cfg.channels_last, ema, compiled)
+    return TrainStep(model, opt, sched, precision, criterion, cfg.channels_last, ema, compiled)

@@ -10,7 +10,7 @@ from ..models import MobileNet, ModelConfig
 from ..utils.device import pick_device, pick_precision
 from ..utils.timing import time_fn
 from .config import TrainConfig
-from .step import build_train_step
+from .step import build_train_step, cross_entropy
 
 
 def train_throughput(cfg: ModelConfig, batch_size: int, input_size: int, amp: str = "auto", device: str = "cpu",
@@ -20,7 +20,7 @@ def train_throughput(cfg: ModelConfig, batch_size: int, input_size: int, amp: st
     precision = pick_precision(amp, dev)
     model = MobileNet(cfg).to(dev).to(memory_format=torch.channels_last).train()
     tcfg = TrainConfig(model=cfg.name, data="fake", epochs=1, batch_size=batch_size, amp=amp).resolved()
-    step = build_train_step(model, tcfg, steps_per_epoch=steps + warmup, device=dev, precision=precision)
+    step = build_train_step(model, tcfg, steps + warmup, dev, precision, cross_entropy(tcfg.label_smoothing))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, cfg.in_chans, input_size, input_size, generator=g).to(dev)
     y = torch.randint(0, max(cfg.num_classes, 1), (batch_size,), generator=g).to(dev)

@@ -26,6 +26,7 @@ from ..models.registry import published_widths
 from ..models.spec import ALPHAS, Layer, build_arch
 from ..models.tf_compat import tf_overrides
 from ..tasks import DetectorConfig, TaskConfig
+from ..tasks.detection.anchors import AnchorConfig
 from ..tasks.detection.spec import HEADS, build_detector_arch
 from .native import WeightsError
 
@@ -50,6 +51,7 @@ class TFLiteModel:
     quantized: bool
     postprocess: dict[str, Any] | None = None  # a detector's TFLite_Detection_PostProcess options
     anchors: np.ndarray | None = None  # and its constant anchors (cy, cx, h, w), dequantized
+    anchor_step: float = 0.0  # their uint8 quantization scale (0: stored as floats)
 
 
 def _interpreter(path: Path) -> Any:
@@ -106,11 +108,12 @@ def read_tflite(path: str | Path) -> TFLiteModel:
     details = {t["index"]: t for t in it.get_tensor_details()}
     convs: list[TFLiteConv] = []
     quantized = False
-    anchors = None
+    anchors, anchor_step = None, 0.0
     for op in it._get_ops_details():
         if op["op_name"] == POSTPROCESS_OP:
             a_t = details[op["inputs"][2]]
             anchors = _dequantize(a_t, it.get_tensor(a_t["index"]))
+            anchor_step = float(a_t["quantization"][0])
         if op["op_name"] not in CONV_OPS:
             continue
         w_t = details[op["inputs"][1]]
@@ -126,7 +129,8 @@ def read_tflite(path: str | Path) -> TFLiteModel:
     inp = it.get_input_details()[0]
     post = custom_op_options(path).get(POSTPROCESS_OP) if anchors is not None else None
     return TFLiteModel(convs, int(inp["shape"][1]), np.dtype(inp["dtype"]).name,
-                       (float(inp["quantization"][0]), int(inp["quantization"][1])), quantized, post, anchors)
+                       (float(inp["quantization"][0]), int(inp["quantization"][1])), quantized, post, anchors,
+                       anchor_step)
 
 
 def _torch_weight(conv: TFLiteConv) -> torch.Tensor:
@@ -163,7 +167,8 @@ def _detector_candidates(tfl: TFLiteModel) -> list[DetectorConfig]:
                    max_detections=int(pp.get("max_detections", 100)),
                    box_scales=tuple(float(pp.get(k, d)) for k, d in
                                     (("y_scale", 10.0), ("x_scale", 10.0), ("h_scale", 5.0), ("w_scale", 5.0))),
-                   nms="per_class" if pp.get("use_regular_nms") else "class_agnostic")
+                   nms="per_class" if pp.get("use_regular_nms") else "class_agnostic",
+                   anchors=AnchorConfig(step=tfl.anchor_step))
     out = []
     for c in published_widths():
         backbone = c.replace(resolution=max(tfl.input_size, 32), **{**tf_overrides(c.family), "num_classes": 0,
@@ -250,20 +255,32 @@ def tflite_name_hint(path: Path) -> str | None:
     return f"mobilenet_v{m[1]}_{m[2]}_{m[3]}" if m else None
 
 
+def _input_mapping(tfl: TFLiteModel, cfg: ModelConfig) -> tuple[list[float], list[float]]:
+    """Mean and std (of [0, 1] pixels) that reproduce the file's input: a uint8 input means
+    ``(pixel - zero_point) * scale`` - for scale 1/128 and zero point 128, mean = std = 128/255, not
+    quite the float models' (pixel - 127.5) / 127.5."""
+    scale, zero_point = tfl.input_quant
+    if tfl.input_dtype != "uint8" or not scale:
+        return list(cfg.mean), list(cfg.std)
+    std = 1.0 / (255.0 * scale)
+    return [zero_point / 255.0] * 3, [std] * 3
+
+
 def load_tflite(paths: list[Path],
                 model: str | None = None) -> tuple[TaskConfig, dict[str, torch.Tensor], dict[str, Any]]:
     """Config, state dict and metadata from one TFLite file, or a body file followed by a head file."""
     parts = [read_tflite(p) for p in paths]
     tfl = TFLiteModel([c for p in parts for c in p.convs], parts[0].input_size, parts[0].input_dtype,
-                      parts[0].input_quant, any(p.quantized for p in parts), parts[0].postprocess, parts[0].anchors)
+                      parts[0].input_quant, any(p.quantized for p in parts), parts[0].postprocess, parts[0].anchors,
+                      parts[0].anchor_step)
     cfg = infer_config(tfl, model or tflite_name_hint(paths[0]))
-    mean_std = cfg.backbone if isinstance(cfg, DetectorConfig) else cfg
+    mean, std = _input_mapping(tfl, cfg.backbone if isinstance(cfg, DetectorConfig) else cfg)
     meta = {
         "source": {"format": "tflite", "files": [str(p) for p in paths], "quantized": tfl.quantized,
                    "input_dtype": tfl.input_dtype, "input_quantization": list(tfl.input_quant),
                    **({"postprocess": tfl.postprocess} if tfl.postprocess is not None else {})},
         # Google's models resize the whole image to the input size (no crop), bilinear, [-1, 1]
-        "preprocessing": {"input_size": tfl.input_size, "crop_pct": 1.0, "mean": list(mean_std.mean),
-                          "std": list(mean_std.std), "interpolation": "bilinear", "resize": "squash"},
+        "preprocessing": {"input_size": tfl.input_size, "crop_pct": 1.0, "mean": mean, "std": std,
+                          "interpolation": "bilinear", "resize": "squash"},
     }
     return cfg, tflite_state_dict(tfl, cfg), meta

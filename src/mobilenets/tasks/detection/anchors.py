@@ -26,6 +26,7 @@ class AnchorConfig:
     aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
     interpolated_scale_aspect_ratio: float = 1.0
     reduce_boxes_in_lowest_layer: bool = True
+    step: float = 0.0  # round the anchors to this step: TFLite files store them as uint8 with this scale
 
     def box_specs(self, num_layers: int) -> list[list[tuple[float, float]]]:
         """(scale, aspect ratio) of every box of every layer."""
@@ -67,4 +68,7 @@ def generate_anchors(cfg: AnchorConfig, grid_sizes: Sequence[tuple[int, int]]) -
             cy[:, None, None].expand(gh, gw, k), cx[None, :, None].expand(gh, gw, k),
             h[None, None, :].expand(gh, gw, k), w[None, None, :].expand(gh, gw, k)], dim=-1)
         out.append(grid.reshape(-1, 4))
-    return torch.cat(out).float()
+    anchors = torch.cat(out)
+    if cfg.step > 0:
+        anchors = torch.round(anchors / cfg.step) * cfg.step
+    return anchors.float()

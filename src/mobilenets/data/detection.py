@@ -1,0 +1,269 @@
+"""Detection data: COCO-format and Pascal VOC folders, and an embedded default made of real digits.
+
+A sample is ``(image, target)``: the image as a PIL image or uint8 tensor, the target a dict with
+``boxes`` (``[k, 4]`` float, ``x1, y1, x2, y2`` in pixels of the original image), ``labels``
+(``[k]``, 1..C; 0 is the background) and ``image_id``. Class names are listed without the
+background: label ``k`` is ``classes[k - 1]``.
+
+* **digits** (no download): scikit-learn's real 8x8 handwritten digits, scaled 2-5x and pasted
+  at random positions on noisy canvases, one to four per canvas, with tight boxes; train and
+  held-out canvases use disjoint digit images (a stratified split), deterministic by seed. The
+  training canvases are drawn anew every epoch (``set_epoch``): fresh compositions of the same
+  digit images, an augmentation that costs nothing; the held-out canvases are fixed.
+* **COCO** (``annotations/instances_<split>.json`` + images): categories in id order become
+  labels 1..C; crowd boxes are left out of training and ignored by the evaluation.
+* **VOC** (``Annotations/*.xml``, ``JPEGImages/``, ``ImageSets/Main/{train,val}.txt``): "difficult"
+  objects are left out of training and ignored by the evaluation, as in VOC's own protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .images import UnreadableImage, load_image
+
+DIGIT_CANVAS = 96  # px; the embedded data's image size
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+
+
+@dataclass
+class DetectionSplits:
+    train: Dataset
+    val: Dataset
+    classes: list[str]
+
+
+def is_coco_folder(root: Path) -> bool:
+    return any((root / "annotations").glob("instances_*.json"))
+
+
+def is_voc_folder(root: Path) -> bool:
+    return (root / "Annotations").is_dir() and (root / "JPEGImages").is_dir()
+
+
+def _target(boxes: list[list[float]], labels: list[int], image_id: int, ignore: list[bool] | None = None
+            ) -> dict[str, Any]:
+    b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    return {"boxes": b, "labels": torch.tensor(labels, dtype=torch.int64), "image_id": image_id,
+            "ignore": torch.tensor(ignore if ignore is not None else [False] * len(labels), dtype=torch.bool)}
+
+
+# ------------------------------------------------------------------------------ embedded digits
+
+
+class DigitCanvases(Dataset):
+    """Real handwritten digits on canvases, with boxes (see the module docstring); canvas ``i`` of
+    epoch ``e`` depends only on (seed, e, i) - with ``fresh=False`` only on (seed, i)."""
+
+    def __init__(self, digits: np.ndarray, labels: np.ndarray, count: int, seed: int, fresh: bool = False,
+                 size: int = DIGIT_CANVAS) -> None:
+        self.digits, self.labels, self.count, self.seed, self.fresh, self.size = digits, labels, count, seed, fresh, size
+        self.epoch = 0
+        self.classes = [str(d) for d in range(10)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        rng = np.random.default_rng((self.seed, self.epoch if self.fresh else 0, i))
+        img, boxes, labs = _canvas(rng, self.digits, self.labels, self.size)
+        return torch.from_numpy(img).permute(2, 0, 1).contiguous(), _target(boxes, labs, i)
+
+
+def _canvas(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray,
+            size: int) -> tuple[np.ndarray, list[list[float]], list[int]]:
+    """One canvas: noise background, 1-4 scaled digits that overlap each other by less than 10%."""
+    bg = rng.uniform(0, 60)
+    img = np.clip(bg + rng.normal(0, 12, (size, size, 3)), 0, 255)
+    boxes: list[list[float]] = []
+    labs: list[int] = []
+    for _ in range(int(rng.integers(1, 5))):
+        k = int(rng.integers(len(digits)))
+        scale = int(rng.integers(2, 6))
+        glyph = np.kron(digits[k], np.ones((scale, scale)))  # 8x8 -> 8s x 8s, values 0..16
+        ys, xs = np.nonzero(glyph > 2)
+        glyph = glyph[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+        h, w = glyph.shape
+        for _attempt in range(20):
+            y, x = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+            box = [float(x), float(y), float(x + w), float(y + h)]
+            if all(_overlap(box, b) < 0.1 for b in boxes):
+                break
+        else:
+            continue
+        color = rng.uniform(150, 255, 3)
+        alpha = (glyph / 16.0)[..., None]
+        img[y: y + h, x: x + w] = img[y: y + h, x: x + w] * (1 - alpha) + color * alpha
+        boxes.append(box)
+        labs.append(int(labels[k]) + 1)
+    return img.round().astype(np.uint8), boxes, labs
+
+
+def _overlap(a: list[float], b: list[float]) -> float:
+    """Intersection over the smaller box's area."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return iw * ih / max(small, 1e-9)
+
+
+def digit_canvases(val_split: float = 0.2, seed: int = 0, train_count: int = 1200) -> DetectionSplits:
+    """Train and held-out canvases from disjoint digit images (stratified, seeded)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    tr, va = train_test_split(np.arange(len(d.target)), test_size=val_split, random_state=seed, stratify=d.target)
+    val_count = max(1, int(round(train_count * val_split / (1 - val_split))))
+    train = DigitCanvases(d.images[tr], d.target[tr], train_count, seed * 2 + 1, fresh=True)
+    val = DigitCanvases(d.images[va], d.target[va], val_count, seed * 2 + 2)
+    return DetectionSplits(train, val, train.classes)
+
+
+# ------------------------------------------------------------------------------ COCO and VOC folders
+
+
+class CocoFolder(Dataset):
+    """One split of a COCO-format folder; labels are 1..C in category-id order."""
+
+    def __init__(self, root: Path, split: str, categories: list[dict[str, Any]] | None = None) -> None:
+        ann = root / "annotations" / f"instances_{split}.json"
+        data = json.loads(ann.read_text())
+        cats = categories if categories is not None else sorted(data.get("categories", []), key=lambda c: c["id"])
+        self.categories = cats
+        self.classes = [c["name"] for c in cats]
+        label_of = {c["id"]: i + 1 for i, c in enumerate(cats)}
+        image_dir = next((d for d in (root / split, root / "images" / split, root / "images", root) if d.is_dir()
+                          and any(d.iterdir())), root)
+        by_image: dict[int, list[dict[str, Any]]] = {}
+        for a in data.get("annotations", []):
+            by_image.setdefault(a["image_id"], []).append(a)
+        self.samples = []
+        for im in sorted(data.get("images", []), key=lambda i: i["id"]):
+            anns = [a for a in by_image.get(im["id"], []) if a["category_id"] in label_of]
+            boxes = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                     for a in anns]
+            self.samples.append((image_dir / im["file_name"], _target(
+                boxes, [label_of[a["category_id"]] for a in anns], int(im["id"]),
+                [bool(a.get("iscrowd", 0)) for a in anns])))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        path, target = self.samples[i]
+        return load_image(path), target
+
+
+def coco_splits(root: Path) -> DetectionSplits:
+    """``instances_train*.json`` and ``instances_val*.json`` (the val categories follow the train's)."""
+    files = sorted(p.stem.removeprefix("instances_") for p in (root / "annotations").glob("instances_*.json"))
+    train_split = next((s for s in files if s.startswith("train")), None)
+    val_split = next((s for s in files if s.startswith("val")), None)
+    if train_split is None or val_split is None:
+        raise ValueError(f"{root}/annotations: need instances_train*.json and instances_val*.json, found "
+                         f"{', '.join(files) or 'none'}")
+    train = CocoFolder(root, train_split)
+    return DetectionSplits(train, CocoFolder(root, val_split, train.categories), train.classes)
+
+
+class VocFolder(Dataset):
+    """One image set of a Pascal VOC folder."""
+
+    def __init__(self, root: Path, ids: list[str], classes: list[str]) -> None:
+        from torchvision.datasets import VOCDetection
+
+        self.classes = classes
+        index = {c: i + 1 for i, c in enumerate(classes)}
+        self.samples = []
+        for n, stem in enumerate(ids):
+            ann = VOCDetection.parse_voc_xml(ET.parse(root / "Annotations" / f"{stem}.xml").getroot())["annotation"]
+            objs = ann.get("object", [])
+            objs = [o for o in (objs if isinstance(objs, list) else [objs]) if o["name"] in index]
+            boxes = [[float(o["bndbox"][k]) for k in ("xmin", "ymin", "xmax", "ymax")] for o in objs]
+            # VOC coordinates are 1-based pixel indices of the first and last pixel
+            boxes = [[x1 - 1, y1 - 1, x2, y2] for x1, y1, x2, y2 in boxes]
+            self.samples.append((root / "JPEGImages" / ann.get("filename", f"{stem}.jpg"), _target(
+                boxes, [index[o["name"]] for o in objs], n, [o.get("difficult", "0") == "1" for o in objs])))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        path, target = self.samples[i]
+        return load_image(path), target
+
+
+def voc_splits(root: Path) -> DetectionSplits:
+    """``ImageSets/Main/train.txt`` and ``val.txt`` (or ``trainval.txt`` and ``test.txt``)."""
+    sets = root / "ImageSets" / "Main"
+    pairs = [("train", "val"), ("trainval", "test")]
+    train_name, val_name = next(((a, b) for a, b in pairs if (sets / f"{a}.txt").is_file()
+                                 and (sets / f"{b}.txt").is_file()), (None, None))
+    if train_name is None:
+        raise ValueError(f"{sets}: need train.txt and val.txt (or trainval.txt and test.txt)")
+    ids = {n: [s.split()[0] for s in (sets / f"{n}.txt").read_text().splitlines() if s.strip()]
+           for n in (train_name, val_name)}
+    names = set()
+    for stem in ids[train_name]:
+        for o in ET.parse(root / "Annotations" / f"{stem}.xml").getroot().iter("object"):
+            names.add(o.findtext("name", "").strip())
+    classes = list(VOC_CLASSES) if names <= set(VOC_CLASSES) else sorted(names)
+    return DetectionSplits(VocFolder(root, ids[train_name], classes), VocFolder(root, ids[val_name], classes), classes)
+
+
+def load_detection_splits(spec: Any) -> DetectionSplits:
+    """The train and held-out detection datasets a :class:`~mobilenets.data.DataSpec` names."""
+    if spec.kind == "digits":
+        return digit_canvases(spec.val_split, spec.seed)
+    if spec.kind == "coco":
+        return coco_splits(Path(spec.root))
+    if spec.kind == "voc":
+        return voc_splits(Path(spec.root))
+    raise ValueError(f"{spec.kind!r} data holds no boxes; detection takes COCO or VOC folders, or 'digits'")
+
+
+# ------------------------------------------------------------------------------ batching
+
+
+class TransformedDetection(Dataset):
+    """Applies a box-aware transform; an unreadable image becomes its :class:`UnreadableImage`."""
+
+    def __init__(self, base: Dataset, transform: Any) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch to a dataset that draws new samples every epoch."""
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]] | UnreadableImage:
+        try:
+            img, target = self.base[i]
+        except UnreadableImage as e:
+            return e
+        return self.transform(img, target)
+
+
+def collate_detection(batch: list[Any]) -> tuple[torch.Tensor, list[dict[str, Any]], list[str]]:
+    """Stack the readable images; targets stay a list (each image has its own number of boxes)."""
+    good = [b for b in batch if not isinstance(b, UnreadableImage)]
+    bad = [str(b) for b in batch if isinstance(b, UnreadableImage)]
+    if not good:
+        return torch.empty(0), [], bad
+    return torch.stack([g[0] for g in good]), [g[1] for g in good], bad

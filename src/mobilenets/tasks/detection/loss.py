@@ -1,0 +1,72 @@
+"""The SSD training loss, in TF's sigmoid variant (``ssd_mobilenet_v1_coco``'s config).
+
+Matching (TF's argmax matcher, SSD's rule): an anchor is positive when its best ground-truth box
+overlaps it with IoU >= 0.5, and every box also claims its best anchor. Classification: sigmoid
+cross-entropy summed over the ``num_classes + 1`` outputs (background = index 0 for negatives),
+with hard negative mining: per image, the 3 negatives per positive with the highest loss.
+Localization: smooth L1 on the encoded boxes of the positives. Both are summed and divided by
+the number of positives in the batch.
+
+Why sigmoid and not SSD's softmax: Google's published detectors score with a sigmoid (their
+TFLite graphs end in LOGISTIC before the post-processing op), so one score function serves the
+ported models, ours, and the exported files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_iou
+
+from .boxes import anchors_xyxy, encode
+
+
+def match_anchors(gt: torch.Tensor, anchors_xy: torch.Tensor,
+                  threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each anchor, the index of its ground-truth box and whether it is positive."""
+    if len(gt) == 0:
+        return (torch.zeros(len(anchors_xy), dtype=torch.long, device=anchors_xy.device),
+                torch.zeros(len(anchors_xy), dtype=torch.bool, device=anchors_xy.device))
+    iou = box_iou(gt, anchors_xy)  # [G, A]
+    best_iou, best_gt = iou.max(0)
+    forced = iou.argmax(1)  # each box's best anchor is positive, whatever its IoU
+    best_gt[forced] = torch.arange(len(gt), device=gt.device)
+    best_iou[forced] = 2.0
+    return best_gt, best_iou >= threshold
+
+
+def ssd_loss(codes: torch.Tensor, logits: torch.Tensor, targets: list[dict[str, Any]], anchors: torch.Tensor,
+             input_size: tuple[int, int], box_scales: tuple[float, ...],
+             neg_pos_ratio: int = 3) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss of one batch; ``targets[i]["boxes"]`` are in pixels of the model's input."""
+    h, w = input_size
+    anchors_xy = anchors_xyxy(anchors)
+    scale = anchors.new_tensor([w, h, w, h])
+    num_cls = logits.shape[-1]
+    cls_sum = logits.new_zeros((), dtype=torch.float32)
+    loc_sum = logits.new_zeros((), dtype=torch.float32)
+    num_pos = logits.new_zeros((), dtype=torch.float32)
+    for code, logit, t in zip(codes, logits, targets):
+        gt = t["boxes"].to(anchors.device) / scale
+        best_gt, pos = match_anchors(gt, anchors_xy)
+        ignore = torch.zeros_like(pos)
+        if len(gt):
+            ignore = pos & t["ignore"].to(pos.device)[best_gt]  # matched to a crowd / difficult box
+        pos = pos & ~ignore
+        onehot = torch.zeros(len(anchors), num_cls, device=logit.device)
+        labels = t["labels"].to(logit.device)
+        onehot[pos, labels[best_gt[pos]] if len(gt) else 0] = 1.0
+        onehot[~pos, 0] = 1.0
+        per_anchor = F.binary_cross_entropy_with_logits(logit.float(), onehot, reduction="none").sum(1)
+        n_pos = int(pos.sum())
+        neg_loss = per_anchor.masked_fill(pos | ignore, float("-inf"))
+        hard = neg_loss.topk(min(neg_pos_ratio * n_pos, int((~pos & ~ignore).sum()))).indices
+        cls_sum = cls_sum + per_anchor[pos].sum() + per_anchor[hard].sum()
+        if n_pos:
+            target = encode(gt[best_gt[pos]], anchors[pos], box_scales)
+            loc_sum = loc_sum + F.smooth_l1_loss(code[pos].float(), target, reduction="sum", beta=1.0)
+        num_pos = num_pos + n_pos
+    norm = num_pos.clamp_min(1.0)
+    return (cls_sum + loc_sum) / norm, {"cls": cls_sum / norm, "loc": loc_sum / norm, "positives": num_pos}

@@ -1,0 +1,173 @@
+"""What the training loop does differently per task: data, model, loss, evaluation and the numbers
+it records. The loop (:mod:`mobilenets.training.loop`) calls these and nothing task-specific.
+
+A task's evaluation returns a result whose ``primary`` number picks the best epoch (top-1 for
+classification, COCO mAP@[.5:.95] for detection); ``row`` turns it into the history's columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..data import DataSpec, collate, load_splits, train_transform, with_transform
+from ..data.detection import TransformedDetection, collate_detection, load_detection_splits
+from ..data.transforms import DetectionTransform
+from ..models import Preprocess
+from ..tasks import TaskConfig, default_preprocess, parse_model_name
+from ..tasks.classification import ClassificationMeter, EvalResult
+from ..tasks.detection.boxes import postprocess
+from ..tasks.detection.loss import ssd_loss
+from ..tasks.detection.metrics import CocoMeter, DetectionEvalResult
+from ..tasks.detection.model import SSD
+from ..utils.device import Precision
+from . import distributed as dist
+from .config import ResolvedConfig
+from .step import Criterion, cross_entropy
+
+
+class Classification:
+    name = "classification"
+    metrics = ("val_top1", "val_top5")  # the primary metric first
+    metric_label = "top-1 (%)"
+    collate = staticmethod(collate)
+
+    def splits(self, spec: DataSpec) -> Any:
+        return load_splits(spec)
+
+    def model_config(self, cfg: ResolvedConfig, classes: list[str]) -> TaskConfig:
+        return parse_model_name(cfg.model, num_classes=len(classes),
+                                **({"dropout": cfg.dropout} if cfg.dropout is not None else {}))
+
+    def preprocess(self, model_cfg: TaskConfig, cfg: ResolvedConfig) -> Preprocess:
+        return Preprocess.for_config(model_cfg, cfg.input_size, cfg.crop_pct)
+
+    def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
+        return (with_transform(splits.train, train_transform(pre, cfg.min_scale, cfg.hflip)),
+                self.val_dataset(splits.val, pre))
+
+    def val_dataset(self, ds: Dataset, pre: Preprocess) -> Dataset:
+        return with_transform(ds, pre.eval_transform())
+
+    def criterion(self, model: nn.Module, cfg: ResolvedConfig) -> Criterion:
+        return cross_entropy(cfg.label_smoothing)
+
+    def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
+                 precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
+                 progress: bool = False) -> EvalResult:
+        return dist.reduce_eval(run_eval(model, loader, classes, device, precision, channels_last, progress), ctx)
+
+    def row(self, ev: EvalResult) -> dict[str, float]:
+        return {"val_loss": ev.loss, "val_top1": ev.top1, "val_top5": ev.top5}
+
+
+class Detection:
+    name = "detection"
+    metrics = ("val_map", "val_map50", "val_map75")
+    metric_label = "COCO mAP (%)"
+    collate = staticmethod(collate_detection)
+
+    def splits(self, spec: DataSpec) -> Any:
+        return load_detection_splits(spec)
+
+    def model_config(self, cfg: ResolvedConfig, classes: list[str]) -> TaskConfig:
+        return parse_model_name(cfg.model, num_classes=len(classes))
+
+    def preprocess(self, model_cfg: TaskConfig, cfg: ResolvedConfig) -> Preprocess:
+        pre = default_preprocess(model_cfg)
+        return pre if cfg.input_size is None else pre.replace(input_size=cfg.input_size)
+
+    def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
+        return (TransformedDetection(splits.train, DetectionTransform(pre, True, cfg.hflip, cfg.zoom_out,
+                                                                      cfg.ssd_augment)),
+                self.val_dataset(splits.val, pre))
+
+    def val_dataset(self, ds: Dataset, pre: Preprocess) -> Dataset:
+        return TransformedDetection(ds, DetectionTransform(pre, False))
+
+    def criterion(self, model: nn.Module, cfg: ResolvedConfig) -> Criterion:
+        ssd = _unwrap(model)
+
+        def loss(out: tuple[torch.Tensor, torch.Tensor], targets: list[dict[str, Any]],
+                 x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            size = (int(x.shape[-2]), int(x.shape[-1]))
+            value, _ = ssd_loss(out[0], out[1], targets, ssd.anchors(size, x.device), size, ssd.config.box_scales)
+            return value, torch.zeros((), dtype=torch.long, device=x.device)
+        return loss
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
+                 precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
+                 progress: bool = False) -> DetectionEvalResult:
+        ssd = _unwrap(model)
+        ssd.eval()
+        meter, loss_sum, images, skipped = CocoMeter(classes), 0.0, 0, []
+        for x, targets, bad in tqdm(loader, desc="eval", disable=not progress, leave=False, unit="batch"):
+            skipped += bad
+            if not len(targets):
+                continue
+            x = x.to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with precision.autocast():
+                out = ssd(x)
+            size = (int(x.shape[-2]), int(x.shape[-1]))
+            anchors = ssd.anchors(size, device)
+            loss_sum += float(ssd_loss(out[0], out[1], targets, anchors, size, ssd.config.box_scales)[0]) * len(x)
+            images += len(x)
+            c = ssd.config
+            for det, t in zip(postprocess(out[0], out[1], anchors, c.box_scales, c.score_threshold, c.iou_threshold,
+                                          c.max_detections, c.nms), targets):
+                meter.update(det, pre.boxes_to_image(det.boxes.cpu(), t["orig_size"]), t)
+        if ctx.active:
+            parts = dist.gather_objects((meter, loss_sum, images, skipped), ctx)
+            meter = parts[0][0]
+            meter.merge([p[0] for p in parts[1:]])
+            loss_sum, images = sum(p[1] for p in parts), sum(p[2] for p in parts)
+            skipped = [s for p in parts for s in p[3]]
+        return meter.result(loss_sum / max(images, 1), skipped)
+
+    def row(self, ev: DetectionEvalResult) -> dict[str, float]:
+        return {"val_loss": ev.loss, "val_map": 100 * ev.map, "val_map50": 100 * ev.map50, "val_map75": 100 * ev.map75}
+
+
+@torch.inference_mode()
+def run_eval(
+    model: nn.Module,
+    loader: DataLoader,
+    classes: list[str],
+    device: torch.device,
+    precision: Precision | None = None,
+    channels_last: bool = True,
+    progress: bool = False,
+    desc: str = "eval",
+) -> EvalResult:
+    """Evaluate ``model`` on a loader yielding ``(images, labels, unreadable)`` batches."""
+    model.eval()
+    precision = precision or Precision(None, device.type)
+    meter = ClassificationMeter(classes, device)
+    skipped: list[str] = []
+    for x, y, bad in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
+        skipped += bad
+        if not len(y):
+            continue
+        x = x.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with precision.autocast():
+            logits = model(x)
+        meter.update(logits, y.to(device, non_blocking=True))
+    return meter.result(skipped)
+
+
+def _unwrap(model: nn.Module) -> SSD:
+    m = getattr(model, "module", model)  # DDP
+    assert isinstance(m, SSD)
+    return m
+
+
+TASKS: dict[str, Classification | Detection] = {"classification": Classification(), "detection": Detection()}

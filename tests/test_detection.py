@@ -1,0 +1,321 @@
+"""Detection: SSD / SSDLite specs and costs, TF's anchors, Google's COCO detector against LiteRT and
+Coral's test, the loss, training and evaluation on COCO- and VOC-format folders, predict and export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision.ops import box_iou
+
+import mobilenets
+from mobilenets.tasks.detection.anchors import AnchorConfig, generate_anchors
+from mobilenets.tasks.detection.boxes import anchors_xyxy, decode, encode
+from mobilenets.tasks.detection.loss import match_anchors, ssd_loss
+from mobilenets.tasks.detection.model import SSD, DetectionPipeline
+from mobilenets.tasks.detection.spec import parse_detector_name
+from mobilenets.weights.tflite import read_tflite, run_litert_outputs
+
+DETECTOR = "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite"
+PHOTOS = ("burger.jpg", "cat.bmp", "cheetah.jpg", "elephant.jpg", "grace_hopper.bmp", "grace_hopper.jpg",
+          "hot_dog.jpg", "multi_objects.jpg", "owl.jpg", "parrot.jpg", "sparrow.png")
+
+
+@pytest.fixture(scope="module")
+def google_ssd(refdata: Path) -> SSD:
+    return mobilenets.load_model(refdata / "models" / DETECTOR)
+
+
+# ------------------------------------------------------------------------------ specs and costs
+
+
+@pytest.mark.parametrize(("name", "classes", "madds", "params"), [
+    ("1.0-SSD-MobileNet-300", 90, 1_237_129_408, 6_794_495),  # V1 Table 13: 1.2B, 6.8M
+    ("1.0-SSDLite-MobileNetV2-320", 80, 788_914_000, 4_286_000),  # V2 Table 6: 0.8B, 4.3M
+    ("1.0-SSDLite-MobileNet-320", 80, 1_309_000_000, 5_063_000),  # V2 Table 6: 1.3B, 5.1M
+])
+def test_detector_cost_reproduces_the_papers(name: str, classes: int, madds: int, params: int) -> None:
+    p = mobilenets.profile(name, num_classes=classes)
+    assert p.madds == pytest.approx(madds, rel=1e-3) and p.params == pytest.approx(params, rel=1e-3)
+    assert set(p.by_part) == {"backbone", "extras", "heads"}
+    assert sum(m for m, _ in p.by_part.values()) == p.madds
+
+
+@pytest.mark.parametrize("name", ["0.5-SSD-MobileNet-128", "0.35-SSDLite-MobileNetV2-96", "1.0-SSD-MobileNetV2-160"])
+def test_flop_counter_matches_detector_cost_model(name: str) -> None:
+    model = mobilenets.create_model(name, num_classes=7).eval()
+    res = model.config.resolution
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model(torch.randn(1, 3, res, res))
+    p = mobilenets.profile(model)
+    assert fc.get_total_flops() == 2 * p.madds
+    assert sum(t.numel() for t in model.parameters()) == p.trainable_params
+
+
+def test_detector_spec_follows_the_papers() -> None:
+    v1 = SSD(parse_detector_name("0.75-SSD-MobileNet-300"))
+    assert [(m.source, m.channels, m.stride) for m in v1.arch.maps] == [
+        ("blocks.10", 384, 16), ("blocks.12", 768, 32), ("extras.0", 384, 64), ("extras.1", 192, 128),
+        ("extras.2", 192, 256), ("extras.3", 96, 512)]
+    assert v1.arch.grid_sizes((300, 300)) == [(19, 19), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
+    assert len(v1.anchors((300, 300))) == 1917
+    lite = SSD(parse_detector_name("1.0-SSDLite-MobileNetV2-320"))
+    assert [(m.source, m.channels) for m in lite.arch.maps[:2]] == [("blocks.13.expand", 576), ("head", 1280)]
+    keys = lite.state_dict()
+    assert {"heads.0.box.depthwise.conv.weight", "heads.0.box.pointwise.conv.bias", "extras.0.reduce.conv.weight",
+            "extras.0.depthwise.bn.running_var", "backbone.blocks.13.expand.conv.weight"} <= set(keys)
+    with torch.no_grad():
+        codes, logits = lite(torch.randn(2, 3, 320, 320))
+    assert codes.shape == (2, 2034, 4) and logits.shape == (2, 2034, 91)
+    assert mobilenets.parse_name("1.0-MobileNet-224").name == "1.0-MobileNet-224"  # classifier names unchanged
+    with pytest.raises(ValueError, match="SSD-MobileNet-300"):
+        mobilenets.create_model("1.0-SSDX-MobileNet-300")
+
+
+def test_anchor_generator_layers() -> None:
+    specs = AnchorConfig().box_specs(6)
+    assert specs[0] == [(0.1, 1.0), (0.2, 2.0), (0.2, 0.5)]  # the reduced lowest layer
+    assert [len(s) for s in specs] == [3, 6, 6, 6, 6, 6]
+    assert specs[5][-1][0] == pytest.approx((0.95 * 1.0) ** 0.5)  # interpolated with the scale 1.0
+    a = generate_anchors(AnchorConfig(), [(2, 3)])
+    assert a.shape == (18, 4) and a[0, :2].tolist() == pytest.approx([0.25, 1 / 6])  # row, column, box order
+
+
+def test_box_coding_round_trips() -> None:
+    anchors = generate_anchors(AnchorConfig(), [(4, 4), (2, 2)])
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.rand(len(anchors), 2, generator=g) * 0.5
+    boxes = torch.cat([boxes, boxes + 0.1 + torch.rand(len(anchors), 2, generator=g) * 0.4], 1)
+    scales = (10.0, 10.0, 5.0, 5.0)
+    torch.testing.assert_close(decode(encode(boxes, anchors, scales), anchors, scales), boxes, atol=1e-5, rtol=1e-5)
+
+
+def test_matching_and_hard_negatives() -> None:
+    anchors = generate_anchors(AnchorConfig(), [(6, 6), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)])
+    gt = torch.tensor([[0.1, 0.1, 0.2, 0.3], [0.5, 0.5, 0.9, 0.95]])
+    best_gt, pos = match_anchors(gt, anchors_xyxy(anchors))
+    iou = box_iou(gt, anchors_xyxy(anchors))
+    assert pos[iou.argmax(1)].all()  # every box claims its best anchor, whatever the IoU
+    assert (pos == ((iou.max(0).values >= 0.5) | torch.isin(torch.arange(len(anchors)), iou.argmax(1)))).all()
+    assert (best_gt[iou.argmax(1)] == torch.arange(2)).all()
+    codes = torch.zeros(1, len(anchors), 4, requires_grad=True)
+    logits = torch.zeros(1, len(anchors), 4, requires_grad=True)
+    target = {"boxes": gt * 96, "labels": torch.tensor([1, 3]), "ignore": torch.tensor([False, False])}
+    loss, stats = ssd_loss(codes, logits, [target], anchors, (96, 96), (10.0, 10.0, 5.0, 5.0))
+    loss.backward()
+    used = (logits.grad[0].abs().sum(1) > 0).sum()
+    assert stats["positives"] == int(pos.sum()) and used == 4 * int(pos.sum())  # 3 negatives per positive
+
+
+# ------------------------------------------------------------------------------ Google's detector
+
+
+def test_google_detector_loads_with_its_options(google_ssd: SSD, refdata: Path) -> None:
+    c = google_ssd.config
+    assert c.name == "0.75-SSD-MobileNet-300" and c.num_classes == 90  # the file's name says 1.0: it is 0.75
+    assert c.nms == "class_agnostic" and c.max_detections == 10 and c.iou_threshold == pytest.approx(0.6)
+    assert c.box_scales == (10.0, 10.0, 5.0, 5.0) and c.backbone.padding == "tf_same"
+    file_anchors = read_tflite(refdata / "models" / DETECTOR).anchors
+    step = 0.006453060545027256  # the anchors' uint8 quantization scale
+    ours = google_ssd.anchors((300, 300)).double().numpy()
+    assert np.abs(file_anchors - ours).max() <= step / 2 + 1e-6
+    labels = (refdata / "labels" / "coco_ssd_labelmap.txt").read_text().splitlines()
+    names = google_ssd.weights_meta["classes"]
+    def norm(name: str) -> str:  # torchvision writes "tv" where Google's label map writes "T.V."
+        return "".join(ch for ch in name.lower() if ch.isalnum())
+
+    assert all(norm(names[i - 1]) == norm(labels[i]) for i in range(1, 91) if labels[i] != "???")
+
+
+def _squash(path: Path, size: int = 300) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR))
+
+
+def test_parity_with_litert_on_every_photo(google_ssd: SSD, refdata: Path) -> None:
+    """Every LiteRT detection scoring >= 0.3 is ours too: same class, IoU >= 0.9, score within 0.05."""
+    pipeline = DetectionPipeline(google_ssd, (300, 300)).eval()
+    checked = 0
+    for name in PHOTOS:
+        u8 = _squash(refdata / "images" / name)
+        boxes, classes, scores, n = run_litert_outputs(refdata / "models" / DETECTOR, u8)
+        x = torch.from_numpy((u8.astype(np.float32) - 127.5) / 127.5).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            ob, os_, ol, on = pipeline(x)
+        ours = ob[0, : int(on[0])]
+        for i in range(int(n)):
+            if scores[i] < 0.3:
+                continue
+            ref = torch.tensor(boxes[i])[[1, 0, 3, 2]][None]  # LiteRT: ymin, xmin, ymax, xmax
+            same = ol[0, : int(on[0])] == int(classes[i]) + 1
+            iou = box_iou(ref, ours)[0] * same
+            j = int(iou.argmax())
+            assert iou[j] >= 0.9 and abs(float(os_[0, j]) - scores[i]) <= 0.05, (name, i, float(iou[j]))
+            checked += 1
+    assert checked >= 8
+
+
+def test_coral_detect_check(google_ssd: SSD, refdata: Path) -> None:
+    """pycoral tests/detect_test.py: aspect-preserving resize into 300x300 (padded bottom/right);
+    the first detection on cat.bmp is a cat, score > 0.7, box IoU >= 0.8 with Coral's."""
+    google_ssd.weights_meta["preprocessing"] = {**google_ssd.weights_meta["preprocessing"], "resize": "pad"}
+    try:
+        res = mobilenets.predict(google_ssd, [refdata / "images" / "cat.bmp"], score_threshold=0.0)
+    finally:
+        google_ssd.weights_meta["preprocessing"]["resize"] = "squash"
+    first = res.predictions[0].detections[0]
+    iou = float(box_iou(torch.tensor([first["box"]]), torch.tensor([[29.0, 39.0, 377.0, 347.0]]))[0, 0])
+    assert first["label"] == "cat" and first["score"] > 0.7 and iou >= 0.8, (first, iou)
+
+
+def test_predict_json_and_pictures(google_ssd: SSD, refdata: Path, tmp_path: Path) -> None:
+    from mobilenets.cli import main
+
+    path = refdata / "models" / DETECTOR
+    r = subprocess.run([sys.executable, "-m", "mobilenets", "predict", "--weights", str(path),
+                        str(refdata / "images" / "cat.bmp"), str(tmp_path / "missing.jpg"), "--json",
+                        "--save-vis", str(tmp_path / "vis")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    (pred,) = out["predictions"]
+    assert pred["path"].endswith("cat.bmp") and "missing.jpg" in out["errors"][0]
+    first = pred["detections"][0]
+    assert set(first) == {"label", "class_id", "score", "box"} and first["label"] == "cat"
+    w, h = Image.open(refdata / "images" / "cat.bmp").size
+    assert all(d["score"] >= 0.3 for d in pred["detections"])
+    assert 0 <= first["box"][0] < first["box"][2] <= w + 2 and 0 <= first["box"][1] < first["box"][3] <= h + 2
+    vis = Image.open(tmp_path / "vis" / "cat.png")
+    assert vis.size == (w, h)
+    assert main(["predict", "--weights", str(path), str(refdata / "images" / "cat.bmp"), "--score-threshold",
+                 "0.9"]) == 0
+
+
+def test_onnx_export_keeps_the_detections(google_ssd: SSD, refdata: Path, tmp_path: Path) -> None:
+    """Box decoding and NMS inside the ONNX graph; ONNX Runtime gives PyTorch's detections on photos."""
+    import onnx
+
+    from mobilenets.deploy.export import export
+    from mobilenets.deploy.runtimes import OnnxSession
+
+    res = export(google_ssd, tmp_path / "ssd.onnx", "onnx")
+    assert res.ok
+    graph = onnx.load(str(tmp_path / "ssd.onnx")).graph
+    assert [o.name for o in graph.output] == ["boxes", "scores", "labels", "num_detections"]
+    assert "NonMaxSuppression" in {n.op_type for n in graph.node}
+    session = OnnxSession(tmp_path / "ssd.onnx")
+    pipeline = DetectionPipeline(google_ssd, (300, 300)).eval()
+    x = torch.stack([torch.from_numpy((_squash(refdata / "images" / n).astype(np.float32) - 127.5) / 127.5)
+                     .permute(2, 0, 1) for n in ("cat.bmp", "grace_hopper.bmp", "parrot.jpg")])
+    with torch.no_grad():
+        ref = [t.numpy() for t in pipeline(x)]
+    out = session.run(x.numpy())
+    np.testing.assert_array_equal(out[3], ref[3])
+    np.testing.assert_array_equal(out[2], ref[2])
+    np.testing.assert_allclose(out[1], ref[1], atol=1e-4)
+    np.testing.assert_allclose(out[0], ref[0], atol=1e-4)
+    pred = mobilenets.predict(tmp_path / "ssd.onnx", [refdata / "images" / "cat.bmp"], runtime="onnxruntime")
+    assert pred.predictions[0].detections[0]["label"] == "cat"
+
+
+# ------------------------------------------------------------------------------ data, training, evaluation
+
+
+def _shapes_image(rng: np.random.Generator, size: tuple[int, int]) -> tuple[Image.Image, list, list]:
+    """A photo-like image with 1-3 filled rectangles ('red' or 'blue') and their boxes."""
+    w, h = size
+    arr = rng.integers(0, 80, (h, w, 3)).astype(np.uint8)
+    boxes, names = [], []
+    for _ in range(int(rng.integers(1, 4))):
+        bw, bh = int(rng.integers(w // 5, w // 2)), int(rng.integers(h // 5, h // 2))
+        x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+        red = bool(rng.integers(2))
+        arr[y: y + bh, x: x + bw] = (220, 40, 40) if red else (40, 40, 220)
+        boxes.append([x, y, x + bw, y + bh])
+        names.append("red" if red else "blue")
+    return Image.fromarray(arr), boxes, names
+
+
+def make_coco_folder(root: Path, counts: dict[str, int] = {"train2017": 24, "val2017": 8}) -> Path:
+    rng = np.random.default_rng(0)
+    cats = [{"id": 3, "name": "red"}, {"id": 7, "name": "blue"}]  # ids with gaps, as in COCO
+    ann_id = 1
+    for split, n in counts.items():
+        (root / split).mkdir(parents=True)
+        images, anns = [], []
+        for i in range(n):
+            img, boxes, names = _shapes_image(rng, (int(rng.integers(80, 120)), int(rng.integers(80, 120))))
+            img.save(root / split / f"{i:04d}.jpg")
+            images.append({"id": i + 1, "file_name": f"{i:04d}.jpg", "width": img.width, "height": img.height})
+            for b, name in zip(boxes, names):
+                anns.append({"id": ann_id, "image_id": i + 1, "category_id": 3 if name == "red" else 7,
+                             "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1]),
+                             "iscrowd": 0})
+                ann_id += 1
+        (root / "annotations").mkdir(exist_ok=True)
+        (root / "annotations" / f"instances_{split}.json").write_text(
+            json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return root
+
+
+def make_voc_folder(root: Path) -> Path:
+    rng = np.random.default_rng(1)
+    for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / d).mkdir(parents=True)
+    ids = [f"2008_{i:06d}" for i in range(30)]
+    for stem in ids:
+        img, boxes, names = _shapes_image(rng, (110, 90))
+        img.save(root / "JPEGImages" / f"{stem}.jpg")
+        ann = ET.Element("annotation")
+        ET.SubElement(ann, "filename").text = f"{stem}.jpg"
+        for b, name in zip(boxes, names):
+            obj = ET.SubElement(ann, "object")
+            ET.SubElement(obj, "name").text = "car" if name == "red" else "bus"
+            ET.SubElement(obj, "difficult").text = "0"
+            bb = ET.SubElement(obj, "bndbox")
+            for k, v in zip(("xmin", "ymin", "xmax", "ymax"), (b[0] + 1, b[1] + 1, b[2], b[3])):
+                ET.SubElement(bb, k).text = str(v)
+        ET.ElementTree(ann).write(root / "Annotations" / f"{stem}.xml")
+    (root / "ImageSets" / "Main" / "train.txt").write_text("\n".join(ids[:22]) + "\n")
+    (root / "ImageSets" / "Main" / "val.txt").write_text("\n".join(ids[22:]) + "\n")
+    return root
+
+
+FAST = dict(model="0.25-SSDLite-MobileNet-96", progress=False, batch_size=8)
+
+
+@pytest.mark.parametrize("layout", ["coco", "voc"])
+def test_train_and_evaluate_on_a_folder(layout: str, tmp_path: Path) -> None:
+    data = make_coco_folder(tmp_path / "coco") if layout == "coco" else make_voc_folder(tmp_path / "voc")
+    res = mobilenets.train(mobilenets.TrainConfig(data=str(data), epochs=2, out=str(tmp_path / "run"), **FAST))
+    assert res.task == "detection" and res.map is not None and 0 <= res.map50 <= 1
+    assert [h["epoch"] for h in res.history] == [1, 2] and {"val_map", "val_map50", "val_loss"} <= set(res.history[0])
+    model = mobilenets.load_model(res.weights)
+    assert model.weights_meta["classes"] == (["red", "blue"] if layout == "coco" else ["bus", "car"])
+    ev = mobilenets.evaluate(res.weights, progress=False)
+    assert ev.count == (8 if layout == "coco" else 8) and ev.map50 == pytest.approx(res.map50, abs=1e-9)
+    r = subprocess.run([sys.executable, "-m", "mobilenets", "eval", "--weights", res.weights, "--json", "--out",
+                        str(tmp_path / "ev")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert {"map", "map50", "map75", "map_small", "map_medium", "map_large"} <= set(json.loads(r.stdout))
+
+
+def test_detection_data_layouts_and_errors(tmp_path: Path) -> None:
+    from mobilenets.data import resolve_data
+    from mobilenets.data.detection import load_detection_splits
+
+    coco = load_detection_splits(resolve_data(make_coco_folder(tmp_path / "c"), task="detection"))
+    img, t = coco.train[0]
+    assert coco.classes == ["red", "blue"] and set(t["labels"].tolist()) <= {1, 2} and t["boxes"].shape[1] == 4
+    voc = load_detection_splits(resolve_data(make_voc_folder(tmp_path / "v"), task="detection"))
+    assert voc.classes == ["bus", "car"] and len(voc.train) == 22 and len(voc.val) == 8  # both VOC classes: VOC order
+    with pytest.raises(ValueError, match="not a detection dataset"):
+        resolve_data(tmp_path, task="detection")
+    with pytest.raises(ValueError, match="not a detection model"):
+        mobilenets.TrainConfig(task="detection", model="0.5-MobileNetV2-32").resolved()
