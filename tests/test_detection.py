@@ -139,17 +139,25 @@ def _squash(path: Path, size: int = 300) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR))
 
 
-def test_parity_with_litert_on_every_photo(google_ssd: SSD, refdata: Path) -> None:
-    """Every LiteRT detection scoring >= 0.3 is ours too: same class, IoU >= 0.9, score within 0.05."""
-    pipeline = DetectionPipeline(google_ssd, (300, 300)).eval()
-    checked = 0
+@pytest.mark.parametrize("emulate", [True, False])
+def test_parity_with_litert_on_every_photo(refdata: Path, emulate: bool) -> None:
+    """Every LiteRT detection scoring >= 0.3 is ours too (same class, box IoU, score). With the file's
+    uint8 activation grids emulated, all of them closely (measured: IoU >= 0.963, score within 0.024)
+    and the top 10 scores agree; the plain float port finds them all but moves a few boxes (measured:
+    58 of 62 within IoU 0.9 and score 0.05, the rest IoU >= 0.51, score within 0.2)."""
+    path = refdata / "models" / DETECTOR
+    ssd = mobilenets.load_model(path, emulate_quantization=emulate, max_detections=100)  # no cut-off at the tail
+    pipeline = DetectionPipeline(ssd, (300, 300)).eval()
+    close, checked = 0, 0
     for name in PHOTOS:
         u8 = _squash(refdata / "images" / name)
-        boxes, classes, scores, n = run_litert_outputs(refdata / "models" / DETECTOR, u8)
-        x = torch.from_numpy((u8.astype(np.float32) - 127.5) / 127.5).permute(2, 0, 1)[None]
+        boxes, classes, scores, n = run_litert_outputs(path, u8)
+        x = torch.from_numpy((u8.astype(np.float32) - 128) / 128).permute(2, 0, 1)[None]  # the file's uint8 input
         with torch.no_grad():
             ob, os_, ol, on = pipeline(x)
         ours = ob[0, : int(on[0])]
+        if emulate:
+            np.testing.assert_allclose(os_[0, :10].numpy(), scores, atol=0.03)
         for i in range(int(n)):
             if scores[i] < 0.3:
                 continue
@@ -157,9 +165,12 @@ def test_parity_with_litert_on_every_photo(google_ssd: SSD, refdata: Path) -> No
             same = ol[0, : int(on[0])] == int(classes[i]) + 1
             iou = box_iou(ref, ours)[0] * same
             j = int(iou.argmax())
-            assert iou[j] >= 0.9 and abs(float(os_[0, j]) - scores[i]) <= 0.05, (name, i, float(iou[j]))
+            dscore = abs(float(os_[0, j]) - scores[i])
+            assert (iou[j] >= 0.95 and dscore <= 0.03) if emulate else (iou[j] >= 0.5 and dscore <= 0.2), (
+                name, i, float(iou[j]), dscore)
+            close += bool(iou[j] >= 0.9 and dscore <= 0.05)
             checked += 1
-    assert checked >= 8
+    assert checked == 62 and close >= (62 if emulate else 56)
 
 
 def test_coral_detect_check(google_ssd: SSD, refdata: Path) -> None:

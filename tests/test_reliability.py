@@ -350,6 +350,7 @@ def _assert_same_run(ref: Path, run: Path) -> None:
     assert (run / "curves.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # the default suite keeps the in-process resume tests
 def test_kills_at_every_moment_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     """SIGKILL before the first checkpoint, inside a state write, between the state and the weights
     and between the weights and the curves: ``--resume`` never refuses the folder and ends where an

@@ -215,6 +215,7 @@ def _run_until_epoch(cfg: TrainConfig, stop_after: int) -> None:
         plots.plot_curves = orig
 
 
+@pytest.mark.slow  # the default suite keeps the in-process resume tests
 def test_kill_and_resume_continues_epoch_count(tmp_path: Path) -> None:
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "mobilenets", "train", "--model", "0.25-MobileNet-32", "--epochs", "4",

@@ -66,7 +66,8 @@ class DigitCanvases(Dataset):
 
     def __init__(self, digits: np.ndarray, labels: np.ndarray, count: int, seed: int, fresh: bool = False,
                  size: int = DIGIT_CANVAS) -> None:
-        self.digits, self.labels, self.count, self.seed, self.fresh, self.size = digits, labels, count, seed, fresh, size
+        self.digits, self.labels, self.count = digits, labels, count
+        self.seed, self.fresh, self.size = seed, fresh, size
         self.epoch = 0
         self.classes = [str(d) for d in range(10)]
 
@@ -220,7 +221,8 @@ def voc_splits(root: Path) -> DetectionSplits:
     for stem in ids[train_name]:
         for o in ET.parse(root / "Annotations" / f"{stem}.xml").getroot().iter("object"):
             names.add(o.findtext("name", "").strip())
-    classes = list(VOC_CLASSES) if names <= set(VOC_CLASSES) else sorted(names)
+    # a subset of the VOC names keeps VOC's order (the full dataset gives VOC's 20 classes)
+    classes = [c for c in VOC_CLASSES if c in names] if names <= set(VOC_CLASSES) else sorted(names)
     return DetectionSplits(VocFolder(root, ids[train_name], classes), VocFolder(root, ids[val_name], classes), classes)
 
 

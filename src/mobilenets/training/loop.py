@@ -338,7 +338,8 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
         t.write_outputs()
         if cfg.progress:
             shown = "  ".join(f"{k.replace('_', ' ')} {row[k]:.2f}" for k in ("train_acc", *t.task.metrics) if k in row)
-            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  {shown}  {row['img_per_s']:.0f} img/s")
+            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  {shown}  "
+                  f"{row['img_per_s']:.0f} img/s")
     return row
 
 
@@ -401,7 +402,8 @@ def _result(t: Trainer, wall_s: float) -> TrainResult:
     best = next((h for h in t.history if h["epoch"] == t.best_epoch), t.history[-1] if t.history else {})
     nan = float("nan")
     numbers = (dict(top1=best.get("val_top1", nan), top5=best.get("val_top5", nan)) if t.task.name == "classification"
-               else dict(top1=None, top5=None, map=best.get("val_map", nan) / 100, map50=best.get("val_map50", nan) / 100))
+               else dict(top1=None, top5=None, map=best.get("val_map", nan) / 100,
+                         map50=best.get("val_map50", nan) / 100))
     result = TrainResult(**numbers, epochs=t.cfg.epochs, weights=str(t.run.best), wall_s=wall_s,
                          run_dir=str(t.run.path), best_epoch=t.best_epoch, model=t.cfg.model,
                          precision=t.precision.name, world_size=t.ctx.world_size, task=t.task.name, history=t.history)

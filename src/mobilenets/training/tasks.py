@@ -20,7 +20,7 @@ from ..data.transforms import DetectionTransform
 from ..models import Preprocess
 from ..tasks import TaskConfig, default_preprocess, parse_model_name
 from ..tasks.classification import ClassificationMeter, EvalResult
-from ..tasks.detection.boxes import postprocess
+from ..tasks.detection.boxes import unpad
 from ..tasks.detection.loss import ssd_loss
 from ..tasks.detection.metrics import CocoMeter, DetectionEvalResult
 from ..tasks.detection.model import SSD
@@ -119,9 +119,7 @@ class Detection:
             anchors = ssd.anchors(size, device)
             loss_sum += float(ssd_loss(out[0], out[1], targets, anchors, size, ssd.config.box_scales)[0]) * len(x)
             images += len(x)
-            c = ssd.config
-            for det, t in zip(postprocess(out[0], out[1], anchors, c.box_scales, c.score_threshold, c.iou_threshold,
-                                          c.max_detections, c.nms), targets):
+            for det, t in zip(unpad(*ssd.postprocess(out[0], out[1], anchors)), targets):
                 meter.update(det, pre.boxes_to_image(det.boxes.cpu(), t["orig_size"]), t)
         if ctx.active:
             parts = dist.gather_objects((meter, loss_sum, images, skipped), ctx)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..models import ModelConfig
+from ..models.fake_quant import emulate_activation_quantization
 from ..models.registry import published_widths
 from ..models.spec import build_arch
 from ..tasks import DetectorConfig, TaskConfig, build_model, config_from_dict, parse_model_name, task_of
@@ -237,11 +238,13 @@ def without_background(loaded: LoadedState) -> LoadedState:
 
 
 def load_model(weights: str | Path, model: str | TaskConfig | None = None, *, drop_background: bool = False,
-               **overrides: Any) -> nn.Module:
+               emulate_quantization: bool = False, **overrides: Any) -> nn.Module:
     """Build the model a weights file (or published id) describes, load it, and return it in eval mode.
 
     ``model`` names the architecture when the file cannot tell (e.g. an unusual width).
     ``drop_background=True`` turns a 1001-class TF classifier into 1000 ImageNet classes.
+    ``emulate_quantization=True`` rounds the activations to a quantized TFLite file's grids, so the
+    float model outputs what the device computes (see :mod:`mobilenets.models.fake_quant`).
     The returned model carries ``model.weights_meta``: classes, preprocessing, dataset, metrics, source.
     """
     loaded = load_state(weights, model)
@@ -255,6 +258,12 @@ def load_model(weights: str | Path, model: str | TaskConfig | None = None, *, dr
     if meta["classes"] is None or len(meta["classes"]) != cfg.num_classes:
         meta["classes"] = classes_for(cfg.num_classes, task_of(cfg))
     net.weights_meta = meta
+    if emulate_quantization:
+        grids = meta.get("source", {}).get("activation_quantization")
+        if not grids:
+            raise WeightsError(f"{weights}: no activation quantization to emulate (only quantized TFLite files "
+                               f"carry it)")
+        emulate_activation_quantization(net, grids)
     return net.eval()
 
 

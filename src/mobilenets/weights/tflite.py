@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class TFLiteConv:
     weight: np.ndarray  # dequantized float32, TFLite layout
     bias: np.ndarray | None
     name: str
+    output_grid: list[float] | None = None  # its output's quantization (see _grid)
 
 
 @dataclass
@@ -52,6 +53,10 @@ class TFLiteModel:
     postprocess: dict[str, Any] | None = None  # a detector's TFLite_Detection_PostProcess options
     anchors: np.ndarray | None = None  # and its constant anchors (cy, cx, h, w), dequantized
     anchor_step: float = 0.0  # their uint8 quantization scale (0: stored as floats)
+    add_grids: list[list[float]] = field(default_factory=list)  # the residual ADDs' outputs, in order
+    pool_grid: list[float] | None = None  # the global average pool's output
+    # a detector's box encodings, class logits (each concatenated over the maps) and sigmoid scores
+    output_grids: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _interpreter(path: Path) -> Any:
@@ -79,6 +84,16 @@ def _dequantize(t: dict[str, Any], raw: np.ndarray) -> np.ndarray:
     if len(scales) > 1:
         shape[q["quantized_dimension"]] = len(scales)
     return ((raw.astype(np.float64) - zps.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
+
+
+def _grid(t: dict[str, Any]) -> list[float] | None:
+    """A quantized tensor's grid ``[scale, zero_point, qmin, qmax]`` (None for a float tensor)."""
+    scale, zero_point = t["quantization"]
+    dtype = np.dtype(t["dtype"])
+    if not scale or dtype.kind not in "iu":
+        return None
+    info = np.iinfo(dtype)
+    return [float(scale), int(zero_point), int(info.min), int(info.max)]
 
 
 def custom_op_options(path: Path) -> dict[str, dict[str, Any]]:
@@ -109,11 +124,21 @@ def read_tflite(path: str | Path) -> TFLiteModel:
     convs: list[TFLiteConv] = []
     quantized = False
     anchors, anchor_step = None, 0.0
+    adds: list[list[float]] = []
+    pool, outputs = None, {}
     for op in it._get_ops_details():
+        out = _grid(details[op["outputs"][0]])
         if op["op_name"] == POSTPROCESS_OP:
             a_t = details[op["inputs"][2]]
             anchors = _dequantize(a_t, it.get_tensor(a_t["index"]))
             anchor_step = float(a_t["quantization"][0])
+            outputs.update(codes=_grid(details[op["inputs"][0]]), scores=_grid(details[op["inputs"][1]]))
+        elif op["op_name"] == "LOGISTIC":
+            outputs["logits"] = _grid(details[op["inputs"][0]])
+        elif op["op_name"] == "ADD" and out is not None:
+            adds.append(out)
+        elif op["op_name"] in ("AVERAGE_POOL_2D", "MEAN"):
+            pool = out
         if op["op_name"] not in CONV_OPS:
             continue
         w_t = details[op["inputs"][1]]
@@ -123,14 +148,14 @@ def read_tflite(path: str | Path) -> TFLiteModel:
         if len(op["inputs"]) > 2 and op["inputs"][2] >= 0:
             b_t = details[op["inputs"][2]]
             bias = _dequantize(b_t, it.get_tensor(b_t["index"]))
-        convs.append(TFLiteConv(op["op_name"], _dequantize(w_t, raw), bias, w_t["name"]))
+        convs.append(TFLiteConv(op["op_name"], _dequantize(w_t, raw), bias, w_t["name"], out))
     if not convs:
         raise WeightsError(f"{path}: no convolution in this TFLite model")
     inp = it.get_input_details()[0]
     post = custom_op_options(path).get(POSTPROCESS_OP) if anchors is not None else None
     return TFLiteModel(convs, int(inp["shape"][1]), np.dtype(inp["dtype"]).name,
                        (float(inp["quantization"][0]), int(inp["quantization"][1])), quantized, post, anchors,
-                       anchor_step)
+                       anchor_step, adds, pool, {k: v for k, v in outputs.items() if v is not None})
 
 
 def _torch_weight(conv: TFLiteConv) -> torch.Tensor:
@@ -228,6 +253,29 @@ def tflite_state_dict(tfl: TFLiteModel, cfg: TaskConfig) -> dict[str, torch.Tens
     return sd
 
 
+def activation_grids(tfl: TFLiteModel, cfg: TaskConfig) -> dict[str, list[list[float]]]:
+    """The quantized file's output grids by our module names, for
+    :func:`~mobilenets.models.fake_quant.emulate_activation_quantization`: every conv layer, the
+    residual blocks (TFLite's ADD), the pool, and a detector's concatenated outputs and scores."""
+    table = {layer.name: [c.output_grid] for layer, c in zip(_layers(cfg), tfl.convs) if c.output_grid}
+    if not table:
+        return {}
+    detector = isinstance(cfg, DetectorConfig)
+    prefix = "backbone." if detector else ""
+    arch = build_detector_arch(cfg).backbone if isinstance(cfg, DetectorConfig) else build_arch(cfg)
+    residual = [f"{prefix}blocks.{b.index}" for b in arch.blocks if b.residual]
+    if len(residual) == len(tfl.add_grids):
+        table.update({name: [grid] for name, grid in zip(residual, tfl.add_grids)})
+    if tfl.pool_grid and not detector:
+        table["pool"] = [tfl.pool_grid]
+    g = tfl.output_grids
+    if "codes" in g and "logits" in g:
+        table[""] = [g["codes"], g["logits"]]  # SSD.forward returns both, concatenated like TFLite's CONCATENATION
+    if "scores" in g:
+        table["score"] = [g["scores"]]
+    return table
+
+
 def run_litert_outputs(path: str | Path, x: np.ndarray) -> list[np.ndarray]:
     """Google's runtime on one NHWC input (float, or uint8 for quantized files): every output of the
     file, dequantized, batch dimension dropped - the reference our models are checked against."""
@@ -272,13 +320,16 @@ def load_tflite(paths: list[Path],
     parts = [read_tflite(p) for p in paths]
     tfl = TFLiteModel([c for p in parts for c in p.convs], parts[0].input_size, parts[0].input_dtype,
                       parts[0].input_quant, any(p.quantized for p in parts), parts[0].postprocess, parts[0].anchors,
-                      parts[0].anchor_step)
+                      parts[0].anchor_step, [g for p in parts for g in p.add_grids],
+                      next((p.pool_grid for p in parts if p.pool_grid), None), parts[0].output_grids)
     cfg = infer_config(tfl, model or tflite_name_hint(paths[0]))
     mean, std = _input_mapping(tfl, cfg.backbone if isinstance(cfg, DetectorConfig) else cfg)
+    grids = activation_grids(tfl, cfg)
     meta = {
         "source": {"format": "tflite", "files": [str(p) for p in paths], "quantized": tfl.quantized,
                    "input_dtype": tfl.input_dtype, "input_quantization": list(tfl.input_quant),
-                   **({"postprocess": tfl.postprocess} if tfl.postprocess is not None else {})},
+                   **({"postprocess": tfl.postprocess} if tfl.postprocess is not None else {}),
+                   **({"activation_quantization": grids} if grids else {})},
         # Google's models resize the whole image to the input size (no crop), bilinear, [-1, 1]
         "preprocessing": {"input_size": tfl.input_size, "crop_pct": 1.0, "mean": mean, "std": std,
                           "interpolation": "bilinear", "resize": "squash"},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchvision.ops import batched_nms, box_convert, nms
+from torchvision.ops import box_convert, nms
 
 
 def anchors_xyxy(anchors: torch.Tensor) -> torch.Tensor:
@@ -48,27 +48,65 @@ class Detections:
     labels: torch.Tensor
 
 
-def postprocess(codes: torch.Tensor, logits: torch.Tensor, anchors: torch.Tensor, scales: tuple[float, ...],
-                score_threshold: float, iou_threshold: float, max_detections: int,
-                nms_mode: str = "per_class") -> list[Detections]:
-    """Sigmoid scores, decoded boxes and NMS, per image.
+def select_detections(boxes: torch.Tensor, scores: torch.Tensor, score_threshold: float, iou_threshold: float,
+                      max_detections: int, nms_mode: str = "per_class"
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """NMS of a batch: decoded ``boxes [N, A, 4]`` and class ``scores [N, A, C]`` (background
+    dropped) -> boxes ``[N, K, 4]``, scores ``[N, K]``, labels ``[N, K]`` (1..C) and the number of
+    detections ``[N]``, padded to ``K = max_detections``, best first. Traceable and exportable.
 
-    ``per_class``: each class's boxes above the threshold go through NMS separately (TF's
-    "regular" NMS). ``class_agnostic``: each anchor keeps only its best class and one NMS runs
-    over all anchors (TFLite_Detection_PostProcess's default, ``max_classes_per_detection`` 1).
+    ``per_class``: each class's boxes with a score >= the threshold go through NMS separately (TF's
+    "regular" NMS). ``class_agnostic``: each anchor keeps only its best class and one NMS runs over
+    all anchors (TFLite_Detection_PostProcess's default, ``max_classes_per_detection`` 1). Equal
+    scores keep anchor order, as TFLite's stable sort does: with uint8 scores, ties are common, and
+    which of two tied boxes survives decides which detections come out.
     """
-    scores = torch.sigmoid(logits.float())[..., 1:]  # drop the background column
-    boxes = decode(codes.float(), anchors, scales)
-    out = []
-    for b, s in zip(boxes, scores):
-        if nms_mode == "class_agnostic":
-            best, label = s.max(-1)
-            keep = torch.nonzero(best > score_threshold).squeeze(1)
-            keep = keep[nms(b[keep], best[keep], iou_threshold)][:max_detections]
-            out.append(Detections(b[keep], best[keep], label[keep] + 1))
-            continue
-        anchor_idx, cls = torch.nonzero(s > score_threshold, as_tuple=True)
-        sc = s[anchor_idx, cls]
-        keep = batched_nms(b[anchor_idx], sc, cls, iou_threshold)[:max_detections]
-        out.append(Detections(b[anchor_idx[keep]], sc[keep], cls[keep] + 1))
-    return out
+    n, k = boxes.shape[0], max_detections
+    if nms_mode == "class_agnostic":
+        best, cls = scores.max(-1)  # first maximum on ties, like TFLite's ArgMax
+        img, anchor = torch.nonzero(best >= score_threshold, as_tuple=True)
+        label, score = cls[img, anchor], best[img, anchor]
+        group = img
+    else:
+        img, anchor, label = torch.nonzero(scores >= score_threshold, as_tuple=True)
+        score = scores[img, anchor, label]
+        group = img * scores.shape[-1] + label
+    order = _best_first(score)
+    keep = order[_grouped_nms(boxes[img, anchor][order], group[order], iou_threshold)]  # best first, all images
+    key = img[keep] * len(keep) + torch.arange(len(keep), device=boxes.device)  # unique keys: no stable sort
+    keep = keep[torch.argsort(key)]  # grouped by image, best first within
+    counts = (img[keep][:, None] == torch.arange(n, device=boxes.device)[None]).sum(0)  # exports, unlike bincount
+    rank = torch.arange(len(keep), device=boxes.device) - (torch.cumsum(counts, 0) - counts)[img[keep]]
+    keep, rank = keep[rank < k], rank[rank < k]
+    out_boxes = boxes.new_zeros(n, k, 4)
+    out_scores = scores.new_zeros(n, k)
+    out_labels = torch.zeros(n, k, dtype=torch.int64, device=boxes.device)
+    out_boxes[img[keep], rank] = boxes[img[keep], anchor[keep]]
+    out_scores[img[keep], rank] = score[keep]
+    out_labels[img[keep], rank] = label[keep] + 1
+    return out_boxes, out_scores, out_labels, counts.clamp(max=k)
+
+
+def _best_first(score: torch.Tensor) -> torch.Tensor:
+    """Indices of ``score`` in descending order, ties in index order. Exported, a stable sort
+    cannot be converted, and ONNX's TopK is specified to break ties by the lower index."""
+    if torch.compiler.is_exporting():
+        return torch.topk(score, score.shape[0]).indices
+    return torch.sort(score, descending=True, stable=True).indices
+
+
+def _grouped_nms(boxes: torch.Tensor, groups: torch.Tensor, iou: float) -> torch.Tensor:
+    """NMS within each group of boxes already sorted best first; returns kept positions in order.
+
+    One NMS over boxes shifted apart by group (torchvision's batched_nms trick, without its
+    size-dependent branch, which torch.export cannot trace), scored by rank so that the order
+    given is the order used.
+    """
+    span = torch.cat([boxes.flatten(), boxes.new_zeros(1)]).max() + 1
+    rank = torch.arange(len(boxes), 0, -1, device=boxes.device).to(boxes.dtype)
+    return nms(boxes + (groups.to(boxes) * span)[:, None], rank, iou)
+
+
+def unpad(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor) -> list[Detections]:
+    """:func:`select_detections`' padded batch as one :class:`Detections` per image."""
+    return [Detections(b[:c], s[:c], lab[:c]) for b, s, lab, c in zip(boxes, scores, labels, counts.tolist())]

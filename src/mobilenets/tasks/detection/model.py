@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.ops import nms
 
 from ...models import MobileNet
 from ...models.layers import ConvBNAct, InvertedResidual, LayerStack
 from ...models.spec import Layer
 from .anchors import generate_anchors
-from .boxes import Detections, decode, postprocess
+from .boxes import Detections, decode, select_detections, unpad
 from .spec import DetectorArch, DetectorConfig, build_detector_arch
 
 
@@ -37,6 +36,7 @@ class SSD(nn.Module):
         self.heads = nn.ModuleList(nn.ModuleDict({"box": _module(box, config), "cls": _module(cls, config)})
                                    for box, cls in zip(self.arch.box_heads, self.arch.class_heads))
         self._anchor_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self.score = nn.Sigmoid()  # a module, so a quantized file's score grid can be emulated on its output
         for head in self.heads:  # sigmoid scores start near 0.01, not 0.5 (TF: class_prediction_bias_init -4.6)
             nn.init.constant_(_logit_conv(head["cls"]).bias, -4.6)
 
@@ -81,23 +81,26 @@ class SSD(nn.Module):
         a = self._anchor_cache[input_size]
         return a if device is None else a.to(device)
 
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class scores ``[N, A, C]``: sigmoid, background dropped."""
+        return self.score(logits.float())[..., 1:]
+
+    def postprocess(self, codes: torch.Tensor, logits: torch.Tensor, anchors: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decoding and NMS with the config's options (see :func:`select_detections`)."""
+        c = self.config
+        boxes = decode(codes.float(), anchors, c.box_scales)
+        return select_detections(boxes, self.scores(logits), c.score_threshold, c.iou_threshold, c.max_detections,
+                                 c.nms)
+
     @torch.no_grad()
     def detect(self, x: torch.Tensor) -> list[Detections]:
         """Detections per image, boxes normalized to [0, 1] of the input."""
         codes, logits = self(x)
-        c = self.config
-        return postprocess(codes, logits, self.anchors(tuple(x.shape[-2:]), x.device), c.box_scales,
-                           c.score_threshold, c.iou_threshold, c.max_detections, c.nms)
+        return unpad(*self.postprocess(codes, logits, self.anchors(tuple(x.shape[-2:]), x.device)))
 
     def extra_repr(self) -> str:
         return f"name={self.config.name!r}"
-
-
-def _grouped_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou: float) -> torch.Tensor:
-    """NMS within each group, as one NMS over boxes shifted apart by group (torchvision's batched_nms
-    trick, without its size-dependent branch, which torch.export cannot trace)."""
-    span = torch.cat([boxes.flatten(), boxes.new_zeros(1)]).max() + 1
-    return nms(boxes + (groups.to(boxes) * span)[:, None], scores, iou)
 
 
 def _logit_conv(head: nn.Module) -> nn.Conv2d:
@@ -117,30 +120,5 @@ class DetectionPipeline(nn.Module):
         self.register_buffer("anchors", model.anchors(input_size).clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        c = self.model.config
         codes, logits = self.model(x)
-        n, k = x.shape[0], c.max_detections
-        scores = torch.sigmoid(logits.float())[..., 1:]
-        boxes = decode(codes.float(), self.anchors, c.box_scales)
-        if c.nms == "class_agnostic":
-            best, cls = scores.max(-1)
-            img, anchor = torch.nonzero(best > c.score_threshold, as_tuple=True)
-            label, score = cls[img, anchor], best[img, anchor]
-            group = img
-        else:
-            img, anchor, label = torch.nonzero(scores > c.score_threshold, as_tuple=True)
-            score = scores[img, anchor, label]
-            group = img * scores.shape[-1] + label
-        keep = _grouped_nms(boxes[img, anchor], score, group, c.iou_threshold)  # by score, across images
-        order = img[keep] * len(keep) + torch.arange(len(keep), device=x.device)  # unique keys: no stable sort
-        keep = keep[torch.argsort(order)]  # grouped by image, by score within
-        counts = (img[keep][:, None] == torch.arange(n, device=x.device)[None]).sum(0)  # exports, unlike bincount
-        rank = torch.arange(len(keep), device=x.device) - (torch.cumsum(counts, 0) - counts)[img[keep]]
-        keep, rank = keep[rank < k], rank[rank < k]
-        out_boxes = boxes.new_zeros(n, k, 4)
-        out_scores = scores.new_zeros(n, k)
-        out_labels = torch.zeros(n, k, dtype=torch.int64, device=x.device)
-        out_boxes[img[keep], rank] = boxes[img[keep], anchor[keep]]
-        out_scores[img[keep], rank] = score[keep]
-        out_labels[img[keep], rank] = label[keep] + 1
-        return out_boxes, out_scores, out_labels, counts.clamp(max=k)
+        return self.model.postprocess(codes, logits, self.anchors)
