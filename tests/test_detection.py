@@ -317,6 +317,21 @@ def test_train_and_evaluate_on_a_folder(layout: str, tmp_path: Path) -> None:
     assert {"map", "map50", "map75", "map_small", "map_medium", "map_large"} <= set(json.loads(r.stdout))
 
 
+def test_detector_starts_from_a_classifier(tmp_path: Path) -> None:
+    """``--init`` with a classifier's weights: they become the backbone; ``--freeze-backbone`` keeps them."""
+    from mobilenets.weights import save_weights
+
+    classifier = mobilenets.create_model("0.25-MobileNet-96", num_classes=5)
+    save_weights(classifier, tmp_path / "cls.safetensors")
+    data = make_coco_folder(tmp_path / "coco", {"train2017": 8, "val2017": 4})
+    res = mobilenets.train(mobilenets.TrainConfig(data=str(data), epochs=1, out=str(tmp_path / "run"),
+                                                  init=str(tmp_path / "cls.safetensors"), freeze_backbone=True, **FAST))
+    after = mobilenets.load_model(res.weights).state_dict()
+    for key, value in classifier.state_dict().items():
+        if not key.startswith("classifier."):
+            assert torch.equal(after[f"backbone.{key}"], value), key
+
+
 def test_detection_data_layouts_and_errors(tmp_path: Path) -> None:
     from mobilenets.data import resolve_data
     from mobilenets.data.detection import load_detection_splits

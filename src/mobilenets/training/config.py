@@ -116,8 +116,8 @@ class TrainConfig:
     # reproducibility and fine-tuning
     deterministic: bool = _opt(False, "deterministic algorithms (a resumed run repeats an uninterrupted one)")
     init: str | None = _opt(None, "fine-tune from these weights (classifier re-initialised if the class count "
-                                  "differs)")
-    freeze_backbone: bool = _opt(False, "train only the classifier")
+                                  "differs; a detector takes a classifier's as its backbone)")
+    freeze_backbone: bool = _opt(False, "train only the classifier (a detector: its extras and heads)")
     # robustness and scale
     max_bad_fraction: float = _opt(0.1, "stop if more training images are unreadable")
     save_every_steps: int = _opt(0, "also checkpoint every N steps (long epochs)")

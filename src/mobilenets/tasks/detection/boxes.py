@@ -38,6 +38,9 @@ def decode(codes: torch.Tensor, anchors: torch.Tensor, scales: tuple[float, ...]
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
 
 
+PRE_NMS_TOP_K = 400  # candidates per image (torchvision's SSD: 400 per class; TF: 100 per class)
+
+
 @dataclass
 class Detections:
     """One image's detections: boxes ``(x1, y1, x2, y2)`` normalized to [0, 1], scores, and labels
@@ -57,20 +60,27 @@ def select_detections(boxes: torch.Tensor, scores: torch.Tensor, score_threshold
 
     ``per_class``: each class's boxes with a score >= the threshold go through NMS separately (TF's
     "regular" NMS). ``class_agnostic``: each anchor keeps only its best class and one NMS runs over
-    all anchors (TFLite_Detection_PostProcess's default, ``max_classes_per_detection`` 1). Equal
-    scores keep anchor order, as TFLite's stable sort does: with uint8 scores, ties are common, and
-    which of two tied boxes survives decides which detections come out.
+    all anchors (TFLite_Detection_PostProcess's default, ``max_classes_per_detection`` 1). Only the
+    best :data:`PRE_NMS_TOP_K` (or ``max_detections``, if more) candidates of an image enter the
+    NMS, which costs candidates x kept. Equal scores keep anchor order, as TFLite's stable sort
+    does: with uint8 scores, ties are common, and which of two tied boxes survives decides which
+    detections come out.
     """
     n, k = boxes.shape[0], max_detections
-    if nms_mode == "class_agnostic":
-        best, cls = scores.max(-1)  # first maximum on ties, like TFLite's ArgMax
-        img, anchor = torch.nonzero(best >= score_threshold, as_tuple=True)
-        label, score = cls[img, anchor], best[img, anchor]
-        group = img
+    agnostic = nms_mode == "class_agnostic"
+    best, cls = scores.max(-1)  # first maximum on ties, like TFLite's ArgMax
+    flat = best if agnostic else scores.flatten(1)  # candidate j: anchor j, or anchor j // C and class j % C
+    top, index = flat.topk(min(max(PRE_NMS_TOP_K, k), flat.shape[1]), dim=1)
+    index, order = index.sort(dim=1)  # back to anchor order (unique indices: no stable sort needed)
+    top = top.gather(1, order)
+    img, j = torch.nonzero(top >= score_threshold, as_tuple=True)
+    score, index = top[img, j], index[img, j]
+    if agnostic:
+        anchor, label, group = index, cls[img, index], img
     else:
-        img, anchor, label = torch.nonzero(scores >= score_threshold, as_tuple=True)
-        score = scores[img, anchor, label]
-        group = img * scores.shape[-1] + label
+        c = scores.shape[-1]
+        anchor, label = index // c, index % c
+        group = img * c + label
     order = _best_first(score)
     keep = order[_grouped_nms(boxes[img, anchor][order], group[order], iou_threshold)]  # best first, all images
     key = img[keep] * len(keep) + torch.arange(len(keep), device=boxes.device)  # unique keys: no stable sort
