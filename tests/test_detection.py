@@ -235,6 +235,32 @@ def test_onnx_export_keeps_the_detections(google_ssd: SSD, refdata: Path, tmp_pa
     assert pred.predictions[0].detections[0]["label"] == "cat"
 
 
+@pytest.mark.slow  # ~100 s: calibration and bias correction of a 300 px detector
+def test_int8_onnx_detector_keeps_its_detections(google_ssd: SSD, refdata: Path, tmp_path: Path) -> None:
+    """onnx-int8 of a detector: convolutions int8 (calibrated on photos), decoding and NMS fp32; the
+    best detection survives on held-out crops, and the cat is still a cat."""
+    import onnx
+
+    from mobilenets.deploy.export import export
+
+    res = export(google_ssd, tmp_path / "ssd8.onnx", "onnx-int8", calibrate=refdata / "images")
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "ssd8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "NonMaxSuppression"} <= ops
+    assert res.details["agreement_of"] == "best detection" and res.agreement >= 0.6, res.summary()
+    pred = mobilenets.predict(tmp_path / "ssd8.onnx", [refdata / "images" / "cat.bmp"], runtime="onnxruntime")
+    first = pred.predictions[0].detections[0]
+    assert first["label"] == "cat" and first["score"] > 0.6
+
+
+def test_bench_measures_a_detector() -> None:
+    r = subprocess.run([sys.executable, "-m", "mobilenets", "bench", "0.25-SSDLite-MobileNet-96", "--train",
+                        "--batch-size", "4", "--warmup", "1", "--iters", "3", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["model"] == "0.25-SSDLite-MobileNet-96" and out["latency_ms"] > 0 and out["train_img_per_s"] > 0
+    assert out["madds"] == mobilenets.profile("0.25-SSDLite-MobileNet-96").madds
+
+
 # ------------------------------------------------------------------------------ data, training, evaluation
 
 

@@ -31,6 +31,8 @@ from torch.utils.data import Dataset
 from .images import UnreadableImage, load_image
 
 DIGIT_CANVAS = 96  # px; the embedded data's image size
+DIGIT_SCALES = (2, 5)  # each 8x8 digit is scaled by an integer factor in this range (inclusive)
+DIGITS_PER_CANVAS = (1, 4)
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
@@ -65,9 +67,11 @@ class DigitCanvases(Dataset):
     epoch ``e`` depends only on (seed, e, i) - with ``fresh=False`` only on (seed, i)."""
 
     def __init__(self, digits: np.ndarray, labels: np.ndarray, count: int, seed: int, fresh: bool = False,
-                 size: int = DIGIT_CANVAS) -> None:
+                 size: int = DIGIT_CANVAS, scales: tuple[int, int] = DIGIT_SCALES,
+                 per_canvas: tuple[int, int] = DIGITS_PER_CANVAS) -> None:
         self.digits, self.labels, self.count = digits, labels, count
         self.seed, self.fresh, self.size = seed, fresh, size
+        self.scales, self.per_canvas = scales, per_canvas
         self.epoch = 0
         self.classes = [str(d) for d in range(10)]
 
@@ -79,20 +83,20 @@ class DigitCanvases(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
         rng = np.random.default_rng((self.seed, self.epoch if self.fresh else 0, i))
-        img, boxes, labs = _canvas(rng, self.digits, self.labels, self.size)
+        img, boxes, labs = _canvas(rng, self.digits, self.labels, self.size, self.scales, self.per_canvas)
         return torch.from_numpy(img).permute(2, 0, 1).contiguous(), _target(boxes, labs, i)
 
 
-def _canvas(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray,
-            size: int) -> tuple[np.ndarray, list[list[float]], list[int]]:
+def _canvas(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, size: int, scales: tuple[int, int],
+            per_canvas: tuple[int, int]) -> tuple[np.ndarray, list[list[float]], list[int]]:
     """One canvas: noise background, 1-4 scaled digits that overlap each other by less than 10%."""
     bg = rng.uniform(0, 60)
     img = np.clip(bg + rng.normal(0, 12, (size, size, 3)), 0, 255)
     boxes: list[list[float]] = []
     labs: list[int] = []
-    for _ in range(int(rng.integers(1, 5))):
+    for _ in range(int(rng.integers(per_canvas[0], per_canvas[1] + 1))):
         k = int(rng.integers(len(digits)))
-        scale = int(rng.integers(2, 6))
+        scale = int(rng.integers(scales[0], scales[1] + 1))
         glyph = np.kron(digits[k], np.ones((scale, scale)))  # 8x8 -> 8s x 8s, values 0..16
         ys, xs = np.nonzero(glyph > 2)
         glyph = glyph[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]

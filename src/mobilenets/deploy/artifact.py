@@ -25,7 +25,7 @@ class ExportResult:
     format: str
     max_abs_diff: float | None = None  # exported vs PyTorch on a check batch
     tolerance: float | None = None
-    agreement: float | None = None  # int8: top-1 agreement with fp32 on held-out images
+    agreement: float | None = None  # int8: agreement with fp32 on held-out images (details["agreement_of"])
     calibration: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -39,7 +39,8 @@ class ExportResult:
             s += f"; check vs PyTorch: max abs diff {self.max_abs_diff:.2e} ({'ok' if self.ok else 'FAILED'}, " \
                  f"tolerance {self.tolerance:g})"
         if self.agreement is not None:
-            s += f"; int8/fp32 top-1 agreement {100 * self.agreement:.1f}% on {self.details.get('held_out', 0)} " \
+            s += f"; int8/fp32 {self.details.get('agreement_of', 'top-1')} agreement {100 * self.agreement:.1f}% " \
+                 f"on {self.details.get('held_out', 0)} " \
                  f"held-out images"
         if self.calibration:
             s += f"; calibration: {self.calibration}"

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from ..analysis import profile
-from ..models import check_input_size, create_model
-from ..tasks import parse_model_name
+from ..models import check_input_size
+from ..tasks import create_model, parse_model_name
 from ..utils.device import cpu_features, cpu_name, cpu_threads
 from ..utils.fsutil import atomic_write_text
 from ..utils.timing import time_fn

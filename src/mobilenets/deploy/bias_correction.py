@@ -103,18 +103,32 @@ class _Stop(Exception):
 
 @torch.no_grad()
 def bias_correct(folded: nn.Module, data: torch.Tensor) -> nn.Module:
-    """A copy of a BN-folded model whose conv biases cancel the mean shift of int8 quantization."""
+    """A copy of a BN-folded model whose conv biases cancel the mean shift of int8 quantization.
+
+    One forward of the simulated model over the whole calibration set as one batch: each conv's
+    correction is computed on its output and applied at once, so the layers after it see corrected
+    inputs - what correcting layer by layer in execution order gives, in one pass instead of one
+    per layer (a 300 px detector has ~50 convs).
+    """
     ref = copy.deepcopy(folded).eval()
     sim = copy.deepcopy(folded).eval()
     names = [n for n, _ in _units(sim)]
     ranges = activation_ranges(ref, data)
+    target = _conv_output_means(ref, data, names)
     sim_mods = dict(sim.named_modules())
+
+    def correct(name: str):  # type: ignore[no-untyped-def]
+        def f(mod: nn.Conv2d, inp: tuple, out: torch.Tensor) -> torch.Tensor:
+            delta = (target[name] - out.double().mean(dim=(0, 2, 3)).float()).to(out.dtype)
+            mod.bias += delta
+            return out + delta[None, :, None, None]
+        return f
+
     for n in names:
         sim_mods[n].conv.weight.copy_(fake_quant_weight(sim_mods[n].conv.weight))
+        sim_mods[n].conv.register_forward_hook(correct(n))
         sim_mods[n].register_forward_hook(lambda mod, i, o, n=n: fake_quant_act(o, *ranges[n]))
-    target = _conv_output_means(ref, data, names)
-    for n in names:  # in execution order: each correction sees the corrected layers before it
-        sim_mods[n].conv.bias += target[n] - _conv_output_means(sim, data, [n])[n]
+    sim(data)
     out = copy.deepcopy(folded).eval()
     out_mods = dict(out.named_modules())
     for n in names:

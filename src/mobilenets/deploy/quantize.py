@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchvision.ops import box_iou
 
 from ..data import UnreadableImage, find_images, load_image
 from ..models import MobileNet, fold_batchnorm
 from ..tasks import preprocess_of
+from ..tasks.detection.model import SSD
 from ..utils.fsutil import atomic_path
 from .artifact import ExportResult, export_metadata
 from .bias_correction import bias_correct
@@ -81,6 +83,7 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
     is kept: its [0, 6] bound becomes the quantization range of the conv output it follows
     (ORT removes the Clip only because the range already clips). The classifier and the pooled
     features stay fp32: uint8 logits would have too coarse a resolution to rank 1000 classes.
+    A detector quantizes its convolutions only: box decoding, scores and NMS stay fp32.
     """
     import onnx  # heavy: imported on first use
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -122,7 +125,8 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
             warnings.simplefilter("ignore")
             quantize_static(str(pre), str(tmp), _reader(cal, graph.input[0].name), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float,
+                            op_types_to_quantize=["Conv"] if isinstance(model, SSD) else None)
             proto = onnx.load(str(tmp))
             for k, v in export_metadata(model).items():
                 e = proto.metadata_props.add()
@@ -130,10 +134,21 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
             onnx.save(proto, str(tmp))
         res = ExportResult(str(path), "onnx-int8", calibration=label,
                            details={"calibration_images": len(cal), "held_out": len(hold),
-                                    "bias_correction": bias_correction})
+                                    "bias_correction": bias_correction,
+                                    "agreement_of": "best detection" if isinstance(model, SSD) else "top-1"})
         if hold:
             x = np.stack(hold)
-            p32 = OnnxSession(fp32).run(x).argmax(1)
-            p8 = OnnxSession(path).run(x).argmax(1)
-            res.agreement = float((p32 == p8).mean())
+            res.agreement = agreement(OnnxSession(fp32).run(x), OnnxSession(path).run(x))
     return res
+
+
+def agreement(fp32: Any, int8: Any) -> float:
+    """Share of the held-out images on which int8 gives fp32's answer: a classifier's top-1 class,
+    a detector's best detection (same class, box IoU >= 0.5; or no detection for both)."""
+    if isinstance(fp32, np.ndarray):
+        return float((fp32.argmax(1) == int8.argmax(1)).mean())
+    (b32, _, l32, n32), (b8, _, l8, n8) = fp32, int8
+    same = [n32[i] == n8[i] == 0 or (n32[i] > 0 and n8[i] > 0 and l32[i, 0] == l8[i, 0]
+                                     and float(box_iou(torch.from_numpy(b32[i, :1]), torch.from_numpy(b8[i, :1]))) >= 0.5)
+            for i in range(len(n32))]
+    return float(np.mean(same))

@@ -9,7 +9,7 @@ import torch
 
 from ..deploy.bench import BenchResult
 from ..deploy.bench import bench as bench_inference
-from ..models import parse_name
+from ..tasks import parse_model_name
 from ..training import train_throughput
 
 
@@ -21,6 +21,6 @@ def bench(model_or_weights: str | Path | torch.nn.Module, *, runtime: str = "tor
     res = bench_inference(model_or_weights, runtime=runtime, batch_size=batch_size, input_size=input_size,
                           threads=threads, warmup=warmup, iters=iters, device=device)
     if train:
-        cfg = getattr(model_or_weights, "config", None) or parse_name(res.model)
+        cfg = getattr(model_or_weights, "config", None) or parse_model_name(res.model)
         res.train_img_per_s, res.train_precision = train_throughput(cfg, batch_size, res.input_size, train_amp, device)
     return res

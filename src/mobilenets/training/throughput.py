@@ -6,24 +6,33 @@ import statistics
 
 import torch
 
-from ..models import MobileNet, ModelConfig
+from typing import Any
+
+from ..tasks import TaskConfig, build_model, task_of
 from ..utils.device import pick_device, pick_precision
 from ..utils.timing import time_fn
 from .config import TrainConfig
-from .step import build_train_step, cross_entropy
+from .step import build_train_step
+from .tasks import TASKS
 
 
-def train_throughput(cfg: ModelConfig, batch_size: int, input_size: int, amp: str = "auto", device: str = "cpu",
+def train_throughput(cfg: TaskConfig, batch_size: int, input_size: int, amp: str = "auto", device: str = "cpu",
                      steps: int = 8, warmup: int = 3) -> tuple[float, str]:
-    """(images/s, precision name) of the same TrainStep, with the same options, as training."""
+    """(images/s, precision name) of the same TrainStep, with the same options and loss, as training
+    (a detector's targets: one box per image)."""
     dev = pick_device(device)
     precision = pick_precision(amp, dev)
-    model = MobileNet(cfg).to(dev).to(memory_format=torch.channels_last).train()
-    tcfg = TrainConfig(model=cfg.name, data="fake", epochs=1, batch_size=batch_size, amp=amp).resolved()
-    step = build_train_step(model, tcfg, steps + warmup, dev, precision, cross_entropy(tcfg.label_smoothing))
+    model = build_model(cfg).to(dev).to(memory_format=torch.channels_last).train()
+    task = task_of(cfg)
+    tcfg = TrainConfig(model=cfg.name, task=task, data="fake" if task == "classification" else "digits", epochs=1,
+                       batch_size=batch_size, amp=amp).resolved()
+    step = build_train_step(model, tcfg, steps + warmup, dev, precision, TASKS[task].criterion(model, tcfg))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, cfg.in_chans, input_size, input_size, generator=g).to(dev)
-    y = torch.randint(0, max(cfg.num_classes, 1), (batch_size,), generator=g).to(dev)
+    y: Any = torch.randint(0, max(cfg.num_classes, 1), (batch_size,), generator=g).to(dev)
+    if task == "detection":
+        box = torch.tensor([[0.2, 0.3, 0.6, 0.8]]) * input_size
+        y = [{"boxes": box, "labels": torch.tensor([1]), "ignore": torch.tensor([False])}] * batch_size
 
     def one() -> None:
         loss, _ = step(x, y)
