@@ -301,6 +301,7 @@ def _train_cmd(run: Path, epochs: int = 3) -> list[str]:
                   "--deterministic", "--save-every-steps", "4", "--batch-size", "64"]
 
 
+@pytest.mark.slow  # real processes and full runs: in the slow suite, which CI runs too
 def test_sigterm_checkpoints_and_exits_cleanly(tmp_path: Path) -> None:
     run = tmp_path / "run"
     p = subprocess.Popen(_train_cmd(run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

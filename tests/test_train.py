@@ -175,6 +175,7 @@ def test_config_files(tmp_path: Path) -> None:
     assert r.returncode == 2 and "epocs" in r.stderr and "epochs" in r.stderr
 
 
+@pytest.mark.slow  # real processes and full runs: in the slow suite, which CI runs too
 def test_resume_is_exact_in_deterministic_mode(tmp_path: Path) -> None:
     cfg = dict(deterministic=True, **FAST)
     full = train(TrainConfig(epochs=3, out=str(tmp_path / "full"), **cfg))

@@ -123,6 +123,9 @@ def cmd_summary(args: argparse.Namespace) -> None:
     ))
     print(f"\nMAdds {p.madds:,} ({millions(p.madds)})  params {p.params:,} (conv + FC, no BN)  "
           f"trainable {p.trainable_params:,} (+BN gamma/beta)  BN buffers {p.bn_buffers:,}")
+    if p.by_part:
+        print("by part: " + ", ".join(f"{part} {millions(m)} MAdds / {millions(n)} params"
+                                      for part, (m, n) in p.by_part.items()))
 
 
 @verb("paper", "reproduce the papers' cost tables side by side with ours",

@@ -148,7 +148,11 @@ def agreement(fp32: Any, int8: Any) -> float:
     if isinstance(fp32, np.ndarray):
         return float((fp32.argmax(1) == int8.argmax(1)).mean())
     (b32, _, l32, n32), (b8, _, l8, n8) = fp32, int8
-    same = [n32[i] == n8[i] == 0 or (n32[i] > 0 and n8[i] > 0 and l32[i, 0] == l8[i, 0]
-                                     and float(box_iou(torch.from_numpy(b32[i, :1]), torch.from_numpy(b8[i, :1]))) >= 0.5)
-            for i in range(len(n32))]
+    def best_kept(i: int) -> bool:
+        if n32[i] == 0 or n8[i] == 0:
+            return n32[i] == n8[i]
+        iou = float(box_iou(torch.from_numpy(b32[i, :1]), torch.from_numpy(b8[i, :1])))
+        return bool(l32[i, 0] == l8[i, 0] and iou >= 0.5)
+
+    same = [best_kept(i) for i in range(len(n32))]
     return float(np.mean(same))

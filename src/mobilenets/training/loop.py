@@ -184,7 +184,8 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
     elif cfg.init:
         n, reinit = init_from_weights(model, cfg.init)
         if ctx.is_main:
-            print(f"initialised {n} tensors from {cfg.init}; re-initialised: {', '.join(reinit) or 'none'}")
+            modules = dict.fromkeys(k.rsplit(".", 1)[0].removesuffix(".bn").removesuffix(".conv") for k in reinit)
+            print(f"initialised {n} tensors from {cfg.init}; re-initialised: {', '.join(modules) or 'none'}")
     model = _place(model, cfg, ctx)
     precision = pick_precision(cfg.amp, ctx.device)
     loaders = _loaders(cfg, task, splits, pre, ctx)

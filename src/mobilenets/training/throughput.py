@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import torch
-
-from typing import Any
 
 from ..tasks import TaskConfig, build_model, task_of
 from ..utils.device import pick_device, pick_precision
