@@ -140,7 +140,20 @@ def digit_canvases(val_split: float = 0.2, seed: int = 0, train_count: int = 120
 # ------------------------------------------------------------------------------ COCO and VOC folders
 
 
-class CocoFolder(Dataset):
+class _AnnotatedImages(Dataset):
+    """Image files with their targets (``samples``), decoded when read."""
+
+    samples: list[tuple[Path, dict[str, Any]]]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        path, target = self.samples[i]
+        return load_image(path), target
+
+
+class CocoFolder(_AnnotatedImages):
     """One split of a COCO-format folder; labels are 1..C in category-id order."""
 
     def __init__(self, root: Path, split: str, categories: list[dict[str, Any]] | None = None) -> None:
@@ -164,13 +177,6 @@ class CocoFolder(Dataset):
                 boxes, [label_of[a["category_id"]] for a in anns], int(im["id"]),
                 [bool(a.get("iscrowd", 0)) for a in anns])))
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
-        path, target = self.samples[i]
-        return load_image(path), target
-
 
 def coco_splits(root: Path) -> DetectionSplits:
     """``instances_train*.json`` and ``instances_val*.json`` (the val categories follow the train's)."""
@@ -184,7 +190,7 @@ def coco_splits(root: Path) -> DetectionSplits:
     return DetectionSplits(train, CocoFolder(root, val_split, train.categories), train.classes)
 
 
-class VocFolder(Dataset):
+class VocFolder(_AnnotatedImages):
     """One image set of a Pascal VOC folder."""
 
     def __init__(self, root: Path, ids: list[str], classes: list[str]) -> None:
@@ -202,13 +208,6 @@ class VocFolder(Dataset):
             boxes = [[x1 - 1, y1 - 1, x2, y2] for x1, y1, x2, y2 in boxes]
             self.samples.append((root / "JPEGImages" / ann.get("filename", f"{stem}.jpg"), _target(
                 boxes, [index[o["name"]] for o in objs], n, [o.get("difficult", "0") == "1" for o in objs])))
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
-        path, target = self.samples[i]
-        return load_image(path), target
 
 
 def voc_splits(root: Path) -> DetectionSplits:

@@ -68,8 +68,10 @@ def select_detections(boxes: torch.Tensor, scores: torch.Tensor, score_threshold
     """
     n, k = boxes.shape[0], max_detections
     agnostic = nms_mode == "class_agnostic"
-    best, cls = scores.max(-1)  # first maximum on ties, like TFLite's ArgMax
-    flat = best if agnostic else scores.flatten(1)  # candidate j: anchor j, or anchor j // C and class j % C
+    if agnostic:
+        flat, cls = scores.max(-1)  # first maximum on ties, like TFLite's ArgMax
+    else:
+        flat = scores.flatten(1)  # candidate j: anchor j // C, class j % C
     top, index = flat.topk(min(max(PRE_NMS_TOP_K, k), flat.shape[1]), dim=1)
     index, order = index.sort(dim=1)  # back to anchor order (unique indices: no stable sort needed)
     top = top.gather(1, order)
