@@ -20,6 +20,7 @@ from torch import nn
 from ..models.spec import Arch, Layer, ModelConfig, build_arch, check_input_size, layer_shapes
 from ..tasks import TaskConfig, parse_model_name
 from ..tasks.detection.spec import DetectorConfig, build_detector_arch, detector_layer_shapes
+from ..tasks.segmentation.spec import SegmenterConfig, build_segmenter_arch, segmenter_layer_shapes
 
 #: Layer types in the V1 paper's Table 2 wording.
 LAYER_TYPES = ("Conv 1x1", "Conv DW 3x3", "Conv 3x3", "Fully Connected")
@@ -82,7 +83,8 @@ class Profile:
     @property
     def by_part(self) -> dict[str, tuple[int, int]]:
         """(MAdds, params) per top-level part: ``stem``, ``blocks``, ``head``, ``classifier`` for a
-        classifier; ``backbone``, ``extras``, ``heads`` for a detector."""
+        classifier; ``backbone``, ``extras``, ``heads`` for a detector; ``backbone``, ``aspp``,
+        ``project``, ``classifier`` for a segmenter."""
         parts: dict[str, tuple[int, int]] = {}
         for row in self.layers:
             m, p = parts.get(row.name.split(".")[0], (0, 0))
@@ -156,6 +158,12 @@ def profile_detector(cfg: DetectorConfig, input_size: int | tuple[int, int] | No
     return _profile(cfg.name, hw, detector_layer_shapes(build_detector_arch(cfg), hw))
 
 
+def profile_segmenter(cfg: SegmenterConfig, input_size: int | tuple[int, int] | None = None) -> Profile:
+    """Cost of a segmenter: backbone (to its last block), image pooling / ASPP, projection, logits."""
+    hw = _hw(cfg.resolution if input_size is None else input_size)
+    return _profile(cfg.name, hw, segmenter_layer_shapes(build_segmenter_arch(cfg), hw))
+
+
 def profile(
     name_or_model: str | TaskConfig | nn.Module,
     input_size: int | tuple[int, int] | None = None,
@@ -169,12 +177,14 @@ def profile(
     """
     if isinstance(name_or_model, nn.Module):
         cfg = getattr(name_or_model, "config", None)
-        if not isinstance(cfg, (ModelConfig, DetectorConfig)):
+        if not isinstance(cfg, (ModelConfig, DetectorConfig, SegmenterConfig)):
             raise TypeError("profile() needs a mobilenets model (with .config), a name or a config")
     else:
         cfg = parse_model_name(name_or_model, **overrides)
     if isinstance(cfg, DetectorConfig):
         return profile_detector(cfg, input_size)
+    if isinstance(cfg, SegmenterConfig):
+        return profile_segmenter(cfg, input_size)
     if variant is not None:
         cfg = cfg.replace(variant=variant)
     return profile_arch(build_arch(cfg), input_size)

@@ -82,10 +82,11 @@ def parse_name(name: str) -> ModelConfig:
                 fields["variant"] = _SUFFIXES[s]
             elif re.fullmatch(r"t\d*\.?\d+", s):
                 fields["expansion"] = float(s[1:])
+            elif re.fullmatch(r"os\d+", s):
+                fields["output_stride"] = int(s[2:])
             else:
-                raise ValueError(
-                    f"unknown suffix {s!r} in model name {name!r}; valid: {', '.join(sorted(_SUFFIXES))}, t<expansion>"
-                )
+                raise ValueError(f"unknown suffix {s!r} in model name {name!r}; valid: "
+                                 f"{', '.join(sorted(_SUFFIXES))}, t<expansion>, os<output stride>")
     else:
         raise _unknown(name)
     return ModelConfig(**fields)

@@ -31,6 +31,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "v2": ("standard", "nonlinear", "no_shortcut"),
 }
 ACTIVATIONS = ("relu6", "relu")
+OUTPUT_STRIDES = (8, 16, 32)  # DeepLab's: below 32 the last strides become dilation
 PADDINGS = ("symmetric", "tf_same")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -108,9 +109,9 @@ def v1_width(c: int, alpha: float) -> int:
     return max(int(c * alpha), 8)
 
 
-def v2_width(c: int, alpha: float) -> int:
-    """V2 width rule: ``make_divisible(c * alpha, 8)``."""
-    return make_divisible(c * alpha, 8)
+def v2_width(c: int, alpha: float, divisor: int = 8) -> int:
+    """V2 width rule: ``make_divisible(c * alpha, divisor)``, at least 8 (TF-slim's ``min_depth``)."""
+    return make_divisible(c * alpha, divisor, min_value=8)
 
 
 def check_input_size(size: object) -> int:
@@ -143,6 +144,8 @@ class ModelConfig:
     padding: str = "symmetric"
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    output_stride: int = 32  # 8 or 16: atrous convolution instead of the last strides (DeepLab)
+    width_divisor: int = 8  # V2's channel rounding; TF DeepLab's narrow models use 1 (0.5 x 24 = 12)
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -158,6 +161,8 @@ class ModelConfig:
         suffix = {"standard": "", "no_shortcut": "-noshortcut"}.get(self.variant, f"-{self.variant}")
         if self.expansion is not None:
             suffix += f"-t{self.expansion:g}"
+        if self.output_stride != 32:
+            suffix += f"-os{self.output_stride}"
         return base + suffix
 
     def replace(self, **changes: object) -> "ModelConfig":
@@ -187,6 +192,10 @@ def validate_config(cfg: ModelConfig) -> None:
             raise ValueError("expansion (t) applies only to MobileNetV2")
         if not cfg.expansion >= 1:
             raise ValueError(f"invalid expansion t={cfg.expansion!r}; it must be >= 1")
+    if not isinstance(cfg.width_divisor, int) or cfg.width_divisor < 1:
+        raise ValueError(f"invalid width_divisor {cfg.width_divisor!r}; it must be an integer >= 1")
+    if cfg.output_stride not in OUTPUT_STRIDES:
+        raise ValueError(f"invalid output_stride {cfg.output_stride!r}; valid: {', '.join(map(str, OUTPUT_STRIDES))}")
     if not isinstance(cfg.num_classes, int) or cfg.num_classes < 0:
         raise ValueError(f"invalid num_classes {cfg.num_classes!r}; it must be >= 0 (0 = no classifier)")
     if not isinstance(cfg.in_chans, int) or cfg.in_chans < 1:
@@ -290,7 +299,9 @@ def _table_for(cfg: ModelConfig) -> tuple[Row, ...]:
 
 def build_arch(cfg: ModelConfig) -> Arch:
     """Expand the family's table for ``cfg`` into concrete layers."""
-    width = v1_width if cfg.family == "v1" else v2_width
+    def width(c: int, alpha: float) -> int:
+        return v1_width(c, alpha) if cfg.family == "v1" else v2_width(c, alpha, cfg.width_divisor)
+
     rows = _table_for(cfg)
     stem_row, body = rows[0], rows[1:]
     assert stem_row.op == "conv2d"
@@ -298,6 +309,9 @@ def build_arch(cfg: ModelConfig) -> Arch:
     stem = Layer("stem", "conv", cfg.in_chans, c, stem_row.kernel, stem_row.s)
     blocks: list[Block] = []
     head: Layer | None = None
+    # DeepLab's rule (TF-slim ``mobilenet_base``): once the output stride is reached, a stride
+    # becomes 1 and multiplies the dilation of the layers after it
+    current, rate = stem.stride, 1
     for r_idx, row in enumerate(body, start=1):
         if row.op == "conv2d_1x1":
             out = row.c if row.width == "grow_only" and cfg.alpha <= 1 else width(row.c, cfg.alpha)
@@ -306,9 +320,13 @@ def build_arch(cfg: ModelConfig) -> Arch:
             continue
         out = width(row.c, cfg.alpha)
         for i in range(row.n):
-            stride = row.s if i == 0 else 1
+            stride, dilation = row.s if i == 0 else 1, 1
+            if current == cfg.output_stride:
+                stride, dilation, rate = 1, rate, rate * stride
+            else:
+                current *= stride
             idx = len(blocks)
-            blocks.append(_block(cfg, row, r_idx, idx, c, out, stride))
+            blocks.append(_block(cfg, row, r_idx, idx, c, out, stride, dilation))
             c = out
     num_features = c
     classifier = Layer("classifier", "fc", c, cfg.num_classes, act=False, bn=False, bias=True) if cfg.num_classes \
@@ -316,14 +334,16 @@ def build_arch(cfg: ModelConfig) -> Arch:
     return Arch(cfg, stem, tuple(blocks), head, num_features, classifier, _feature_info(stem, blocks))
 
 
-def _block(cfg: ModelConfig, row: Row, r_idx: int, idx: int, cin: int, cout: int, stride: int) -> Block:
+def _block(cfg: ModelConfig, row: Row, r_idx: int, idx: int, cin: int, cout: int, stride: int,
+           dilation: int = 1) -> Block:
     p = f"blocks.{idx}"
     k = row.kernel
     if cfg.family == "v1":
         if cfg.variant == "conv":  # V1 paper Table 4: full convolutions instead of separable
-            return Block(idx, "conv", cin, cout, stride, (Layer(f"{p}.conv", "conv", cin, cout, k, stride),), row=r_idx)
+            conv = Layer(f"{p}.conv", "conv", cin, cout, k, stride, dilation=dilation)
+            return Block(idx, "conv", cin, cout, stride, (conv,), row=r_idx)
         layers = (
-            Layer(f"{p}.depthwise", "depthwise", cin, cin, k, stride),
+            Layer(f"{p}.depthwise", "depthwise", cin, cin, k, stride, dilation=dilation),
             Layer(f"{p}.pointwise", "pointwise", cin, cout),
         )
         return Block(idx, "separable", cin, cout, stride, layers, row=r_idx)
@@ -333,7 +353,7 @@ def _block(cfg: ModelConfig, row: Row, r_idx: int, idx: int, cin: int, cout: int
     layers = []
     if hidden != cin:  # the t=1 block has no expansion conv
         layers.append(Layer(f"{p}.expand", "pointwise", cin, hidden))
-    layers.append(Layer(f"{p}.depthwise", "depthwise", hidden, hidden, k, stride))
+    layers.append(Layer(f"{p}.depthwise", "depthwise", hidden, hidden, k, stride, dilation=dilation))
     layers.append(Layer(f"{p}.project", "pointwise", hidden, cout, act=not linear))
     residual = stride == 1 and cin == cout and cfg.variant != "no_shortcut"
     return Block(idx, "bottleneck", cin, cout, stride, tuple(layers), residual, r_idx, hidden)

@@ -2,7 +2,7 @@
 
 ``classification`` is the papers' ImageNet task (the models themselves, plus metrics and top-k
 predictions); ``detection`` holds SSD / SSDLite (spec, anchors, box coding, the module, loss,
-COCO metrics). Segmentation goes here as a package of its own. Higher layers (cost model,
+COCO metrics); ``segmentation`` holds Mobile DeepLabv3 (spec, module, confusion-matrix metrics). Higher layers (cost model,
 weights, training, export, prediction) reach every task through :func:`parse_model_name`,
 :func:`build_model` and :func:`task_of`.
 """
@@ -19,43 +19,57 @@ from ..models import create_model as models_create_model
 from .detection.anchors import AnchorConfig
 from .detection.model import SSD
 from .detection.spec import DetectorConfig, is_detector_name, parse_detector_name
+from .segmentation.model import DeepLabV3
+from .segmentation.spec import SegmenterConfig, is_segmenter_name, parse_segmenter_name
 
-TaskConfig = ModelConfig | DetectorConfig
-TASKS = ("classification", "detection")
+TaskConfig = ModelConfig | DetectorConfig | SegmenterConfig
+TASKS = ("classification", "detection", "segmentation")
+
+
+def task_of_name(name: str) -> str:
+    """The task a model name belongs to."""
+    return "detection" if is_detector_name(name) else "segmentation" if is_segmenter_name(name) else "classification"
 
 
 def parse_model_name(name: str | TaskConfig, **overrides: Any) -> TaskConfig:
-    """Any model name - classifier (``0.75-MobileNet-128``) or detector (``1.0-SSDLite-MobileNetV2-320``) -
-    to its config, with options applied."""
-    if isinstance(name, DetectorConfig):
+    """Any model name - classifier (``0.75-MobileNet-128``), detector (``1.0-SSDLite-MobileNetV2-320``)
+    or segmenter (``1.0-DeepLabV3-MobileNetV2-513``) - to its config, with options applied."""
+    if isinstance(name, (DetectorConfig, SegmenterConfig)):
         return name.replace(**overrides) if overrides else name
     if isinstance(name, str) and is_detector_name(name):
         return parse_detector_name(name, **overrides)
+    if isinstance(name, str) and is_segmenter_name(name):
+        return parse_segmenter_name(name, **overrides)
     return resolve_config(name, **overrides)
 
 
 def build_model(cfg: TaskConfig) -> nn.Module:
-    return SSD(cfg) if isinstance(cfg, DetectorConfig) else MobileNet(cfg)
+    if isinstance(cfg, DetectorConfig):
+        return SSD(cfg)
+    return DeepLabV3(cfg) if isinstance(cfg, SegmenterConfig) else MobileNet(cfg)
 
 
 def create_model(name: str | TaskConfig, **options: Any) -> nn.Module:
     """Any model by name with random weights: a classifier (``features_only`` and ``out_indices``
-    too) or a detector."""
-    if isinstance(name, DetectorConfig) or (isinstance(name, str) and is_detector_name(name)):
+    too), a detector or a segmenter."""
+    if isinstance(name, (DetectorConfig, SegmenterConfig)) or (isinstance(name, str)
+                                                              and task_of_name(name) != "classification"):
         return build_model(parse_model_name(name, **options))
     return models_create_model(name, **options)
 
 
 def task_of(cfg: TaskConfig | nn.Module) -> str:
     cfg = getattr(cfg, "config", cfg)
-    return "detection" if isinstance(cfg, DetectorConfig) else "classification"
+    if isinstance(cfg, DetectorConfig):
+        return "detection"
+    return "segmentation" if isinstance(cfg, SegmenterConfig) else "classification"
 
 
 def default_preprocess(cfg: TaskConfig) -> Preprocess:
     """The input a model expects when its weights record nothing else: classifiers resize the
-    shorter side and center-crop (timm/torchvision); detectors squash the whole image to the input
-    size (TF's SSDs), since cropping would cut objects off."""
-    if isinstance(cfg, DetectorConfig):
+    shorter side and center-crop (timm/torchvision); detectors and segmenters squash the whole image
+    to the input size (TF's SSDs, Google's DeepLab files), since cropping would cut objects off."""
+    if isinstance(cfg, (DetectorConfig, SegmenterConfig)):
         return Preprocess(cfg.resolution, 1.0, cfg.backbone.mean, cfg.backbone.std, resize="squash")
     return Preprocess.for_config(cfg)
 
@@ -77,6 +91,10 @@ def config_to_dict(cfg: TaskConfig) -> dict[str, Any]:
         d = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
         d.update(task="detection", backbone=config_to_dict(cfg.backbone), anchors=dataclasses.asdict(cfg.anchors))
         return d
+    if isinstance(cfg, SegmenterConfig):
+        d = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+        d.update(task="segmentation", backbone=config_to_dict(cfg.backbone))
+        return d
     return {k: _plain(v) for k, v in dataclasses.asdict(cfg).items()}
 
 
@@ -90,8 +108,12 @@ def _fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
 
 def config_from_dict(d: dict[str, Any]) -> TaskConfig:
     d = dict(d)
-    if d.pop("task", "classification") == "detection":
+    task = d.pop("task", "classification")
+    if task == "detection":
         backbone = config_from_dict(d.pop("backbone"))
         anchors = AnchorConfig(**_fields(AnchorConfig, d.pop("anchors")))
         return DetectorConfig(backbone, anchors=anchors, **_fields(DetectorConfig, d))  # type: ignore[arg-type]
+    if task == "segmentation":
+        backbone = config_from_dict(d.pop("backbone"))
+        return SegmenterConfig(backbone, **_fields(SegmenterConfig, d))  # type: ignore[arg-type,arg-type]
     return ModelConfig(**_fields(ModelConfig, d))

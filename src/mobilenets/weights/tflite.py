@@ -1,5 +1,6 @@
 """Google's TFLite MobileNets (float, uint8 quantization-aware, int8 per-channel) as our models:
-the classifiers, and the SSD detectors with their ``TFLite_Detection_PostProcess`` op.
+the classifiers, the SSD detectors with their ``TFLite_Detection_PostProcess`` op, and the DeepLabv3
+segmenters (output stride from the dilations of the depthwise convs, head from the conv names).
 
 The flatbuffer is read with Google's own runtime (``ai-edge-litert``): the convolution ops are
 taken in execution order, and their weights and biases (dequantized with their scales and zero
@@ -25,9 +26,10 @@ from ..models import ModelConfig, parse_name
 from ..models.registry import published_widths
 from ..models.spec import ALPHAS, Layer, build_arch
 from ..models.tf_compat import tf_overrides
-from ..tasks import DetectorConfig, TaskConfig
+from ..tasks import DetectorConfig, SegmenterConfig, TaskConfig
 from ..tasks.detection.anchors import AnchorConfig
 from ..tasks.detection.spec import HEADS, build_detector_arch
+from ..tasks.segmentation.spec import build_segmenter_arch
 from .native import WeightsError
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -41,6 +43,7 @@ class TFLiteConv:
     bias: np.ndarray | None
     name: str
     output_grid: list[float] | None = None  # its output's quantization (see _grid)
+    dilation: int = 1
 
 
 @dataclass
@@ -57,6 +60,12 @@ class TFLiteModel:
     pool_grid: list[float] | None = None  # the global average pool's output
     # a detector's box encodings, class logits (each concatenated over the maps) and sigmoid scores
     output_grids: dict[str, list[float]] = field(default_factory=dict)
+    segmenter: bool = False  # DeepLab: image pooling + per-pixel logits (and usually an ARG_MAX output)
+
+    @property
+    def output_stride(self) -> int:
+        """DeepLab's backbone output stride: 32 over the largest depthwise dilation."""
+        return 32 // max(c.dilation for c in self.convs if c.op == "DEPTHWISE_CONV_2D")
 
 
 def _interpreter(path: Path) -> Any:
@@ -96,6 +105,38 @@ def _grid(t: dict[str, Any]) -> list[float] | None:
     return [float(scale), int(zero_point), int(info.min), int(info.max)]
 
 
+def _conv_dilations(path: Path) -> list[int]:
+    """The dilation of every conv op, in execution order (the interpreter does not report options)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    options = {schema.BuiltinOperator.CONV_2D: schema.Conv2DOptions,
+               schema.BuiltinOperator.DEPTHWISE_CONV_2D: schema.DepthwiseConv2DOptions}
+    graph = model.Subgraphs(0)
+    out = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = codes[op.OpcodeIndex()]
+        kind = options.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        if kind is not None:
+            table = op.BuiltinOptions()
+            opts = kind()
+            opts.Init(table.Bytes, table.Pos)
+            out.append(int(opts.DilationHFactor()))
+    return out
+
+
+def _segmenter_order(convs: list[TFLiteConv]) -> list[TFLiteConv]:
+    """TF's DeepLab runs ``aspp0`` before ``image_pooling``; our records list the image pooling first
+    (the order of the concatenation)."""
+    pool = next((i for i, c in enumerate(convs) if c.name.startswith("image_pooling")), None)
+    first = next((i for i, c in enumerate(convs) if c.name.startswith("aspp")), None)
+    if pool is None or first is None or pool < first:
+        return convs
+    return convs[:first] + [convs[pool]] + convs[first:pool] + convs[pool + 1:]
+
+
 def custom_op_options(path: Path) -> dict[str, dict[str, Any]]:
     """The flexbuffer options of each custom op in a TFLite file, by op name."""
     import flatbuffers.flexbuffers as flexbuffers
@@ -125,7 +166,7 @@ def read_tflite(path: str | Path) -> TFLiteModel:
     quantized = False
     anchors, anchor_step = None, 0.0
     adds: list[list[float]] = []
-    pool, outputs = None, {}
+    pool, outputs, segmenter = None, {}, False
     for op in it._get_ops_details():
         out = _grid(details[op["outputs"][0]])
         if op["op_name"] == POSTPROCESS_OP:
@@ -139,6 +180,8 @@ def read_tflite(path: str | Path) -> TFLiteModel:
             adds.append(out)
         elif op["op_name"] in ("AVERAGE_POOL_2D", "MEAN"):
             pool = out
+        elif op["op_name"] == "ARG_MAX":
+            segmenter = True
         if op["op_name"] not in CONV_OPS:
             continue
         w_t = details[op["inputs"][1]]
@@ -151,11 +194,15 @@ def read_tflite(path: str | Path) -> TFLiteModel:
         convs.append(TFLiteConv(op["op_name"], _dequantize(w_t, raw), bias, w_t["name"], out))
     if not convs:
         raise WeightsError(f"{path}: no convolution in this TFLite model")
+    for conv, dilation in zip([c for c in convs if c.op != "FULLY_CONNECTED"], _conv_dilations(path)):
+        conv.dilation = dilation
+    segmenter |= any(c.name.startswith("image_pooling") for c in convs)
     inp = it.get_input_details()[0]
     post = custom_op_options(path).get(POSTPROCESS_OP) if anchors is not None else None
-    return TFLiteModel(convs, int(inp["shape"][1]), np.dtype(inp["dtype"]).name,
-                       (float(inp["quantization"][0]), int(inp["quantization"][1])), quantized, post, anchors,
-                       anchor_step, adds, pool, {k: v for k, v in outputs.items() if v is not None})
+    return TFLiteModel(_segmenter_order(convs) if segmenter else convs, int(inp["shape"][1]),
+                       np.dtype(inp["dtype"]).name, (float(inp["quantization"][0]), int(inp["quantization"][1])),
+                       quantized, post, anchors, anchor_step, adds, None if segmenter else pool,
+                       {k: v for k, v in outputs.items() if v is not None}, segmenter)
 
 
 def _torch_weight(conv: TFLiteConv) -> torch.Tensor:
@@ -168,7 +215,9 @@ def _torch_weight(conv: TFLiteConv) -> torch.Tensor:
 
 
 def _layers(cfg: TaskConfig) -> list[Layer]:
-    return build_detector_arch(cfg).layers() if isinstance(cfg, DetectorConfig) else build_arch(cfg).layers()
+    if isinstance(cfg, DetectorConfig):
+        return build_detector_arch(cfg).layers()
+    return build_segmenter_arch(cfg).layers() if isinstance(cfg, SegmenterConfig) else build_arch(cfg).layers()
 
 
 def _shape(layer: Layer) -> tuple[int, ...]:
@@ -202,8 +251,28 @@ def _detector_candidates(tfl: TFLiteModel) -> list[DetectorConfig]:
     return out
 
 
+def _segmenter_candidates(tfl: TFLiteModel) -> list[SegmenterConfig]:
+    """Every published width, with and without ASPP, at the file's output stride and class count; V2
+    widths below 1 also with TF DeepLab's channel rounding (to multiples of 1, not 8)."""
+    num_classes = int(tfl.convs[-1].weight.shape[0])
+    out = []
+    for c in published_widths():
+        backbone = c.replace(resolution=max(tfl.input_size, 32), output_stride=tfl.output_stride,
+                             **{**tf_overrides(c.family), "num_classes": 0, "dropout": 0.0})
+        divisors = (8, 1) if c.family == "v2" and c.alpha < 1 else (8,)
+        out += [SegmenterConfig(backbone.replace(width_divisor=d), num_classes, aspp=aspp)
+                for d in divisors for aspp in (False, True)]
+    return out
+
+
 def infer_config(tfl: TFLiteModel, hint: str | None = None) -> TaskConfig:
     """The architecture whose layers have exactly the file's shapes (family and width searched)."""
+    if tfl.segmenter:
+        found = next((c for c in _segmenter_candidates(tfl) if _match(tfl.convs, c)), None)
+        if found is None:
+            raise WeightsError(f"the TFLite segmenter's layers ({len(tfl.convs)} convs) match no DeepLabv3 on a "
+                               f"MobileNet V1/V2 width in {ALPHAS}")
+        return found
     if tfl.postprocess is not None:
         for det in _detector_candidates(tfl):
             if _match(tfl.convs, det):
@@ -232,7 +301,7 @@ def tflite_state_dict(tfl: TFLiteModel, cfg: TaskConfig) -> dict[str, torch.Tens
     """Our state dict: BN as identity statistics carrying the folded biases; logit layers keep a bias."""
     if not _match(tfl.convs, cfg):
         raise WeightsError(f"the TFLite layers do not match {cfg.name}")
-    eps = cfg.backbone.bn_eps if isinstance(cfg, DetectorConfig) else cfg.bn_eps
+    eps = cfg.bn_eps if isinstance(cfg, ModelConfig) else cfg.backbone.bn_eps
     sd: dict[str, torch.Tensor] = {}
     for layer, conv in zip(_layers(cfg), tfl.convs):
         w = _torch_weight(conv)
@@ -260,13 +329,16 @@ def activation_grids(tfl: TFLiteModel, cfg: TaskConfig) -> dict[str, list[list[f
     table = {layer.name: [c.output_grid] for layer, c in zip(_layers(cfg), tfl.convs) if c.output_grid}
     if not table:
         return {}
-    detector = isinstance(cfg, DetectorConfig)
-    prefix = "backbone." if detector else ""
-    arch = build_detector_arch(cfg).backbone if isinstance(cfg, DetectorConfig) else build_arch(cfg)
+    prefix = "" if isinstance(cfg, ModelConfig) else "backbone."
+    if isinstance(cfg, ModelConfig):
+        arch = build_arch(cfg)
+    else:
+        arch = build_detector_arch(cfg).backbone if isinstance(cfg, DetectorConfig) else \
+            build_segmenter_arch(cfg).backbone
     residual = [f"{prefix}blocks.{b.index}" for b in arch.blocks if b.residual]
     if len(residual) == len(tfl.add_grids):
         table.update({name: [grid] for name, grid in zip(residual, tfl.add_grids)})
-    if tfl.pool_grid and not detector:
+    if tfl.pool_grid and isinstance(cfg, ModelConfig):
         table["pool"] = [tfl.pool_grid]
     g = tfl.output_grids
     if "codes" in g and "logits" in g:
@@ -321,9 +393,10 @@ def load_tflite(paths: list[Path],
     tfl = TFLiteModel([c for p in parts for c in p.convs], parts[0].input_size, parts[0].input_dtype,
                       parts[0].input_quant, any(p.quantized for p in parts), parts[0].postprocess, parts[0].anchors,
                       parts[0].anchor_step, [g for p in parts for g in p.add_grids],
-                      next((p.pool_grid for p in parts if p.pool_grid), None), parts[0].output_grids)
+                      next((p.pool_grid for p in parts if p.pool_grid), None), parts[0].output_grids,
+                      parts[0].segmenter)
     cfg = infer_config(tfl, model or tflite_name_hint(paths[0]))
-    mean, std = _input_mapping(tfl, cfg.backbone if isinstance(cfg, DetectorConfig) else cfg)
+    mean, std = _input_mapping(tfl, cfg if isinstance(cfg, ModelConfig) else cfg.backbone)
     grids = activation_grids(tfl, cfg)
     meta = {
         "source": {"format": "tflite", "files": [str(p) for p in paths], "quantized": tfl.quantized,

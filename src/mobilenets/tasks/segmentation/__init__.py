@@ -1,0 +1,1 @@
+"""Semantic segmentation: Mobile DeepLabv3 (spec, module, loss and confusion-matrix metrics)."""

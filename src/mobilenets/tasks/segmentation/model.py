@@ -1,0 +1,65 @@
+"""The Mobile DeepLabv3 module, built from :func:`build_segmenter_arch`.
+
+State-dict keys: ``backbone.*`` (the classifier's own keys, without its last 1x1 conv and
+classifier), ``aspp.pool``, ``aspp.conv``, ``aspp.atrous.<i>``, ``project`` and ``classifier``
+(each ``.conv.*`` + ``.bn.*``; the classifier has a bias and no BN). ``forward`` returns logits
+``[N, C, H, W]`` at the input size; ``forward_logits`` the low-resolution ones.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...models import MobileNet
+from ...models.layers import ConvBNAct, init_weights
+from .spec import SegmenterArch, SegmenterConfig, build_segmenter_arch
+
+
+class ASPP(nn.Module):
+    """Image pooling, a 1x1 branch and (with ASPP) three atrous 3x3 branches, concatenated."""
+
+    def __init__(self, arch: SegmenterArch, head_cfg: object) -> None:
+        super().__init__()
+        self.pool = ConvBNAct(arch.pool, head_cfg)  # type: ignore[arg-type]
+        self.conv = ConvBNAct(arch.conv, head_cfg)  # type: ignore[arg-type]
+        self.atrous = nn.ModuleList(ConvBNAct(layer, head_cfg) for layer in arch.atrous)  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(x.mean((2, 3), keepdim=True))
+        # a 1x1 map resized with align_corners is the same value everywhere: broadcast it
+        branches = [pooled.expand(-1, -1, x.shape[2], x.shape[3]), self.conv(x)]
+        return torch.cat(branches + [b(x) for b in self.atrous], 1)
+
+
+class DeepLabV3(nn.Module):
+    """Mobile DeepLabv3 (see :mod:`mobilenets.tasks.segmentation.spec`)."""
+
+    def __init__(self, config: SegmenterConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.arch = build_segmenter_arch(config)
+        self.backbone = MobileNet(config.backbone, features_only=True, out_indices=(-1,))
+        head_cfg = config.backbone.replace(activation="relu")  # DeepLab's head uses ReLU
+        self.aspp = ASPP(self.arch, head_cfg)
+        self.project = ConvBNAct(self.arch.project, head_cfg)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = ConvBNAct(self.arch.classifier, head_cfg)
+        for m in (self.aspp, self.project, self.classifier):
+            init_weights(m)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits at the backbone's output stride."""
+        f = self.backbone(x)[-1]
+        return self.classifier(self.dropout(self.project(self.aspp(f))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.forward_logits(x), size=x.shape[-2:], mode="bilinear", align_corners=True)
+
+    def extra_repr(self) -> str:
+        return f"name={self.config.name!r}"
