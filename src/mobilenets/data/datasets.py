@@ -15,11 +15,15 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from .detection import is_coco_folder, is_voc_folder
+from .segmentation import is_mask_folder, is_voc_segmentation_folder
 from .images import IMAGE_EXTENSIONS, load_image
 from .shards import INDEX, ShardStream, is_shard_folder
 
 DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake", "shards", "coco", "voc")
 VAL_FOLDER_NAMES = ("val", "validation", "valid", "test")
+
+
+TASK_NAMES = ("classification", "detection", "segmentation")
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class DataSpec:
     seed: int = 0
     fake_size: int = 256
     fake_classes: int = 10
-    task: str = "classification"  # the embedded digits are a classification or a detection dataset
+    task: str = "classification"  # the embedded digits are a classification, detection or segmentation dataset
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -45,21 +49,23 @@ class DataSpec:
 
 def resolve_data(data: str | os.PathLike[str] | None, val_split: float = 0.2, seed: int = 0,
                  task: str = "classification") -> DataSpec:
-    """``None``/"digits" -> the embedded digits (images, or canvases with boxes for detection);
+    """``None``/"digits" -> the embedded digits (images, or canvases with boxes or masks);
     "fake" -> synthetic; else a folder: ImageFolder, CIFAR or tar shards for classification,
-    COCO-format or Pascal VOC for detection."""
+    COCO-format or Pascal VOC for detection, Pascal VOC or images + masks for segmentation."""
     if not 0 < val_split < 1:
         raise ValueError(f"invalid val_split {val_split}; it must be in (0, 1)")
-    if task not in ("classification", "detection"):
-        raise ValueError(f"invalid task {task!r}; valid: classification, detection")
+    if task not in TASK_NAMES:
+        raise ValueError(f"invalid task {task!r}; valid: {', '.join(TASK_NAMES)}")
     if data is None or str(data) == "digits":
         return DataSpec("digits", None, val_split, seed, task=task)
     if str(data) == "fake" and task == "classification":
         return DataSpec("fake", None, val_split, seed)
     root = Path(data).expanduser()
     if not root.exists():
-        layouts = ("an ImageFolder layout, a CIFAR folder, 'digits' or 'fake'" if task == "classification" else
-                   "a COCO-format folder (annotations/instances_*.json), a Pascal VOC folder or 'digits'")
+        layouts = {"classification": "an ImageFolder layout, a CIFAR folder, 'digits' or 'fake'",
+                   "detection": "a COCO-format folder (annotations/instances_*.json), a Pascal VOC folder or 'digits'",
+                   "segmentation": "a Pascal VOC folder (SegmentationClass/), {train,val}/{images,masks}/ or "
+                                   "'digits'"}[task]
         raise FileNotFoundError(f"data folder not found: {root} (use {layouts})")
     if not root.is_dir():
         raise ValueError(f"--data must be a folder, got the file {root}")
@@ -70,6 +76,13 @@ def resolve_data(data: str | os.PathLike[str] | None, val_split: float = 0.2, se
             return DataSpec("voc", str(root.resolve()), val_split, seed, task=task)
         raise ValueError(f"{root}: not a detection dataset; expected annotations/instances_*.json (COCO) or "
                          "Annotations/ + JPEGImages/ + ImageSets/Main/ (Pascal VOC)")
+    if task == "segmentation":
+        if is_voc_segmentation_folder(root):
+            return DataSpec("voc_seg", str(root.resolve()), val_split, seed, task=task)
+        if is_mask_folder(root):
+            return DataSpec("masks", str(root.resolve()), val_split, seed, task=task)
+        raise ValueError(f"{root}: not a segmentation dataset; expected JPEGImages/ + SegmentationClass/ + "
+                         "ImageSets/Segmentation/ (Pascal VOC) or {train,val}/images/ + {train,val}/masks/")
     if is_shard_folder(root):
         return DataSpec("shards", str(root.resolve()), val_split, seed)
     for kind, sub in (("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python")):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .images import UnreadableImage, load_image
+from .images import load_image
 
 DIGIT_CANVAS = 96  # px; the embedded data's image size
 DIGIT_SCALES = (2, 5)  # each 8x8 digit is scaled by an integer factor in this range (inclusive)
@@ -83,15 +83,18 @@ class DigitCanvases(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
         rng = np.random.default_rng((self.seed, self.epoch if self.fresh else 0, i))
-        img, boxes, labs = _canvas(rng, self.digits, self.labels, self.size, self.scales, self.per_canvas)
+        img, boxes, labs, _ = canvas(rng, self.digits, self.labels, self.size, self.scales, self.per_canvas)
         return torch.from_numpy(img).permute(2, 0, 1).contiguous(), _target(boxes, labs, i)
 
 
-def _canvas(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, size: int, scales: tuple[int, int],
-            per_canvas: tuple[int, int]) -> tuple[np.ndarray, list[list[float]], list[int]]:
-    """One canvas: noise background, 1-4 scaled digits that overlap each other by less than 10%."""
+def canvas(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, size: int, scales: tuple[int, int],
+           per_canvas: tuple[int, int]) -> tuple[np.ndarray, list[list[float]], list[int], np.ndarray]:
+    """One canvas: noise background, 1-4 scaled digits that overlap each other by less than 10%;
+    with the boxes, their labels (1..10) and a class mask (0 background, 1..10 where a digit covers
+    at least half the pixel, 255 = ignore on the faint edge in between)."""
     bg = rng.uniform(0, 60)
     img = np.clip(bg + rng.normal(0, 12, (size, size, 3)), 0, 255)
+    mask = np.zeros((size, size), dtype=np.uint8)
     boxes: list[list[float]] = []
     labs: list[int] = []
     for _ in range(int(rng.integers(per_canvas[0], per_canvas[1] + 1))):
@@ -111,9 +114,12 @@ def _canvas(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, si
         color = rng.uniform(150, 255, 3)
         alpha = (glyph / 16.0)[..., None]
         img[y: y + h, x: x + w] = img[y: y + h, x: x + w] * (1 - alpha) + color * alpha
+        region = mask[y: y + h, x: x + w]
+        region[glyph > 2] = 255
+        region[alpha[..., 0] >= 0.5] = int(labels[k]) + 1
         boxes.append(box)
         labs.append(int(labels[k]) + 1)
-    return img.round().astype(np.uint8), boxes, labs
+    return img.round().astype(np.uint8), boxes, labs, mask
 
 
 def _overlap(a: list[float], b: list[float]) -> float:
@@ -124,16 +130,24 @@ def _overlap(a: list[float], b: list[float]) -> float:
     return iw * ih / max(small, 1e-9)
 
 
-def digit_canvases(val_split: float = 0.2, seed: int = 0, train_count: int = 1200) -> DetectionSplits:
-    """Train and held-out canvases from disjoint digit images (stratified, seeded)."""
+def digit_split(val_split: float, seed: int, train_count: int) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                                       tuple[np.ndarray, np.ndarray], int]:
+    """scikit-learn's digits split into disjoint train and held-out images (stratified, seeded), and
+    the number of held-out canvases that keeps the split's ratio."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
     tr, va = train_test_split(np.arange(len(d.target)), test_size=val_split, random_state=seed, stratify=d.target)
     val_count = max(1, int(round(train_count * val_split / (1 - val_split))))
-    train = DigitCanvases(d.images[tr], d.target[tr], train_count, seed * 2 + 1, fresh=True)
-    val = DigitCanvases(d.images[va], d.target[va], val_count, seed * 2 + 2)
+    return (d.images[tr], d.target[tr]), (d.images[va], d.target[va]), val_count
+
+
+def digit_canvases(val_split: float = 0.2, seed: int = 0, train_count: int = 1200) -> DetectionSplits:
+    """Train and held-out canvases from disjoint digit images (stratified, seeded)."""
+    (tr_x, tr_y), (va_x, va_y), val_count = digit_split(val_split, seed, train_count)
+    train = DigitCanvases(tr_x, tr_y, train_count, seed * 2 + 1, fresh=True)
+    val = DigitCanvases(va_x, va_y, val_count, seed * 2 + 2)
     return DetectionSplits(train, val, train.classes)
 
 
@@ -238,37 +252,3 @@ def load_detection_splits(spec: Any) -> DetectionSplits:
     if spec.kind == "voc":
         return voc_splits(Path(spec.root))
     raise ValueError(f"{spec.kind!r} data holds no boxes; detection takes COCO or VOC folders, or 'digits'")
-
-
-# ------------------------------------------------------------------------------ batching
-
-
-class TransformedDetection(Dataset):
-    """Applies a box-aware transform; an unreadable image becomes its :class:`UnreadableImage`."""
-
-    def __init__(self, base: Dataset, transform: Any) -> None:
-        self.base, self.transform = base, transform
-
-    def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
-
-    def set_epoch(self, epoch: int) -> None:
-        """Pass the epoch to a dataset that draws new samples every epoch."""
-        if hasattr(self.base, "set_epoch"):
-            self.base.set_epoch(epoch)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]] | UnreadableImage:
-        try:
-            img, target = self.base[i]
-        except UnreadableImage as e:
-            return e
-        return self.transform(img, target)
-
-
-def collate_detection(batch: list[Any]) -> tuple[torch.Tensor, list[dict[str, Any]], list[str]]:
-    """Stack the readable images; targets stay a list (each image has its own number of boxes)."""
-    good = [b for b in batch if not isinstance(b, UnreadableImage)]
-    bad = [str(b) for b in batch if isinstance(b, UnreadableImage)]
-    if not good:
-        return torch.empty(0), [], bad
-    return torch.stack([g[0] for g in good]), [g[1] for g in good], bad

@@ -122,3 +122,35 @@ def make_loader(
         prefetch_factor=4 if workers > 0 else None,
         drop_last=drop_last,
     )
+
+
+class TransformedPairs(Dataset):
+    """Applies a transform of ``(image, target)`` (boxes or masks); an unreadable image becomes its
+    :class:`UnreadableImage`."""
+
+    def __init__(self, base: Dataset, transform: Any) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch to a dataset that draws new samples every epoch."""
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]] | UnreadableImage:
+        try:
+            img, target = self.base[i]
+        except UnreadableImage as e:
+            return e
+        return self.transform(img, target)
+
+
+def collate_targets(batch: list[Any]) -> tuple[torch.Tensor, list[dict[str, Any]], list[str]]:
+    """Stack the readable images; targets stay a list (each image has its own boxes, or mask size)."""
+    good = [b for b in batch if not isinstance(b, UnreadableImage)]
+    bad = [str(b) for b in batch if isinstance(b, UnreadableImage)]
+    if not good:
+        return torch.empty(0), [], bad
+    return torch.stack([g[0] for g in good]), [g[1] for g in good], bad

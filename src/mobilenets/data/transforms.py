@@ -71,3 +71,44 @@ def _box_fields(inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-box fields SanitizeBoundingBoxes must filter with the boxes."""
     target = inputs[1]
     return target["labels"], target["ignore"]
+
+
+class SegmentationTransform:
+    """``(image, mask) -> (normalized tensor, target)`` for segmentation (v2 + ``tv_tensors.Mask``).
+
+    Training: scale jitter (the image's shorter side to ``scale_range`` x the input size), a random
+    crop of the input size (padded with 0 and, in the mask, the ignore label), flips when ``hflip`` >
+    0; the target is ``{"mask": [S, S] long}``. Evaluation: the model's own resize of the image; the
+    target keeps the mask at the image's size (``orig_mask``, ``orig_size``), where it is scored.
+    """
+
+    def __init__(self, pre: Preprocess, train: bool, hflip: float = 0.5, scale_range: tuple[float, float] = (0.5, 2.0),
+                 ignore_index: int = 255) -> None:
+        from torchvision import tv_tensors
+        from torchvision.transforms import v2
+
+        self.train = train
+        size = pre.input_size
+        if train:
+            steps: list[v2.Transform] = [v2.ToImage()]
+            if scale_range != (1.0, 1.0):
+                steps.append(v2.RandomResize(max(1, int(size * scale_range[0])), int(size * scale_range[1]) + 1,
+                                             interpolation_mode(pre.interpolation), antialias=True))
+            steps.append(v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Mask: ignore_index, "others": 0}))
+            if hflip > 0:
+                steps.append(v2.RandomHorizontalFlip(hflip))
+            self.transform = v2.Compose(steps + pre.finish())
+        else:
+            self.transform = pre.eval_transform()
+
+    def __call__(self, img: Any, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        from torchvision import tv_tensors
+        from torchvision.transforms.v2.functional import get_size
+
+        size = tuple(get_size(img))
+        if tuple(mask.shape) != size:
+            raise ValueError(f"mask of size {tuple(mask.shape)} for an image of size {size}")
+        if not self.train:
+            return self.transform(img), {"orig_mask": mask, "orig_size": size}
+        out, m = self.transform(img, tv_tensors.Mask(mask))
+        return out, {"mask": m.as_subclass(torch.Tensor).long()}

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data import Transformed, find_images, load_image, make_loader
-from ..data.detection import TransformedDetection, collate_detection
+from ..data.loaders import TransformedPairs, collate_targets
 from ..data.transforms import DetectionTransform
 from ..models import Preprocess, check_input_size
 from ..tasks import classification, default_preprocess
@@ -115,8 +115,8 @@ def predict(
 def _detect(session: Any, files: list[Path], pre: Preprocess, classes: list[str] | None, batch_size: int,
             workers: int, threshold: float, save_vis: str | Path | None) -> PredictResult:
     result = PredictResult()
-    ds = TransformedDetection(_Files(files, with_target=True), DetectionTransform(pre, False))
-    for x, targets, bad in make_loader(ds, batch_size, workers=workers, collate_fn=collate_detection):
+    ds = TransformedPairs(_Files(files, with_target=True), DetectionTransform(pre, False))
+    for x, targets, bad in make_loader(ds, batch_size, workers=workers, collate_fn=collate_targets):
         result.errors += bad
         if not targets:
             continue

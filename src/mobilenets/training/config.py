@@ -14,7 +14,7 @@ import yaml
 
 from ..data import default_workers, resolve_data
 from ..models import check_input_size
-from ..tasks.detection.spec import is_detector_name
+from ..tasks import task_of_name
 from ..utils.device import AMP_CHOICES
 
 # Defaults that depend on the data: the embedded digits are 8x8 images, so a small model at 32 px,
@@ -42,7 +42,17 @@ DETECTION_PRESETS: dict[str, dict[str, Any]] = {
                  zoom_out=4.0, min_scale=1.0, crop_pct=1.0, amp="auto"),
 }
 DETECTION_PRESETS["voc"] = {**DETECTION_PRESETS["coco"], "model": "1.0-SSDLite-MobileNetV2-300"}
-TASK_PRESETS = {"classification": DATA_PRESETS, "detection": DETECTION_PRESETS}
+# Segmentation presets. The embedded canvases: no flips, mild scale jitter (min_scale is the lower
+# bound of the jitter, 1 = none); real photos: DeepLab's 0.5-2.0 jitter, flips, 513 px crops.
+SEGMENTATION_PRESETS: dict[str, dict[str, Any]] = {
+    "digits": dict(model="0.5-DeepLabV3-MobileNetV2-96-os16", epochs=12, batch_size=32, hflip=0.0, min_scale=1.0,
+                   crop_pct=1.0, weight_decay=4e-5, amp="off"),
+    "voc_seg": dict(model="1.0-DeepLabV3-MobileNetV2-513", epochs=60, batch_size=16, hflip=0.5, min_scale=0.5,
+                    crop_pct=1.0, amp="auto"),
+}
+SEGMENTATION_PRESETS["masks"] = SEGMENTATION_PRESETS["voc_seg"]
+TASK_PRESETS = {"classification": DATA_PRESETS, "detection": DETECTION_PRESETS,
+                "segmentation": SEGMENTATION_PRESETS}
 
 # Recipes (README "Training recipes" gives the sources). ``lr`` is per ``lr_batch`` images.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -69,7 +79,7 @@ class TrainConfig:
     """Every training option; ``None`` means "the data preset's / recipe's default"."""
 
     # what to train, on what
-    task: str | None = _opt(None, "classification or detection (default: what the model name says)")
+    task: str | None = _opt(None, "classification, detection or segmentation (default: what the model name says)")
     model: str | None = _opt(None, "model name (default: per task and data; digits: 0.5-MobileNetV2-32, "
                                    "0.5-SSDLite-MobileNetV2-96)")
     data: str | None = _opt(None, "ImageFolder (train/ + val/, or one folder split by --val-split), a CIFAR "
@@ -128,11 +138,12 @@ class TrainConfig:
         """Every ``None`` filled from the data preset and the recipe, and every value validated."""
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; valid: {', '.join(RECIPES)}")
-        task = self.task or ("detection" if self.model and is_detector_name(self.model) else "classification")
+        task = self.task or (task_of_name(self.model) if self.model else "classification")
         if task not in TASK_PRESETS:
             raise ValueError(f"invalid task {task!r}; valid: {', '.join(TASK_PRESETS)}")
-        if self.model and (task == "detection") != is_detector_name(self.model):
-            raise ValueError(f"{self.model} is not a {task} model; detectors are named like 0.5-SSDLite-MobileNetV2-96")
+        if self.model and task_of_name(self.model) != task:
+            raise ValueError(f"{self.model} is not a {task} model; detectors are named like "
+                             "0.5-SSDLite-MobileNetV2-96, segmenters like 0.5-DeepLabV3-MobileNetV2-96")
         spec = resolve_data(self.data, self.val_split, self.seed, task)
         recipe = {k: v for k, v in RECIPES[self.recipe].items() if k in _FROM_RECIPE}
         preset = TASK_PRESETS[task].get(spec.kind)

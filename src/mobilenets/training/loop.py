@@ -35,7 +35,7 @@ from .config import RESUMABLE_OPTIONS, ResolvedConfig, TrainConfig
 from .finetune import freeze_backbone, init_from_weights, set_train_mode
 from .plots import plot_curves
 from .step import TrainStep, build_train_step
-from .tasks import TASKS, Classification, Detection
+from .tasks import TASKS, Task
 
 
 class TrainingDiverged(RuntimeError):
@@ -48,7 +48,8 @@ class TrainingInterrupted(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """The best epoch's held-out numbers (top-1/top-5 %, or COCO mAP and mAP@0.5 as fractions)."""
+    """The best epoch's held-out numbers (top-1/top-5 %; COCO mAP and mAP@0.5, or mIoU and pixel
+    accuracy, as fractions)."""
 
     top1: float | None
     top5: float | None
@@ -63,6 +64,8 @@ class TrainResult:
     task: str = "classification"
     map: float | None = None
     map50: float | None = None
+    miou: float | None = None
+    pixel_acc: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -103,7 +106,7 @@ class Trainer:
     cfg: ResolvedConfig
     run: Run
     ctx: dist.DistContext
-    task: Classification | Detection
+    task: Task
     model: nn.Module
     step_fn: TrainStep
     precision: Precision
@@ -216,7 +219,7 @@ def _place(model: nn.Module, cfg: ResolvedConfig, ctx: dist.DistContext) -> nn.M
     return model
 
 
-def _loaders(cfg: ResolvedConfig, task: Classification | Detection, splits: Any, pre: Preprocess,
+def _loaders(cfg: ResolvedConfig, task: Task, splits: Any, pre: Preprocess,
              ctx: dist.DistContext) -> dict[str, Any]:
     """Training and validation loaders, each rank reading its shard of a seeded order."""
     train_ds, val_ds = task.datasets(splits, pre, cfg)
@@ -402,9 +405,13 @@ def _open_run(config: TrainConfig | None, resume: str | Path | None,
 def _result(t: Trainer, wall_s: float) -> TrainResult:
     best = next((h for h in t.history if h["epoch"] == t.best_epoch), t.history[-1] if t.history else {})
     nan = float("nan")
-    numbers = (dict(top1=best.get("val_top1", nan), top5=best.get("val_top5", nan)) if t.task.name == "classification"
-               else dict(top1=None, top5=None, map=best.get("val_map", nan) / 100,
-                         map50=best.get("val_map50", nan) / 100))
+    numbers: dict[str, float | None] = {"top1": None, "top5": None}
+    if t.task.name == "classification":
+        numbers = dict(top1=best.get("val_top1", nan), top5=best.get("val_top5", nan))
+    elif t.task.name == "detection":
+        numbers.update(map=best.get("val_map", nan) / 100, map50=best.get("val_map50", nan) / 100)
+    else:
+        numbers.update(miou=best.get("val_miou", nan) / 100, pixel_acc=best.get("val_pixel_acc", nan) / 100)
     result = TrainResult(**numbers, epochs=t.cfg.epochs, weights=str(t.run.best), wall_s=wall_s,
                          run_dir=str(t.run.path), best_epoch=t.best_epoch, model=t.cfg.model,
                          precision=t.precision.name, world_size=t.ctx.world_size, task=t.task.name, history=t.history)
@@ -414,7 +421,8 @@ def _result(t: Trainer, wall_s: float) -> TrainResult:
 
 
 def format_history(history: list[dict[str, Any]]) -> str:
-    metrics = [k for k in ("train_acc", "val_top1", "val_top5", "val_map", "val_map50", "val_map75")
+    metrics = [k for k in ("train_acc", "val_top1", "val_top5", "val_map", "val_map50", "val_map75", "val_miou",
+                           "val_pixel_acc")
                if history and k in history[0]]
     return render_table(
         ["epoch", "train loss", *(k.replace("_", " ").replace("acc", "top-1") for k in metrics), "val loss", "lr",

@@ -2,7 +2,8 @@
 it records. The loop (:mod:`mobilenets.training.loop`) calls these and nothing task-specific.
 
 A task's evaluation returns a result whose ``primary`` number picks the best epoch (top-1 for
-classification, COCO mAP@[.5:.95] for detection); ``row`` turns it into the history's columns.
+classification, COCO mAP@[.5:.95] for detection, mIoU for segmentation); ``row`` turns it into the
+history's columns.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..data import DataSpec, collate, load_splits, train_transform, with_transform
-from ..data.detection import TransformedDetection, collate_detection, load_detection_splits
-from ..data.transforms import DetectionTransform
+from ..data.detection import load_detection_splits
+from ..data.loaders import TransformedPairs, collate_targets
+from ..data.segmentation import load_segmentation_splits
+from ..data.transforms import DetectionTransform, SegmentationTransform
 from ..models import Preprocess
 from ..tasks import TaskConfig, default_preprocess, parse_model_name
 from ..tasks.classification import ClassificationMeter, EvalResult
@@ -24,7 +28,10 @@ from ..tasks.detection.boxes import unpad
 from ..tasks.detection.loss import ssd_loss
 from ..tasks.detection.metrics import CocoMeter, DetectionEvalResult
 from ..tasks.detection.model import SSD
+from ..tasks.segmentation.metrics import ConfusionMeter, SegmentationEvalResult
+from ..tasks.segmentation.model import DeepLabV3
 from ..utils.device import Precision
+from ..weights.labels import voc_segmentation_classes
 from . import distributed as dist
 from .config import ResolvedConfig
 from .step import Criterion, cross_entropy
@@ -69,7 +76,7 @@ class Detection:
     name = "detection"
     metrics = ("val_map", "val_map50", "val_map75")
     metric_label = "COCO mAP (%)"
-    collate = staticmethod(collate_detection)
+    collate = staticmethod(collate_targets)
 
     def splits(self, spec: DataSpec) -> Any:
         return load_detection_splits(spec)
@@ -82,12 +89,12 @@ class Detection:
         return pre if cfg.input_size is None else pre.replace(input_size=cfg.input_size)
 
     def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
-        return (TransformedDetection(splits.train, DetectionTransform(pre, True, cfg.hflip, cfg.zoom_out,
+        return (TransformedPairs(splits.train, DetectionTransform(pre, True, cfg.hflip, cfg.zoom_out,
                                                                       cfg.ssd_augment)),
                 self.val_dataset(splits.val, pre))
 
     def val_dataset(self, ds: Dataset, pre: Preprocess) -> Dataset:
-        return TransformedDetection(ds, DetectionTransform(pre, False))
+        return TransformedPairs(ds, DetectionTransform(pre, False))
 
     def criterion(self, model: nn.Module, cfg: ResolvedConfig) -> Criterion:
         ssd = _unwrap(model)
@@ -133,6 +140,75 @@ class Detection:
         return {"val_loss": ev.loss, "val_map": 100 * ev.map, "val_map50": 100 * ev.map50, "val_map75": 100 * ev.map75}
 
 
+class Segmentation:
+    name = "segmentation"
+    metrics = ("val_miou", "val_pixel_acc")
+    metric_label = "mIoU (%)"
+    collate = staticmethod(collate_targets)
+
+    def splits(self, spec: DataSpec) -> Any:
+        return load_segmentation_splits(spec, list(voc_segmentation_classes()))
+
+    def model_config(self, cfg: ResolvedConfig, classes: list[str]) -> TaskConfig:
+        return parse_model_name(cfg.model, num_classes=len(classes))
+
+    def preprocess(self, model_cfg: TaskConfig, cfg: ResolvedConfig) -> Preprocess:
+        pre = default_preprocess(model_cfg)
+        return pre if cfg.input_size is None else pre.replace(input_size=cfg.input_size)
+
+    def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
+        scales = (cfg.min_scale, 2.0 - cfg.min_scale) if cfg.min_scale < 1 else (1.0, 1.0)
+        return (TransformedPairs(splits.train, SegmentationTransform(pre, True, cfg.hflip, scales)),
+                self.val_dataset(splits.val, pre))
+
+    def val_dataset(self, ds: Dataset, pre: Preprocess) -> Dataset:
+        return TransformedPairs(ds, SegmentationTransform(pre, False))
+
+    def criterion(self, model: nn.Module, cfg: ResolvedConfig) -> Criterion:
+        ignore = _unwrap_segmenter(model).config.ignore_index
+
+        def loss(logits: torch.Tensor, targets: list[dict[str, Any]],
+                 x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            masks = torch.stack([t["mask"] for t in targets]).to(logits.device)
+            value = F.cross_entropy(logits.float(), masks, ignore_index=ignore)
+            correct = ((logits.argmax(1) == masks) & (masks != ignore)).sum()
+            return value, correct
+        return loss
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
+                 precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
+                 progress: bool = False) -> SegmentationEvalResult:
+        net = _unwrap_segmenter(model)
+        net.eval()
+        meter, loss_sum, images, skipped = ConfusionMeter(classes, net.config.ignore_index), 0.0, 0, []
+        for x, targets, bad in tqdm(loader, desc="eval", disable=not progress, leave=False, unit="batch"):
+            skipped += bad
+            if not len(targets):
+                continue
+            x = x.to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with precision.autocast():
+                low = net.forward_logits(x)
+            for logits, t in zip(low.float(), targets):  # scored at each image's own size
+                full = F.interpolate(logits[None], size=t["orig_size"], mode="bilinear", align_corners=True)[0]
+                mask = t["orig_mask"].to(device).long()
+                loss_sum += float(F.cross_entropy(full[None], mask[None], ignore_index=net.config.ignore_index))
+                meter.update(full.argmax(0), mask)
+            images += len(x)
+        if ctx.active:
+            parts = dist.gather_objects((meter, loss_sum, images, skipped), ctx)
+            meter = parts[0][0]
+            meter.merge([p[0] for p in parts[1:]])
+            loss_sum, images = sum(p[1] for p in parts), sum(p[2] for p in parts)
+            skipped = [s for p in parts for s in p[3]]
+        return meter.result(loss_sum / max(images, 1), skipped)
+
+    def row(self, ev: SegmentationEvalResult) -> dict[str, float]:
+        return {"val_loss": ev.loss, "val_miou": 100 * ev.miou, "val_pixel_acc": 100 * ev.pixel_acc}
+
+
 @torch.inference_mode()
 def run_eval(
     model: nn.Module,
@@ -168,4 +244,12 @@ def _unwrap(model: nn.Module) -> SSD:
     return m
 
 
-TASKS: dict[str, Classification | Detection] = {"classification": Classification(), "detection": Detection()}
+def _unwrap_segmenter(model: nn.Module) -> DeepLabV3:
+    m = getattr(model, "module", model)  # DDP
+    assert isinstance(m, DeepLabV3)
+    return m
+
+
+Task = Classification | Detection | Segmentation
+TASKS: dict[str, Task] = {"classification": Classification(), "detection": Detection(),
+                          "segmentation": Segmentation()}
