@@ -19,9 +19,10 @@ from .analysis.memory import PAPER_MAX_KB, analyze
 from .analysis.paper_tables import format_cell
 from .data.shard_writer import write_shards
 from .deploy import export, predict
-from .deploy.predict import DetectionPrediction
+from .deploy.predict import DetectionPrediction, SegmentationPrediction
 from .models import check_input_size, list_models, parse_name
 from .tasks.detection.metrics import DetectionEvalResult
+from .tasks.segmentation.metrics import SegmentationEvalResult
 from .tradeoffs import bench, choose, sweep
 from .tradeoffs.choose import parse_count
 from .training import (
@@ -225,15 +226,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_json({k: round(v, 4) if isinstance(v, float) else v for k, v in result.summary().items()})
     else:
         print(format_history(result.history))
-        best = (f"mAP {100 * result.map:.2f} (mAP@0.5 {100 * result.map50:.2f})" if result.task == "detection" else
-                f"top-1 {result.top1:.2f}% (top-5 {result.top5:.2f}%)")
+        best = {"detection": lambda: f"mAP {100 * result.map:.2f} (mAP@0.5 {100 * result.map50:.2f})",
+                "segmentation": lambda: f"mIoU {100 * result.miou:.2f} (pixel accuracy {100 * result.pixel_acc:.2f})",
+                }.get(result.task, lambda: f"top-1 {result.top1:.2f}% (top-5 {result.top5:.2f}%)")()
         print(f"\nbest held-out {best} at epoch {result.best_epoch} "
               f"of {result.epochs}; {result.wall_s:.0f} s, {result.precision}\nweights: {result.weights}\n"
               f"run folder: {result.run_dir} (metrics.jsonl, curves.png, state.pt)")
     return 0
 
 
-@verb("eval", "evaluate weights: top-1/top-5, per-class accuracy, confusion matrix PNG; COCO mAP for detectors",
+@verb("eval", "evaluate weights: top-1/top-5, per-class accuracy, confusion matrix PNG; COCO mAP for detectors; "
+      "mIoU for segmenters",
       arg("--weights", required=True, help="weights file (.safetensors from `train`, or a foreign format)"),
       arg("--data", help="data to evaluate on (default: the held-out split recorded in the weights)"),
       arg("--batch-size", type=int, default=64), arg("--device", default="auto"),
@@ -258,6 +261,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"\nmAP {100 * res.map:.2f}  mAP@0.5 {100 * res.map50:.2f}  mAP@0.75 {100 * res.map75:.2f}  small "
               f"{100 * res.map_small:.2f}  medium {100 * res.map_medium:.2f}  large {100 * res.map_large:.2f}  "
               f"(COCO, pycocotools) on {res.count} images{unreadable}\nresults: {Path(out) / 'eval.json'}")
+        return 0
+    if isinstance(res, SegmentationEvalResult):
+        print(render_table(["class", "IoU %"], [[c, f"{100 * v:.2f}"] for c, v in res.per_class.items()]))
+        print(f"\nmIoU {100 * res.miou:.2f}  pixel accuracy {100 * res.pixel_acc:.2f}  on {res.count} images"
+              f"{unreadable}\nresults: {Path(out) / 'eval.json'}")
         return 0
     print(render_table(["class", "accuracy %"], [[c, f"{a:.2f}"] for c, a in res.per_class.items()]))
     print(f"\ntop-1 {res.top1:.2f}%  top-5 {res.top5:.2f}%  loss {res.loss:.4f}  on {res.count} images{unreadable}\n"
@@ -325,10 +333,12 @@ def cmd_convert(args: argparse.Namespace) -> None:
       arg("--model", help="model name when the weights cannot tell"),
       arg("--format", default="onnx", choices=["onnx", "onnx-int8", "torchscript", "pt2"]),
       arg("--out", required=True, help="output file"),
-      arg("--calibrate", metavar="IMAGE_DIR", help="int8: calibration images (default: synthetic)"), INPUT_SIZE, JSON)
+      arg("--calibrate", metavar="IMAGE_DIR", help="int8: calibration images (default: synthetic)"),
+      arg("--argmax", action="store_true", help="segmenters (onnx): output the class map, not the logits"),
+      INPUT_SIZE, JSON)
 def cmd_export(args: argparse.Namespace) -> int:
     res = export(load_model(args.weights, args.model), args.out, args.format, calibrate=args.calibrate,
-                 input_size=args.input_size)
+                 input_size=args.input_size, argmax=args.argmax)
     if args.json:
         _print_json({"path": res.path, "format": res.format, "max_abs_diff": res.max_abs_diff, "ok": res.ok,
                      "agreement": res.agreement, "calibration": res.calibration, **res.details})
@@ -357,6 +367,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 found = ", ".join(f"{d['label']} {d['score']:.2f} at {[round(v) for v in d['box']]}"
                                   for d in p.detections)
                 print(f"{p.path}: {found or 'nothing above the threshold'}")
+            elif isinstance(p, SegmentationPrediction):
+                print(f"{p.path}: " + ", ".join(f"{c['label']} {100 * c['fraction']:.1f}%" for c in p.classes))
             else:
                 print(f"{p.path}: " + ", ".join(f"{c} ({prob:.3f})" for c, prob in p.top))
     if not res.predictions:

@@ -101,11 +101,16 @@ class SegmentationTransform:
         else:
             self.transform = pre.eval_transform()
 
-    def __call__(self, img: Any, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    def __call__(self, img: Any, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """With no mask (prediction), the target only carries the image's size."""
         from torchvision import tv_tensors
         from torchvision.transforms.v2.functional import get_size
 
         size = tuple(get_size(img))
+        if mask is None:
+            if self.train:
+                raise ValueError("training needs the mask")
+            return self.transform(img), {"orig_size": size}
         if tuple(mask.shape) != size:
             raise ValueError(f"mask of size {tuple(mask.shape)} for an image of size {size}")
         if not self.train:

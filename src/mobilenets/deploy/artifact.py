@@ -15,6 +15,7 @@ from torch import nn
 from ..models import MobileNet, fold_batchnorm
 from ..tasks import preprocess_of, task_of
 from ..tasks.detection.model import SSD, DetectionPipeline
+from ..tasks.segmentation.model import DeepLabV3, SegmentationPipeline
 
 META_KEY = "mobilenets"
 
@@ -47,13 +48,19 @@ class ExportResult:
         return s
 
 
-def inference_module(model: nn.Module, input_size: int | None = None) -> tuple[nn.Module, list[str]]:
-    """What an export holds, BN folded, and its output names: a classifier's logits, or a detector
-    with its box decoding and NMS (:class:`DetectionPipeline`) at one input size."""
+def inference_module(model: nn.Module, input_size: int | None = None,
+                     argmax: bool = False) -> tuple[nn.Module, list[str]]:
+    """What an export holds, BN folded, and its output names: a classifier's logits, a detector
+    with its box decoding and NMS (:class:`DetectionPipeline`) at one input size, or a segmenter's
+    upsampled logits (with ``argmax``: its class map)."""
     folded = fold_batchnorm(model).eval()
     if isinstance(model, SSD):
         size = model.config.resolution if input_size is None else input_size
         return DetectionPipeline(folded, (size, size)).eval(), ["boxes", "scores", "labels", "num_detections"]
+    if isinstance(model, DeepLabV3):
+        return SegmentationPipeline(folded, argmax).eval(), ["classes" if argmax else "logits"]
+    if argmax:
+        raise ValueError("argmax applies to segmenters only")
     return folded, ["output"]
 
 

@@ -18,14 +18,17 @@ FORMATS = ("onnx", "onnx-int8", "torchscript", "pt2")
 
 
 def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrate: str | Path | None = None,
-           input_size: int | None = None) -> ExportResult:
-    """Export ``model`` to ``path`` in ``format`` (onnx, onnx-int8, torchscript, pt2) and check it."""
+           input_size: int | None = None, argmax: bool = False) -> ExportResult:
+    """Export ``model`` to ``path`` in ``format`` (onnx, onnx-int8, torchscript, pt2) and check it;
+    ``argmax`` (segmenters, ONNX): the graph ends with the class of every pixel."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if input_size is not None:
         check_input_size(input_size)
+    if argmax and format != "onnx":
+        raise ValueError("--argmax applies to the onnx format")
     if format == "onnx":
-        return export_onnx(model, path, input_size)
+        return export_onnx(model, path, input_size, argmax=argmax)
     if format == "onnx-int8":
         return export_onnx_int8(model, path, calibrate, input_size)
     if format == "torchscript":

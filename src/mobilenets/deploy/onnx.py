@@ -20,13 +20,14 @@ ONNX_OPSET = 18
 
 
 def export_onnx(model: MobileNet, path: str | Path, input_size: int | None = None, opset: int = ONNX_OPSET,
-                check: bool = True) -> ExportResult:
-    """ONNX with BN folded, a dynamic batch dimension, and our metadata (classes, preprocessing)."""
+                check: bool = True, argmax: bool = False) -> ExportResult:
+    """ONNX with BN folded, a dynamic batch dimension, and our metadata (classes, preprocessing);
+    ``argmax``: a segmenter outputs its class map instead of logits."""
     import onnx  # heavy: imported on first use
 
     if opset < 17:
         raise ValueError(f"opset {opset} is too old; use >= 17")
-    module, outputs = inference_module(model, input_size)
+    module, outputs = inference_module(model, input_size, argmax)
     x = check_input(model, input_size, batch=1)
     path = Path(path)
     # the exporter prints progress lines (and, for graphs with data-dependent shapes, the graph) on
@@ -47,13 +48,13 @@ def export_onnx(model: MobileNet, path: str | Path, input_size: int | None = Non
         onnx.save(proto, str(tmp_out))
     res = ExportResult(str(path), "onnx")
     if check:
-        res.max_abs_diff, res.tolerance = _check_onnx(model, path, input_size), 1e-4
+        res.max_abs_diff, res.tolerance = _check_onnx(model, path, input_size, argmax), 1e-4
     return res
 
 
-def _check_onnx(model: nn.Module, path: Path, input_size: int | None) -> float:
+def _check_onnx(model: nn.Module, path: Path, input_size: int | None, argmax: bool = False) -> float:
     x = check_input(model, input_size, batch=3)  # a batch size other than the export's: dynamic batch
-    module, _ = inference_module(model, input_size)
+    module, _ = inference_module(model, input_size, argmax)
     with torch.inference_mode():
         ref = module(x)
     ref = tuple(r.numpy() for r in ref) if isinstance(ref, tuple) else ref.numpy()

@@ -1,6 +1,6 @@
 """Prediction on image files through any runtime, batched, with unreadable files reported instead of
-stopping the run: a classifier's top-k classes, or a detector's boxes in the image's own pixels
-(optionally drawn into pictures)."""
+stopping the run: a classifier's top-k classes, a detector's boxes in the image's own pixels, or a
+segmenter's classes with their pixel fractions (optionally drawn into pictures)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from torch.utils.data import Dataset
 
 from ..data import Transformed, find_images, load_image, make_loader
 from ..data.loaders import TransformedPairs, collate_targets
-from ..data.transforms import DetectionTransform
+from ..data.transforms import DetectionTransform, SegmentationTransform
 from ..models import Preprocess, check_input_size
 from ..tasks import classification, default_preprocess
 from ..tasks.classification import Prediction
 from ..tasks.detection.spec import DetectorConfig
+from ..tasks.segmentation.spec import SegmenterConfig
 from ..utils.device import pick_device
 from ..utils.fsutil import atomic_path
 from .session import open_session
@@ -35,8 +36,17 @@ class DetectionPrediction:
 
 
 @dataclass
+class SegmentationPrediction:
+    path: str
+    classes: list[dict[str, Any]]  # label, class_id, fraction of the pixels; largest first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "classes": self.classes}
+
+
+@dataclass
 class PredictResult:
-    predictions: list[Prediction | DetectionPrediction] = field(default_factory=list)
+    predictions: list[Prediction | DetectionPrediction | SegmentationPrediction] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # "path: reason" for each unreadable file
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +113,8 @@ def predict(
         pre = pre.replace(input_size=input_size)
     if isinstance(session.config, DetectorConfig) or meta.get("task") == "detection":
         return _detect(session, files, pre, meta.get("classes"), batch_size, workers, score_threshold, save_vis)
+    if isinstance(session.config, SegmenterConfig) or meta.get("task") == "segmentation":
+        return _segment(session, files, pre, meta.get("classes"), batch_size, workers, save_vis)
     result = PredictResult()
     for x, idx, bad in make_loader(Transformed(_Files(files), pre.eval_transform()), batch_size, workers=workers):
         result.errors += bad
@@ -131,6 +143,69 @@ def _detect(session: Any, files: list[Path], pre: Preprocess, classes: list[str]
             if save_vis is not None:
                 draw_detections(path, dets, Path(save_vis) / f"{path.stem}.png")
     return result
+
+
+class _Segmentable:
+    """An image file's input tensor, with its index and size (no mask to read)."""
+
+    def __init__(self, pre: Preprocess) -> None:
+        self.transform = SegmentationTransform(pre, False)
+
+    def __call__(self, img: Any, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        x, target = self.transform(img)
+        return x, {**target, "image_id": index}
+
+
+def _segment(session: Any, files: list[Path], pre: Preprocess, classes: list[str] | None, batch_size: int,
+             workers: int, save_vis: str | Path | None) -> PredictResult:
+    """Logits upsampled to each image's own size, then the class of every pixel (an export that ends
+    in argmax gives classes at the input size: resized with nearest neighbours)."""
+    import torch.nn.functional as F
+
+    result = PredictResult()
+    ds = TransformedPairs(_Files(files), _Segmentable(pre))
+    for x, targets, bad in make_loader(ds, batch_size, workers=workers, collate_fn=collate_targets):
+        result.errors += bad
+        if not targets:
+            continue
+        out = torch.from_numpy(np.asarray(session.run(x)))
+        for o, t in zip(out, targets):
+            if o.dim() == 3:  # logits
+                mask = F.interpolate(o[None].float(), size=t["orig_size"], mode="bilinear", align_corners=True)[0]
+                mask = mask.argmax(0)
+            else:
+                mask = F.interpolate(o[None, None].float(), size=t["orig_size"], mode="nearest")[0, 0].long()
+            path = files[t["image_id"]]
+            ids, counts = mask.unique(return_counts=True)
+            found = [{"label": classes[int(k)] if classes and int(k) < len(classes) else str(int(k)),
+                      "class_id": int(k), "fraction": round(float(c) / mask.numel(), 6)}
+                     for k, c in sorted(zip(ids.tolist(), counts.tolist()), key=lambda kc: -kc[1])]
+            result.predictions.append(SegmentationPrediction(str(path), found))
+            if save_vis is not None:
+                draw_segmentation(path, mask, Path(save_vis))
+    return result
+
+
+def draw_segmentation(image: Path, mask: torch.Tensor, folder: Path) -> tuple[Path, Path]:
+    """``<stem>_mask.png`` (uint8 class ids at the image's size) and ``<stem>_overlay.png`` (each class
+    but the background in its own colour over the image, torchvision's draw_segmentation_masks)."""
+    from matplotlib import colormaps
+    from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
+    from torchvision.utils import draw_segmentation_masks
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mask_path, overlay_path = folder / f"{image.stem}_mask.png", folder / f"{image.stem}_overlay.png"
+    with atomic_path(mask_path) as tmp:
+        to_pil_image(mask.to(torch.uint8)).save(tmp, format="PNG")
+    img = pil_to_tensor(load_image(image))
+    ids = [k for k in mask.unique().tolist() if k != 0]
+    if ids:
+        palette = colormaps["hsv"]  # saturated hues, spread by the golden ratio
+        colors = [tuple(int(255 * c) for c in palette((k * 0.618) % 1)[:3]) for k in ids]
+        img = draw_segmentation_masks(img, torch.stack([mask == k for k in ids]), alpha=0.55, colors=colors)
+    with atomic_path(overlay_path) as tmp:
+        to_pil_image(img).save(tmp, format="PNG")
+    return mask_path, overlay_path
 
 
 def draw_detections(image: Path, detections: list[dict[str, Any]], out: Path) -> Path:

@@ -13,6 +13,7 @@ from ..data import DataSpec, default_workers, make_loader, resolve_data
 from ..tasks import preprocess_of, task_of
 from ..tasks.classification import EvalResult
 from ..tasks.detection.metrics import DetectionEvalResult
+from ..tasks.segmentation.metrics import SegmentationEvalResult
 from ..utils.device import pick_device, pick_precision
 from ..weights import load_model
 from .distributed import DistContext
@@ -30,7 +31,7 @@ def evaluate(
     workers: int | None = None,
     out: str | Path | None = None,
     progress: bool = True,
-) -> EvalResult | DetectionEvalResult:
+) -> EvalResult | DetectionEvalResult | SegmentationEvalResult:
     """Evaluate a weights file (or a loaded model) on ``data``.
 
     Without ``data``, it uses the held-out split recorded in the weights' metadata (for the

@@ -63,3 +63,16 @@ class DeepLabV3(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.config.name!r}"
+
+
+class SegmentationPipeline(nn.Module):
+    """A segmenter as exported: logits at the input size, or (``argmax=True``) the class of every
+    pixel (int64 ``[N, H, W]``, like Google's DeepLab files)."""
+
+    def __init__(self, model: DeepLabV3, argmax: bool = False) -> None:
+        super().__init__()
+        self.model, self.argmax = model, argmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        return logits.argmax(1) if self.argmax else logits
