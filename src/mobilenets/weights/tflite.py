@@ -340,6 +340,8 @@ def activation_grids(tfl: TFLiteModel, cfg: TaskConfig) -> dict[str, list[list[f
         table.update({name: [grid] for name, grid in zip(residual, tfl.add_grids)})
     if tfl.pool_grid and isinstance(cfg, ModelConfig):
         table["pool"] = [tfl.pool_grid]
+    if isinstance(cfg, SegmenterConfig) and "classifier" in table:
+        table[""] = table["classifier"]  # TFLite upsamples the uint8 logits: ties go to ARG_MAX's first class
     g = tfl.output_grids
     if "codes" in g and "logits" in g:
         table[""] = [g["codes"], g["logits"]]  # SSD.forward returns both, concatenated like TFLite's CONCATENATION

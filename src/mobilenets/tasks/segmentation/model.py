@@ -27,10 +27,22 @@ class ASPP(nn.Module):
         self.atrous = nn.ModuleList(ConvBNAct(layer, head_cfg) for layer in arch.atrous)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.pool(x.mean((2, 3), keepdim=True))
+        pooled = self._image_pooling(x.mean((2, 3), keepdim=True))
         # a 1x1 map resized with align_corners is the same value everywhere: broadcast it
         branches = [pooled.expand(-1, -1, x.shape[2], x.shape[3]), self.conv(x)]
         return torch.cat(branches + [b(x) for b in self.atrous], 1)
+
+    def _image_pooling(self, pooled: torch.Tensor) -> torch.Tensor:
+        """A batch of one image (the tail of an epoch, or a batch whose other images were unreadable)
+        has a single value per channel after pooling: BN uses its running statistics then."""
+        bn = self.pool.bn
+        if not (self.training and pooled.shape[0] == 1 and isinstance(bn, nn.BatchNorm2d)):
+            return self.pool(pooled)
+        bn.eval()
+        try:
+            return self.pool(pooled)
+        finally:
+            bn.train()
 
 
 class DeepLabV3(nn.Module):
