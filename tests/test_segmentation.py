@@ -19,7 +19,9 @@ from mobilenets.tasks.segmentation.metrics import ConfusionMeter
 from mobilenets.tasks.segmentation.spec import parse_segmenter_name
 from mobilenets.weights.tflite import run_litert_outputs
 
-SEGMENTERS = {"deeplabv3_mnv2_pascal_quant.tflite": (1.0, 0.958), "deeplabv3_mnv2_dm05_pascal_quant.tflite": (0.5, 0.924)}
+# file: (width, LiteRT's Coral IoU on bird_segmentation)
+SEGMENTERS = {"deeplabv3_mnv2_pascal_quant.tflite": (1.0, 0.958),
+              "deeplabv3_mnv2_dm05_pascal_quant.tflite": (0.5, 0.924)}
 PHOTOS = ("bird_segmentation.bmp", "burger.jpg", "cat.bmp", "cheetah.jpg", "elephant.jpg", "grace_hopper.bmp",
           "grace_hopper.jpg", "hot_dog.jpg", "multi_objects.jpg", "owl.jpg", "parrot.jpg", "sparrow.png")
 
@@ -168,6 +170,7 @@ def test_predict_json_and_pictures(refdata: Path, tmp_path: Path) -> None:
     assert overlay.size == photo.size
 
 
+@pytest.mark.slow  # ~50 s: two exports of a 513 px-trained model, each checked in ONNX Runtime
 def test_onnx_export_with_and_without_argmax(google_segmenters: dict[str, torch.nn.Module], refdata: Path,
                                              tmp_path: Path) -> None:
     from mobilenets.deploy.session import OnnxSession
@@ -182,6 +185,16 @@ def test_onnx_export_with_and_without_argmax(google_segmenters: dict[str, torch.
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).argmax(1).numpy()
     assert out.shape == (1, 129, 129) and float((out == ref).mean()) > 0.999
+
+
+@pytest.mark.slow  # a subprocess with a training step (~15 s): the default suite stays under 10 minutes
+def test_bench_measures_a_segmenter() -> None:
+    name = "0.25-DeepLabV3-MobileNetV2-64"
+    r = subprocess.run([sys.executable, "-m", "mobilenets", "bench", name, "--train", "--batch-size", "4",
+                        "--warmup", "1", "--iters", "3", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["latency_ms"] > 0 and out["train_img_per_s"] > 0 and out["madds"] == mobilenets.profile(name).madds
 
 
 # ------------------------------------------------------------------------------ data, training, eval
@@ -308,6 +321,7 @@ def test_mask_folder_layout_and_errors(tmp_path: Path) -> None:
         mobilenets.TrainConfig(task="segmentation", model="0.5-SSD-MobileNet-96").resolved()
 
 
+@pytest.mark.slow  # ~12 s
 def test_default_segmentation_training_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``train --task segmentation`` with nothing else: the embedded digit masks (fewer canvases here)."""
     from mobilenets.data.segmentation import digit_mask_splits

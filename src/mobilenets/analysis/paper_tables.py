@@ -268,8 +268,8 @@ def _segmenter_row(label: str, name: str, madds: str, params: str, miou: str, no
     p = profile(name)
     res = p.input_size[0]
     madds_ = 2 * sum(profile(name, input_size=int(res * s)).madds for s in MF_SCALES) if mf else p.madds
-    return PaperRow(label, {"MAdds (B)": Cell(madds, madds_ / 1e9), "Params (M)": Cell(params, p.trainable_params / 1e6)},
-                    miou, note)
+    cells = {"MAdds (B)": Cell(madds, madds_ / 1e9), "Params (M)": Cell(params, p.trainable_params / 1e6)}
+    return PaperRow(label, cells, miou, note)
 
 
 def _v2_segmentation_table() -> Table:

@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from .detection import is_coco_folder, is_voc_folder
-from .segmentation import is_mask_folder, is_voc_segmentation_folder
 from .images import IMAGE_EXTENSIONS, load_image
+from .segmentation import is_mask_folder, is_voc_segmentation_folder
 from .shards import INDEX, ShardStream, is_shard_folder
 
 DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake", "shards", "coco", "voc")

@@ -2,9 +2,9 @@
 
 ``classification`` is the papers' ImageNet task (the models themselves, plus metrics and top-k
 predictions); ``detection`` holds SSD / SSDLite (spec, anchors, box coding, the module, loss,
-COCO metrics); ``segmentation`` holds Mobile DeepLabv3 (spec, module, confusion-matrix metrics). Higher layers (cost model,
-weights, training, export, prediction) reach every task through :func:`parse_model_name`,
-:func:`build_model` and :func:`task_of`.
+COCO metrics); ``segmentation`` holds Mobile DeepLabv3 (spec, module, confusion-matrix metrics).
+Higher layers (cost model, weights, training, export, prediction) reach every task through
+:func:`parse_model_name`, :func:`build_model` and :func:`task_of`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from .tasks import TASKS
 def train_throughput(cfg: TaskConfig, batch_size: int, input_size: int, amp: str = "auto", device: str = "cpu",
                      steps: int = 8, warmup: int = 3) -> tuple[float, str]:
     """(images/s, precision name) of the same TrainStep, with the same options and loss, as training
-    (a detector's targets: one box per image)."""
+    (a detector's targets: one box per image; a segmenter's: random class masks)."""
     dev = pick_device(device)
     precision = pick_precision(amp, dev)
     model = build_model(cfg).to(dev).to(memory_format=torch.channels_last).train()
@@ -32,6 +32,9 @@ def train_throughput(cfg: TaskConfig, batch_size: int, input_size: int, amp: str
     if task == "detection":
         box = torch.tensor([[0.2, 0.3, 0.6, 0.8]]) * input_size
         y = [{"boxes": box, "labels": torch.tensor([1]), "ignore": torch.tensor([False])}] * batch_size
+    elif task == "segmentation":
+        masks = torch.randint(0, cfg.num_classes, (batch_size, input_size, input_size), generator=g)
+        y = [{"mask": m} for m in masks]
 
     def one() -> None:
         loss, _ = step(x, y)
