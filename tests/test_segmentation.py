@@ -112,6 +112,7 @@ def test_google_segmenters_load_as_our_models(google_segmenters: dict[str, torch
         m = google_segmenters[f]
         assert m.config.name == f"{alpha}-DeepLabV3-MobileNetV2-513" and m.config.output_stride == 16
         assert not m.config.aspp and m.num_classes == 21 and m.weights_meta["classes"][3] == "bird"
+        assert m.config.align_corners  # read from the file's RESIZE_BILINEAR options
     # TF DeepLab rounds the narrow model's channels to multiples of 1: 0.5 x 24 = 12
     assert google_segmenters["deeplabv3_mnv2_dm05_pascal_quant.tflite"].config.backbone.width_divisor == 1
 

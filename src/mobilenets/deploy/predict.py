@@ -163,6 +163,7 @@ def _segment(session: Any, files: list[Path], pre: Preprocess, classes: list[str
     import torch.nn.functional as F
 
     result = PredictResult()
+    align = getattr(session.config, "align_corners", True)  # exports record no config: TF's convention
     ds = TransformedPairs(_Files(files), _Segmentable(pre))
     for x, targets, bad in make_loader(ds, batch_size, workers=workers, collate_fn=collate_targets):
         result.errors += bad
@@ -171,7 +172,7 @@ def _segment(session: Any, files: list[Path], pre: Preprocess, classes: list[str
         out = torch.from_numpy(np.asarray(session.run(x)))
         for o, t in zip(out, targets):
             if o.dim() == 3:  # logits
-                mask = F.interpolate(o[None].float(), size=t["orig_size"], mode="bilinear", align_corners=True)[0]
+                mask = F.interpolate(o[None].float(), size=t["orig_size"], mode="bilinear", align_corners=align)[0]
                 mask = mask.argmax(0)
             else:
                 mask = F.interpolate(o[None, None].float(), size=t["orig_size"], mode="nearest")[0, 0].long()

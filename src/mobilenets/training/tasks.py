@@ -192,7 +192,8 @@ class Segmentation:
             with precision.autocast():
                 low = net.forward_logits(x)
             for logits, t in zip(low.float(), targets):  # scored at each image's own size
-                full = F.interpolate(logits[None], size=t["orig_size"], mode="bilinear", align_corners=True)[0]
+                full = F.interpolate(logits[None], size=t["orig_size"], mode="bilinear",
+                                     align_corners=net.config.align_corners)[0]
                 mask = t["orig_mask"].to(device).long()
                 loss_sum += float(F.cross_entropy(full[None], mask[None], ignore_index=net.config.ignore_index))
                 meter.update(full.argmax(0), mask)

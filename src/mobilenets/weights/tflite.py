@@ -61,6 +61,7 @@ class TFLiteModel:
     # a detector's box encodings, class logits (each concatenated over the maps) and sigmoid scores
     output_grids: dict[str, list[float]] = field(default_factory=dict)
     segmenter: bool = False  # DeepLab: image pooling + per-pixel logits (and usually an ARG_MAX output)
+    align_corners: bool = True  # the last bilinear resize's (a segmenter's upsampling to the input)
 
     @property
     def output_stride(self) -> int:
@@ -105,26 +106,32 @@ def _grid(t: dict[str, Any]) -> list[float] | None:
     return [float(scale), int(zero_point), int(info.min), int(info.max)]
 
 
-def _conv_dilations(path: Path) -> list[int]:
-    """The dilation of every conv op, in execution order (the interpreter does not report options)."""
+def _op_options(path: Path) -> tuple[list[int], list[bool]]:
+    """The dilation of every conv op and the ``align_corners`` of every bilinear resize, in execution
+    order (the interpreter does not report builtin options)."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
     codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
-    options = {schema.BuiltinOperator.CONV_2D: schema.Conv2DOptions,
-               schema.BuiltinOperator.DEPTHWISE_CONV_2D: schema.DepthwiseConv2DOptions}
+    ops = schema.BuiltinOperator
+    options = {ops.CONV_2D: schema.Conv2DOptions, ops.DEPTHWISE_CONV_2D: schema.DepthwiseConv2DOptions,
+               ops.RESIZE_BILINEAR: schema.ResizeBilinearOptions}
     graph = model.Subgraphs(0)
-    out = []
+    dilations, align = [], []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = codes[op.OpcodeIndex()]
         kind = options.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
-        if kind is not None:
-            table = op.BuiltinOptions()
-            opts = kind()
-            opts.Init(table.Bytes, table.Pos)
-            out.append(int(opts.DilationHFactor()))
-    return out
+        if kind is None:
+            continue
+        table = op.BuiltinOptions()
+        opts = kind()
+        opts.Init(table.Bytes, table.Pos)
+        if kind is schema.ResizeBilinearOptions:
+            align.append(bool(opts.AlignCorners()))
+        else:
+            dilations.append(int(opts.DilationHFactor()))
+    return dilations, align
 
 
 def _segmenter_order(convs: list[TFLiteConv]) -> list[TFLiteConv]:
@@ -194,7 +201,8 @@ def read_tflite(path: str | Path) -> TFLiteModel:
         convs.append(TFLiteConv(op["op_name"], _dequantize(w_t, raw), bias, w_t["name"], out))
     if not convs:
         raise WeightsError(f"{path}: no convolution in this TFLite model")
-    for conv, dilation in zip([c for c in convs if c.op != "FULLY_CONNECTED"], _conv_dilations(path)):
+    dilations, align = _op_options(path)
+    for conv, dilation in zip([c for c in convs if c.op != "FULLY_CONNECTED"], dilations):
         conv.dilation = dilation
     segmenter |= any(c.name.startswith("image_pooling") for c in convs)
     inp = it.get_input_details()[0]
@@ -202,7 +210,7 @@ def read_tflite(path: str | Path) -> TFLiteModel:
     return TFLiteModel(_segmenter_order(convs) if segmenter else convs, int(inp["shape"][1]),
                        np.dtype(inp["dtype"]).name, (float(inp["quantization"][0]), int(inp["quantization"][1])),
                        quantized, post, anchors, anchor_step, adds, None if segmenter else pool,
-                       {k: v for k, v in outputs.items() if v is not None}, segmenter)
+                       {k: v for k, v in outputs.items() if v is not None}, segmenter, align[-1] if align else True)
 
 
 def _torch_weight(conv: TFLiteConv) -> torch.Tensor:
@@ -260,8 +268,8 @@ def _segmenter_candidates(tfl: TFLiteModel) -> list[SegmenterConfig]:
         backbone = c.replace(resolution=max(tfl.input_size, 32), output_stride=tfl.output_stride,
                              **{**tf_overrides(c.family), "num_classes": 0, "dropout": 0.0})
         divisors = (8, 1) if c.family == "v2" and c.alpha < 1 else (8,)
-        out += [SegmenterConfig(backbone.replace(width_divisor=d), num_classes, aspp=aspp)
-                for d in divisors for aspp in (False, True)]
+        out += [SegmenterConfig(backbone.replace(width_divisor=d), num_classes, aspp=aspp,
+                                align_corners=tfl.align_corners) for d in divisors for aspp in (False, True)]
     return out
 
 
@@ -396,7 +404,7 @@ def load_tflite(paths: list[Path],
                       parts[0].input_quant, any(p.quantized for p in parts), parts[0].postprocess, parts[0].anchors,
                       parts[0].anchor_step, [g for p in parts for g in p.add_grids],
                       next((p.pool_grid for p in parts if p.pool_grid), None), parts[0].output_grids,
-                      parts[0].segmenter)
+                      parts[0].segmenter, parts[0].align_corners)
     cfg = infer_config(tfl, model or tflite_name_hint(paths[0]))
     mean, std = _input_mapping(tfl, cfg if isinstance(cfg, ModelConfig) else cfg.backbone)
     grids = activation_grids(tfl, cfg)

@@ -71,7 +71,8 @@ class DeepLabV3(nn.Module):
         return self.classifier(self.dropout(self.project(self.aspp(f))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(self.forward_logits(x), size=x.shape[-2:], mode="bilinear", align_corners=True)
+        return F.interpolate(self.forward_logits(x), size=x.shape[-2:], mode="bilinear",
+                             align_corners=self.config.align_corners)
 
     def extra_repr(self) -> str:
         return f"name={self.config.name!r}"

@@ -12,8 +12,8 @@ and the cost model read one description:
   16, doubled at 8 (halved at 32);
 * ``project``: 1x1 conv + BN + ReLU over the concatenated branches (image pooling first, as in
   TF's DeepLab), then dropout;
-* ``classifier``: 1x1 conv with a bias to the class logits, upsampled bilinearly (TF's
-  ``align_corners=True``) to the input size.
+* ``classifier``: 1x1 conv with a bias to the class logits, upsampled bilinearly to the input
+  size (TF DeepLab's ``align_corners=True`` by default; an option, read from a TFLite file).
 
 Names: ``<alpha>-DeepLabV3-MobileNetV2-<res>`` (``-MobileNet-`` for V1), 513 px and output stride
 16 by default, without ASPP (Google's published models and the paper's on-device row); the
@@ -47,6 +47,7 @@ class SegmenterConfig:
     head_channels: int = 256
     dropout: float = 0.1  # before the logits, while training (TF DeepLab: keep_prob 0.9)
     ignore_index: int = 255  # the label of pixels that count neither in the loss nor in the metrics
+    align_corners: bool = True  # the final bilinear upsampling's convention (TF DeepLab's: True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
