@@ -88,6 +88,19 @@ def test_state_dict_keys_are_readable() -> None:
     assert not any(k.startswith("backbone.head") for k in keys)
 
 
+def test_weights_round_trip_and_model_hint(tmp_path: Path) -> None:
+    from mobilenets.weights import WeightsError
+
+    model = mobilenets.create_model("0.25-DeepLabV3-MobileNetV2-64-os8", num_classes=5)
+    mobilenets.save_weights(model, tmp_path / "s.safetensors")
+    back = mobilenets.load_model(tmp_path / "s.safetensors", "0.25-DeepLabV3-MobileNetV2-128-os8")
+    assert back.config.resolution == 128 and back.config.output_stride == 8 and back.num_classes == 5
+    for (k, v), w in zip(model.state_dict().items(), back.state_dict().values()):
+        assert torch.equal(v, w), k
+    with pytest.raises(WeightsError, match="not 0.25-DeepLabV3-MobileNetV2-64-aspp"):
+        mobilenets.load_model(tmp_path / "s.safetensors", "0.25-DeepLabV3-MobileNetV2-64-aspp")
+
+
 # ------------------------------------------------------------------------------ Google's segmenters
 
 
@@ -272,6 +285,7 @@ def make_voc_segmentation_folder(root: Path, n: int = 24) -> Path:
 FAST = dict(model="0.25-DeepLabV3-MobileNet-64", progress=False, batch_size=6)
 
 
+@pytest.mark.slow  # ~25 s: two epochs, eval in-process and by the CLI
 def test_train_and_evaluate_on_a_voc_folder(tmp_path: Path) -> None:
     data = make_voc_segmentation_folder(tmp_path / "voc")
     res = mobilenets.train(mobilenets.TrainConfig(task="segmentation", data=str(data), epochs=2,

@@ -23,7 +23,8 @@ from ..models import ModelConfig
 from ..models.fake_quant import emulate_activation_quantization
 from ..models.registry import published_widths
 from ..models.spec import build_arch
-from ..tasks import DetectorConfig, TaskConfig, build_model, config_from_dict, parse_model_name, task_of
+from ..tasks import (DetectorConfig, SegmenterConfig, TaskConfig, build_model, config_from_dict, parse_model_name,
+                     task_of)
 from .keras import KERAS_SUFFIXES, keras_candidates, keras_state_dict, read_keras_h5
 from .labels import classes_for
 from .native import WeightsError, load_state_dict_checked, read_metadata, read_tensors
@@ -184,15 +185,17 @@ def load_state(weights: str | Path, model: str | TaskConfig | None = None) -> Lo
 
 
 def _architecture(cfg: TaskConfig) -> tuple[object, ...]:
-    """What a file must match of a requested model: family, width and variant (and a detector's head);
-    not the resolution, which any input size serves."""
+    """What a file must match of a requested model: family, width and variant (and a detector's head,
+    a segmenter's ASPP); not the resolution, which any input size serves."""
     if isinstance(cfg, DetectorConfig):
         return (cfg.head, *_architecture(cfg.backbone))
+    if isinstance(cfg, SegmenterConfig):
+        return ("aspp" if cfg.aspp else "no-aspp", *_architecture(cfg.backbone))
     return (cfg.family, cfg.alpha, cfg.variant)
 
 
 def with_resolution(cfg: TaskConfig, resolution: int) -> TaskConfig:
-    if isinstance(cfg, DetectorConfig):
+    if isinstance(cfg, (DetectorConfig, SegmenterConfig)):
         return cfg.replace(backbone=cfg.backbone.replace(resolution=resolution))
     return cfg.replace(resolution=resolution)
 
