@@ -23,8 +23,15 @@ from ..models import ModelConfig
 from ..models.fake_quant import emulate_activation_quantization
 from ..models.registry import published_widths
 from ..models.spec import build_arch
-from ..tasks import (DetectorConfig, SegmenterConfig, TaskConfig, build_model, config_from_dict, parse_model_name,
-                     task_of)
+from ..tasks import (
+    DetectorConfig,
+    SegmenterConfig,
+    TaskConfig,
+    build_model,
+    config_from_dict,
+    parse_model_name,
+    task_of,
+)
 from .keras import KERAS_SUFFIXES, keras_candidates, keras_state_dict, read_keras_h5
 from .labels import classes_for
 from .native import WeightsError, load_state_dict_checked, read_metadata, read_tensors
