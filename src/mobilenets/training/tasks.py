@@ -157,7 +157,7 @@ class Segmentation:
         return pre if cfg.input_size is None else pre.replace(input_size=cfg.input_size)
 
     def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
-        scales = (cfg.min_scale, 2.0 - cfg.min_scale) if cfg.min_scale < 1 else (1.0, 1.0)
+        scales = (cfg.min_scale, 1.0 / cfg.min_scale)  # DeepLab's 0.5-2.0 from min_scale 0.5; 1 = no jitter
         return (TransformedPairs(splits.train, SegmentationTransform(pre, True, cfg.hflip, scales)),
                 self.val_dataset(splits.val, pre))
 
