@@ -128,13 +128,7 @@ class Detection:
             images += len(x)
             for det, t in zip(unpad(*ssd.postprocess(out[0], out[1], anchors)), targets):
                 meter.update(det, pre.boxes_to_image(det.boxes.cpu(), t["orig_size"]), t)
-        if ctx.active:
-            parts = dist.gather_objects((meter, loss_sum, images, skipped), ctx)
-            meter = parts[0][0]
-            meter.merge([p[0] for p in parts[1:]])
-            loss_sum, images = sum(p[1] for p in parts), sum(p[2] for p in parts)
-            skipped = [s for p in parts for s in p[3]]
-        return meter.result(loss_sum / max(images, 1), skipped)
+        return _gathered_result(meter, loss_sum, images, skipped, ctx)
 
     def row(self, ev: DetectionEvalResult) -> dict[str, float]:
         return {"val_loss": ev.loss, "val_map": 100 * ev.map, "val_map50": 100 * ev.map50, "val_map75": 100 * ev.map75}
@@ -198,13 +192,7 @@ class Segmentation:
                 loss_sum += float(F.cross_entropy(full[None], mask[None], ignore_index=net.config.ignore_index))
                 meter.update(full.argmax(0), mask)
             images += len(x)
-        if ctx.active:
-            parts = dist.gather_objects((meter, loss_sum, images, skipped), ctx)
-            meter = parts[0][0]
-            meter.merge([p[0] for p in parts[1:]])
-            loss_sum, images = sum(p[1] for p in parts), sum(p[2] for p in parts)
-            skipped = [s for p in parts for s in p[3]]
-        return meter.result(loss_sum / max(images, 1), skipped)
+        return _gathered_result(meter, loss_sum, images, skipped, ctx)
 
     def row(self, ev: SegmentationEvalResult) -> dict[str, float]:
         return {"val_loss": ev.loss, "val_miou": 100 * ev.miou, "val_pixel_acc": 100 * ev.pixel_acc}
@@ -237,6 +225,17 @@ def run_eval(
             logits = model(x)
         meter.update(logits, y.to(device, non_blocking=True))
     return meter.result(skipped)
+
+
+def _gathered_result(meter: Any, loss_sum: float, images: int, skipped: list[str], ctx: dist.DistContext) -> Any:
+    """A dense task's result over every rank: the meters merged (``merge``), losses and counts summed."""
+    if ctx.active:
+        parts = dist.gather_objects((meter, loss_sum, images, skipped), ctx)
+        meter = parts[0][0]
+        meter.merge([p[0] for p in parts[1:]])
+        loss_sum, images = sum(p[1] for p in parts), sum(p[2] for p in parts)
+        skipped = [s for p in parts for s in p[3]]
+    return meter.result(loss_sum / max(images, 1), skipped)
 
 
 def _unwrap(model: nn.Module) -> SSD:

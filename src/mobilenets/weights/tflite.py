@@ -106,9 +106,18 @@ def _grid(t: dict[str, Any]) -> list[float] | None:
     return [float(scale), int(zero_point), int(info.min), int(info.max)]
 
 
-def _op_options(path: Path) -> tuple[list[int], list[bool]]:
-    """The dilation of every conv op and the ``align_corners`` of every bilinear resize, in execution
-    order (the interpreter does not report builtin options)."""
+@dataclass
+class OpOptions:
+    """What the interpreter does not report: the ops' options, read from the flatbuffer."""
+
+    dilations: list[int]  # of every conv op, in execution order
+    align_corners: list[bool]  # of every bilinear resize, in execution order
+    custom: dict[str, dict[str, Any]]  # each custom op's flexbuffer options, by op name
+
+
+def op_options(path: Path) -> OpOptions:
+    """One pass over the file's ops, with the flatbuffer schema that ships with ai-edge-litert."""
+    import flatbuffers.flexbuffers as flexbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
@@ -116,22 +125,25 @@ def _op_options(path: Path) -> tuple[list[int], list[bool]]:
     ops = schema.BuiltinOperator
     options = {ops.CONV_2D: schema.Conv2DOptions, ops.DEPTHWISE_CONV_2D: schema.DepthwiseConv2DOptions,
                ops.RESIZE_BILINEAR: schema.ResizeBilinearOptions}
-    graph = model.Subgraphs(0)
-    dilations, align = [], []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        code = codes[op.OpcodeIndex()]
-        kind = options.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
-        if kind is None:
-            continue
-        table = op.BuiltinOptions()
-        opts = kind()
-        opts.Init(table.Bytes, table.Pos)
-        if kind is schema.ResizeBilinearOptions:
-            align.append(bool(opts.AlignCorners()))
-        else:
-            dilations.append(int(opts.DilationHFactor()))
-    return dilations, align
+    out = OpOptions([], [], {})
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            code = codes[op.OpcodeIndex()]
+            if code.CustomCode() and op.CustomOptionsLength():
+                out.custom[code.CustomCode().decode()] = flexbuffers.Loads(bytes(op.CustomOptionsAsNumpy()))
+            kind = options.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+            if kind is None or g > 0:  # the interpreter's ops (and our convs) are the main graph's
+                continue
+            table = op.BuiltinOptions()
+            opts = kind()
+            opts.Init(table.Bytes, table.Pos)
+            if kind is schema.ResizeBilinearOptions:
+                out.align_corners.append(bool(opts.AlignCorners()))
+            else:
+                out.dilations.append(int(opts.DilationHFactor()))
+    return out
 
 
 def _segmenter_order(convs: list[TFLiteConv]) -> list[TFLiteConv]:
@@ -142,25 +154,6 @@ def _segmenter_order(convs: list[TFLiteConv]) -> list[TFLiteConv]:
     if pool is None or first is None or pool < first:
         return convs
     return convs[:first] + [convs[pool]] + convs[first:pool] + convs[pool + 1:]
-
-
-def custom_op_options(path: Path) -> dict[str, dict[str, Any]]:
-    """The flexbuffer options of each custom op in a TFLite file, by op name."""
-    import flatbuffers.flexbuffers as flexbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    buf = path.read_bytes()
-    model = schema.Model.GetRootAsModel(buf, 0)
-    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
-    out = {}
-    for g in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(g)
-        for i in range(graph.OperatorsLength()):
-            op = graph.Operators(i)
-            code = codes[op.OpcodeIndex()]
-            if code.CustomCode() and op.CustomOptionsLength():
-                out[code.CustomCode().decode()] = flexbuffers.Loads(bytes(op.CustomOptionsAsNumpy()))
-    return out
 
 
 def read_tflite(path: str | Path) -> TFLiteModel:
@@ -201,16 +194,17 @@ def read_tflite(path: str | Path) -> TFLiteModel:
         convs.append(TFLiteConv(op["op_name"], _dequantize(w_t, raw), bias, w_t["name"], out))
     if not convs:
         raise WeightsError(f"{path}: no convolution in this TFLite model")
-    dilations, align = _op_options(path)
-    for conv, dilation in zip([c for c in convs if c.op != "FULLY_CONNECTED"], dilations):
+    options = op_options(path)
+    for conv, dilation in zip([c for c in convs if c.op != "FULLY_CONNECTED"], options.dilations):
         conv.dilation = dilation
     segmenter |= any(c.name.startswith("image_pooling") for c in convs)
     inp = it.get_input_details()[0]
-    post = custom_op_options(path).get(POSTPROCESS_OP) if anchors is not None else None
+    post = options.custom.get(POSTPROCESS_OP) if anchors is not None else None
     return TFLiteModel(_segmenter_order(convs) if segmenter else convs, int(inp["shape"][1]),
                        np.dtype(inp["dtype"]).name, (float(inp["quantization"][0]), int(inp["quantization"][1])),
                        quantized, post, anchors, anchor_step, adds, None if segmenter else pool,
-                       {k: v for k, v in outputs.items() if v is not None}, segmenter, align[-1] if align else True)
+                       {k: v for k, v in outputs.items() if v is not None}, segmenter,
+                       options.align_corners[-1] if options.align_corners else True)
 
 
 def _torch_weight(conv: TFLiteConv) -> torch.Tensor:

@@ -21,8 +21,9 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from ...models import ModelConfig, parse_name
+from ...models import ModelConfig
 from ...models.spec import Arch, Block, Layer, build_arch, conv_out_size, format_alpha, layer_shapes
+from ..backbone import BackboneProperties, backbone_from_name, split_options
 from .anchors import AnchorConfig
 
 HEADS = ("ssd", "ssdlite")
@@ -36,7 +37,7 @@ _NAME = re.compile(r"^(?:(?P<alpha>\d*\.?\d+)-)?(?P<head>ssd|ssdlite)-(?P<net>mo
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
+class DetectorConfig(BackboneProperties):
     """Everything that determines a detector's modules, anchors and post-processing."""
 
     backbone: ModelConfig
@@ -67,19 +68,10 @@ class DetectorConfig:
             raise ValueError("a detector's backbone is a standard MobileNet without classifier")
 
     @property
-    def resolution(self) -> int:
-        return self.backbone.resolution
-
-    @property
-    def in_chans(self) -> int:
-        return self.backbone.in_chans
-
-    @property
     def name(self) -> str:
         """``0.75-SSD-MobileNet-300``, ``1.0-SSDLite-MobileNetV2-320``."""
-        net = "MobileNetV2" if self.backbone.family == "v2" else "MobileNet"
         head = "SSDLite" if self.head == "ssdlite" else "SSD"
-        return f"{format_alpha(self.backbone.alpha)}-{head}-{net}-{self.resolution}"
+        return f"{format_alpha(self.backbone.alpha)}-{head}-{self.net_name}-{self.resolution}"
 
     def replace(self, **changes: object) -> DetectorConfig:
         return dataclasses.replace(self, **changes)
@@ -95,16 +87,9 @@ def parse_detector_name(name: str, **overrides: object) -> DetectorConfig:
     if not m:
         raise ValueError(f"unknown detector name {name!r}; names look like 0.75-SSD-MobileNet-300 or "
                          "1.0-SSDLite-MobileNetV2-320")
-    net = "MobileNetV2" if m["net"] == "mobilenetv2" else "MobileNet"
-    res = int(m["res"]) if m["res"] else DEFAULT_RESOLUTION
-    backbone = parse_name(f"{m['alpha'] or '1.0'}-{net}-{res}").replace(num_classes=0, dropout=0.0)
-    backbone_keys = {f.name for f in dataclasses.fields(ModelConfig)} - {"num_classes", "alpha", "resolution"}
-    b_over = {k: overrides.pop(k) for k in list(overrides) if k in backbone_keys}
-    known = {f.name for f in dataclasses.fields(DetectorConfig)} - {"backbone", "head"}
-    bad = sorted(set(overrides) - known)
-    if bad:
-        raise ValueError(f"unknown detector option(s) {bad}; valid: {', '.join(sorted(known | backbone_keys))}")
-    return DetectorConfig(backbone.replace(**b_over), m["head"], **overrides)  # type: ignore[arg-type]
+    backbone = backbone_from_name(m["alpha"], m["net"], int(m["res"]) if m["res"] else DEFAULT_RESOLUTION)
+    b_over, head = split_options(overrides, DetectorConfig, {"head"}, "detector")
+    return DetectorConfig(backbone.replace(**b_over), m["head"], **head)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from ...models import ModelConfig, parse_name
+from ...models import ModelConfig
 from ...models.spec import Arch, Layer, build_arch, format_alpha, layer_shapes
+from ..backbone import BackboneProperties, backbone_from_name, split_options
 
 DEFAULT_RESOLUTION = 513
 DEFAULT_OUTPUT_STRIDE = 16
@@ -38,7 +39,7 @@ _NAME = re.compile(r"^(?:(?P<alpha>\d*\.?\d+)-)?deeplabv3-(?P<net>mobilenet(?:v2
 
 
 @dataclass(frozen=True)
-class SegmenterConfig:
+class SegmenterConfig(BackboneProperties):
     """Everything that determines a segmenter's modules."""
 
     backbone: ModelConfig
@@ -59,14 +60,6 @@ class SegmenterConfig:
             raise ValueError("invalid head: dropout in [0, 1), head_channels >= 1")
 
     @property
-    def resolution(self) -> int:
-        return self.backbone.resolution
-
-    @property
-    def in_chans(self) -> int:
-        return self.backbone.in_chans
-
-    @property
     def output_stride(self) -> int:
         return self.backbone.output_stride
 
@@ -77,9 +70,8 @@ class SegmenterConfig:
     @property
     def name(self) -> str:
         """``1.0-DeepLabV3-MobileNetV2-513``, ``0.5-DeepLabV3-MobileNet-512-os8-aspp``."""
-        net = "MobileNetV2" if self.backbone.family == "v2" else "MobileNet"
         suffix = "" if self.output_stride == DEFAULT_OUTPUT_STRIDE else f"-os{self.output_stride}"
-        return f"{format_alpha(self.backbone.alpha)}-DeepLabV3-{net}-{self.resolution}{suffix}" + \
+        return f"{format_alpha(self.backbone.alpha)}-DeepLabV3-{self.net_name}-{self.resolution}{suffix}" + \
             ("-aspp" if self.aspp else "")
 
     def replace(self, **changes: object) -> SegmenterConfig:
@@ -97,18 +89,11 @@ def parse_segmenter_name(name: str, **overrides: object) -> SegmenterConfig:
         raise ValueError(f"unknown segmenter name {name!r}; names look like 1.0-DeepLabV3-MobileNetV2-513 or "
                          "0.5-DeepLabV3-MobileNetV2-512-os8-aspp")
     suffixes = [s for s in m["suffix"].split("-") if s]
-    net = "MobileNetV2" if m["net"] == "mobilenetv2" else "MobileNet"
-    res = int(m["res"]) if m["res"] else DEFAULT_RESOLUTION
     os_ = next((int(s[2:]) for s in suffixes if s.startswith("os")), DEFAULT_OUTPUT_STRIDE)
-    backbone = parse_name(f"{m['alpha'] or '1.0'}-{net}-{res}").replace(num_classes=0, dropout=0.0)
-    backbone_keys = {f.name for f in dataclasses.fields(ModelConfig)} - {"num_classes", "alpha", "resolution"}
-    b_over = {"output_stride": os_, **{k: overrides.pop(k) for k in list(overrides) if k in backbone_keys}}
-    known = {f.name for f in dataclasses.fields(SegmenterConfig)} - {"backbone"}
-    bad = sorted(set(overrides) - known)
-    if bad:
-        raise ValueError(f"unknown segmenter option(s) {bad}; valid: {', '.join(sorted(known | backbone_keys))}")
-    opts = {"aspp": "aspp" in suffixes, **overrides}
-    return SegmenterConfig(backbone.replace(**b_over), **opts)  # type: ignore[arg-type]
+    backbone = backbone_from_name(m["alpha"], m["net"], int(m["res"]) if m["res"] else DEFAULT_RESOLUTION)
+    b_over, head = split_options(overrides, SegmenterConfig, set(), "segmenter")
+    return SegmenterConfig(backbone.replace(**{"output_stride": os_, **b_over}),
+                           **{"aspp": "aspp" in suffixes, **head})
 
 
 @dataclass(frozen=True)
