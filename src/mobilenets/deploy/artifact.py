@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..models import MobileNet, fold_batchnorm
-from ..tasks import preprocess_of, task_of
+from ..tasks import config_to_dict, preprocess_of, task_of
 from ..tasks.detection.model import SSD, DetectionPipeline
 from ..tasks.segmentation.model import DeepLabV3, SegmentationPipeline
 
@@ -48,15 +48,16 @@ class ExportResult:
         return s
 
 
-def inference_module(model: nn.Module, input_size: int | None = None,
-                     argmax: bool = False) -> tuple[nn.Module, list[str]]:
+def inference_module(model: nn.Module, input_size: int | None = None, argmax: bool = False,
+                     nms: bool = True) -> tuple[nn.Module, list[str]]:
     """What an export holds, BN folded, and its output names: a classifier's logits, a detector
-    with its box decoding and NMS (:class:`DetectionPipeline`) at one input size, or a segmenter's
-    upsampled logits (with ``argmax``: its class map)."""
+    with its box decoding and NMS (:class:`DetectionPipeline`) at one input size - without ``nms``,
+    every anchor's box and scores - or a segmenter's upsampled logits (with ``argmax``: its class map)."""
     folded = fold_batchnorm(model).eval()
     if isinstance(model, SSD):
         size = model.config.resolution if input_size is None else input_size
-        return DetectionPipeline(folded, (size, size)).eval(), ["boxes", "scores", "labels", "num_detections"]
+        names = ["boxes", "scores", "labels", "num_detections"] if nms else ["boxes", "scores"]
+        return DetectionPipeline(folded, (size, size), nms).eval(), names
     if isinstance(model, DeepLabV3):
         return SegmentationPipeline(folded, argmax).eval(), ["classes" if argmax else "logits"]
     if argmax:
@@ -82,11 +83,12 @@ def outputs_difference(ref: Any, out: Any, min_score: float = 0.05) -> float:
 
 
 def export_metadata(model: MobileNet) -> dict[str, str]:
-    """What a runtime needs besides the graph (model name, classes, preprocessing), as one JSON record."""
+    """What a runtime needs besides the graph (model name and config, classes, preprocessing), as one
+    JSON record."""
     m = getattr(model, "weights_meta", {}) or {}
     return {META_KEY: json.dumps({"model": model.config.name, "task": task_of(model), "classes": m.get("classes"),
                                   "preprocessing": preprocess_of(model).to_dict(),
-                                  "num_classes": model.config.num_classes})}
+                                  "num_classes": model.config.num_classes, "config": config_to_dict(model.config)})}
 
 
 def check_input(model: MobileNet, input_size: int | None, batch: int = 2) -> torch.Tensor:

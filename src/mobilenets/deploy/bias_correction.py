@@ -3,10 +3,13 @@ Quantization", section 4.2, with calibration data).
 
 Per-channel int8 weights and per-tensor uint8 activations shift the mean of every conv's output a
 little; through 27-52 layers of a MobileNet the shifts add up and flip top-1 predictions (the
-V1 0.25 float model loses ~6% fp32/int8 agreement to it). Layer by layer, we simulate what ONNX
-Runtime's quantizer will do (same rounding rules), measure the mean output of each conv in the
-simulated model against the float model on the calibration images, and fold the difference into
-that conv's bias. The float model that is then quantized by ONNX Runtime carries these biases.
+V1 0.25 float model loses ~6% fp32/int8 agreement to it). We simulate what the quantizer will do
+(ONNX Runtime's and TFLite's rounding rules: per-channel symmetric int8 weights, per-tensor affine
+8-bit activations), measure the mean output of each conv in the simulated model against the float
+model on the calibration images, and fold the difference into that conv's bias. The simulation
+also catches what an analytic ``(W_q - W) E[x]`` misses: the bias that rounding noise gains through
+the ReLUs (measured on V1 0.25: 94.5% fp32/int8 agreement simulated, 91.7% analytic). The float
+model that is then quantized carries these biases.
 """
 
 from __future__ import annotations
@@ -101,17 +104,25 @@ class _Stop(Exception):
     pass
 
 
+SIMULATED_SAMPLES = 64
+
+
 @torch.no_grad()
-def bias_correct(folded: nn.Module, data: torch.Tensor) -> nn.Module:
+def bias_correct(folded: nn.Module, data: torch.Tensor, max_samples: int = SIMULATED_SAMPLES) -> nn.Module:
     """A copy of a BN-folded model whose conv biases cancel the mean shift of int8 quantization.
 
-    One forward of the simulated model over the whole calibration set as one batch: each conv's
-    correction is computed on its output and applied at once, so the layers after it see corrected
-    inputs - what correcting layer by layer in execution order gives, in one pass instead of one
-    per layer (a 300 px detector has ~50 convs).
+    One forward of the simulated model over a seeded subset of (at most ``max_samples``) calibration
+    images as one batch: each conv's correction is computed on its output and applied at once, so the
+    layers after it see corrected inputs - what correcting layer by layer in execution order gives,
+    in one pass instead of one per layer (a 300 px detector has ~50 convs). The subset bounds the
+    time and memory (1.0-MobileNetV2-224 on 1200 samples in one batch took 9 GB); the activation
+    grids it simulates are the subset's ranges, a little narrower than the quantizer's.
     """
-    ref = copy.deepcopy(folded).eval()
-    sim = copy.deepcopy(folded).eval()
+    if len(data) > max_samples:
+        data = data[torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:max_samples]]
+    data = data.contiguous(memory_format=torch.channels_last)  # ~1.5x faster convs on CPU
+    ref = copy.deepcopy(folded).eval().to(memory_format=torch.channels_last)
+    sim = copy.deepcopy(folded).eval().to(memory_format=torch.channels_last)
     names = [n for n, _ in _units(sim)]
     ranges = activation_ranges(ref, data)
     target = _conv_output_means(ref, data, names)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,15 @@ from torchvision.ops import box_iou
 
 from ..data import UnreadableImage, find_images, load_image
 from ..models import MobileNet, fold_batchnorm
-from ..tasks import preprocess_of
+from ..tasks import preprocess_of, task_of
 from ..tasks.detection.model import SSD
 from ..utils.fsutil import atomic_path
-from .artifact import ExportResult, export_metadata
+from .artifact import ExportResult, export_metadata, inference_module
 from .bias_correction import bias_correct
 from .onnx import export_onnx
 from .runtimes import OnnxSession
+
+CALIBRATION_SAMPLES = 200
 
 
 def synthetic_calibration(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
@@ -56,25 +58,56 @@ def calibration_images(files: Sequence[Path], model: MobileNet, per_image: int =
     return out
 
 
-def _reader(samples: Sequence[np.ndarray], input_name: str) -> Any:
+def calibration_sets(model: MobileNet, calibrate: str | Path | None, size: int, held_out: float = 0.25,
+                     per_image: int | None = None, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    """Calibration samples, held-out samples (a share ``held_out`` of the images, to measure int8/fp32
+    agreement on) and a label saying what they are; without images, labelled synthetic ones.
+
+    ``per_image`` (default: enough random crops of each image for ~``CALIBRATION_SAMPLES`` samples,
+    at most 8) - a few photos still cover the ranges that many would.
+    """
+    if calibrate is None:
+        label = "SYNTHETIC (no --calibrate images given: smooth random images; pass real images for a real int8 model)"
+        return synthetic_calibration(64, size, seed), synthetic_calibration(32, size, seed + 1), label
+    files = find_images([calibrate])
+    if not files:
+        raise ValueError(f"no images found in {calibrate} for calibration")
+    order = np.random.default_rng(seed).permutation(len(files))
+    n_hold = max(1, int(round(held_out * len(files)))) if held_out > 0 and len(files) > 1 else 0
+    hold_files = [files[i] for i in sorted(order[:n_hold])]
+    cal_files = [files[i] for i in sorted(order[n_hold:])]
+    if per_image is None:
+        per_image = min(8, max(1, round(CALIBRATION_SAMPLES / max(len(cal_files), 1))))
+    cal = calibration_images(cal_files, model, per_image, seed)
+    hold = calibration_images(hold_files, model, per_image, seed + 1)
+    if not cal:
+        raise ValueError("no readable calibration images")
+    crops = f" (x{per_image} crops)" if per_image > 1 else ""
+    return cal, hold, f"{len(cal_files)} images from {calibrate}{crops}"
+
+
+def _reader(samples: Sequence[np.ndarray], input_name: str, batch: int = 16) -> Any:
+    """The calibration samples in batches (the export has a dynamic batch): a few ORT runs, not one per image."""
     from onnxruntime.quantization import CalibrationDataReader
+
+    batches = [np.stack(samples[i: i + batch]).astype(np.float32) for i in range(0, len(samples), batch)]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it: Iterator[np.ndarray] = iter(samples)
+            self._it: Iterator[np.ndarray] = iter(batches)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self._it, None)
-            return None if x is None else {input_name: x[None].astype(np.float32)}
+            return None if x is None else {input_name: x}
 
         def rewind(self) -> None:
-            self._it = iter(samples)
+            self._it = iter(batches)
 
     return Reader()
 
 
 def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path | None = None,
-                     input_size: int | None = None, held_out: float = 0.25, per_image: int = 8,
+                     input_size: int | None = None, held_out: float = 0.25, per_image: int | None = None,
                      seed: int = 0, bias_correction: bool = True) -> ExportResult:
     """Static post-training int8 quantization with ONNX Runtime (QDQ, per-channel weights).
 
@@ -90,34 +123,14 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     size = model.config.resolution if input_size is None else input_size
-    if calibrate is not None:
-        files = find_images([calibrate])
-        if not files:
-            raise ValueError(f"no images found in {calibrate} for calibration")
-        order = np.random.default_rng(seed).permutation(len(files))
-        n_hold = max(1, int(round(held_out * len(files)))) if held_out > 0 and len(files) > 1 else 0
-        hold_files = [files[i] for i in sorted(order[:n_hold])]
-        cal_files = [files[i] for i in sorted(order[n_hold:])]
-        cal = calibration_images(cal_files, model, per_image, seed)
-        hold = calibration_images(hold_files, model, per_image, seed + 1)
-        label = f"{len(cal_files)} images from {calibrate} (x{per_image} crops)"
-    else:
-        cal = synthetic_calibration(64, size, seed)
-        hold = synthetic_calibration(32, size, seed + 1)
-        label = "SYNTHETIC (no --calibrate images given: smooth random images; pass real images for a real int8 model)"
-    if not cal:
-        raise ValueError("no readable calibration images")
+    cal, hold, label = calibration_sets(model, calibrate, size, held_out, per_image, seed)
     path = Path(path)
     with tempfile.TemporaryDirectory() as d:
         fp32 = Path(d) / "fp32.onnx"
         pre = Path(d) / "pre.onnx"
-        export_onnx(model, fp32, input_size, check=False)
-        to_quantize = fp32
-        if bias_correction:
-            corrected = bias_correct(fold_batchnorm(model), torch.from_numpy(np.stack(cal)))
-            to_quantize = Path(d) / "corrected.onnx"
-            export_onnx(corrected, to_quantize, input_size, check=False)
-        quant_pre_process(str(to_quantize), str(pre), skip_symbolic_shape=True)
+        to_export = bias_correct(fold_batchnorm(model), torch.from_numpy(np.stack(cal))) if bias_correction else model
+        export_onnx(to_export, fp32, input_size, check=False)
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         graph = onnx.load(str(pre)).graph
         keep_float = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul", "ReduceMean", "GlobalAveragePool",
                                                                    "Reshape", "Flatten")]
@@ -126,25 +139,42 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
             quantize_static(str(pre), str(tmp), _reader(cal, graph.input[0].name), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float,
+                            # ranges are reduced every 4 batches: the intermediate outputs are not all kept
+                            extra_options={"CalibMaxIntermediateOutputs": 4},
                             op_types_to_quantize=["Conv"] if isinstance(model, SSD) else None)
             proto = onnx.load(str(tmp))
             for k, v in export_metadata(model).items():
                 e = proto.metadata_props.add()
                 e.key, e.value = k, v
             onnx.save(proto, str(tmp))
-        res = ExportResult(str(path), "onnx-int8", calibration=label,
-                           details={"calibration_images": len(cal), "held_out": len(hold),
-                                    "bias_correction": bias_correction,
-                                    "agreement_of": "best detection" if isinstance(model, SSD) else "top-1"})
-        if hold:
-            x = np.stack(hold)
-            res.agreement = agreement(OnnxSession(fp32).run(x), OnnxSession(path).run(x))
+    res = ExportResult(str(path), "onnx-int8", calibration=label,
+                       details=int8_details(model, cal, hold, bias_correction))
+    if hold:
+        res.agreement = held_out_agreement(model, size, hold, OnnxSession(path).run)
     return res
 
 
+def int8_details(model: MobileNet, cal: list[np.ndarray], hold: list[np.ndarray], bias_correction: bool
+                 ) -> dict[str, Any]:
+    what = {"detection": "best detection", "segmentation": "pixel class"}.get(task_of(model), "top-1")
+    return {"calibration_images": len(cal), "held_out": len(hold), "bias_correction": bias_correction,
+            "agreement_of": what}
+
+
+def held_out_agreement(model: MobileNet, size: int, hold: list[np.ndarray],
+                       run: Callable[[np.ndarray], Any]) -> float:
+    """:func:`agreement` of an int8 export (``run``) with the float PyTorch model on held-out samples."""
+    module, _ = inference_module(model, size)
+    x = np.stack(hold)
+    with torch.inference_mode():
+        ref = module(torch.from_numpy(x))
+    return agreement(tuple(r.numpy() for r in ref) if isinstance(ref, tuple) else ref.numpy(), run(x))
+
+
 def agreement(fp32: Any, int8: Any) -> float:
-    """Share of the held-out images on which int8 gives fp32's answer: a classifier's top-1 class,
-    a detector's best detection (same class, box IoU >= 0.5; or no detection for both)."""
+    """Share of the held-out images on which int8 gives fp32's answer: a classifier's top-1 class
+    (a segmenter's: of every pixel), a detector's best detection (same class, box IoU >= 0.5; or no
+    detection for both)."""
     if isinstance(fp32, np.ndarray):
         return float((fp32.argmax(1) == int8.argmax(1)).mean())
     (b32, _, l32, n32), (b8, _, l8, n8) = fp32, int8

@@ -1,4 +1,5 @@
-"""Inference runtimes as sessions: the fastest correct PyTorch eager path, and ONNX Runtime.
+"""Inference runtimes as sessions: the fastest correct PyTorch eager path, ONNX Runtime, and LiteRT
+(TFLite with XNNPACK, on our ``.tflite`` exports or Google's files).
 
 Every session takes NCHW float32 batches already preprocessed and returns a classifier's logits,
 or a detector's four outputs (boxes, scores, labels, count: :class:`DetectionPipeline`), so
@@ -16,9 +17,12 @@ import numpy as np
 import torch
 
 from ..models import fold_batchnorm
-from ..tasks import TaskConfig
-from ..tasks.detection.model import SSD, DetectionPipeline
+from ..tasks import TaskConfig, config_from_dict, task_of
+from ..tasks.detection.model import SSD, DetectionPipeline, select_for
+from ..tasks.detection.spec import DetectorConfig
 from ..utils.device import cpu_threads, pick_device
+from ..weights import load_model
+from ..weights.tflite import tflite_metadata
 from .artifact import META_KEY
 
 Outputs = np.ndarray | tuple[np.ndarray, ...]
@@ -75,3 +79,87 @@ class OnnxSession:
         arr = x.numpy() if isinstance(x, torch.Tensor) else x
         outs = self.session.run(None, {self.input: np.ascontiguousarray(arr, dtype=np.float32)})
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+class LitertSession:
+    """LiteRT (XNNPACK on the CPU) on a ``.tflite``: NCHW float batches in, our outputs out.
+
+    Inputs are transposed to NHWC and, for an integer input, quantized with the file's scale and zero
+    point; outputs are dequantized. A batch other than the file's is run by resizing the input (one
+    image at a time if the graph cannot be resized). Our files carry their config in their
+    metadata; a detector's NMS runs after the graph (:func:`select_for`). Google's files are read by
+    our loader for their config, classes and preprocessing; their SSD post-processing op's outputs
+    are turned into ours (``x1, y1, x2, y2``, labels from 1).
+    """
+
+    name = "litert"
+
+    def __init__(self, source: str | Path | bytes, threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        kind = "model_content" if isinstance(source, bytes) else "model_path"
+        try:
+            self.interpreter = Interpreter(**{kind: source if isinstance(source, bytes) else str(source)},
+                                           num_threads=threads or cpu_threads())
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ValueError(f"{'model' if isinstance(source, bytes) else source}: not a loadable TFLite model "
+                             f"({str(e).splitlines()[0]})") from None
+        self.meta: dict[str, Any] = tflite_metadata(source)
+        self.ours = bool(self.meta)
+        if self.ours:
+            self.config: TaskConfig | None = config_from_dict(self.meta["config"])
+        else:  # Google's file: our loader knows its architecture, classes and preprocessing
+            model = load_model(source) if not isinstance(source, bytes) else None
+            self.config = None if model is None else model.config
+            self.meta = {} if model is None else {**model.weights_meta, "model": model.config.name,
+                                                  "task": task_of(model.config)}
+        self.input = self.interpreter.get_input_details()[0]
+        self._shape = tuple(int(d) for d in self.input["shape"])
+
+    def _invoke(self, x: np.ndarray) -> list[np.ndarray]:
+        it, inp = self.interpreter, self.input
+        if x.shape != self._shape:
+            it.resize_tensor_input(inp["index"], list(x.shape))
+            it.allocate_tensors()
+            self._shape = x.shape
+        scale, zero_point = inp["quantization"]
+        if np.dtype(inp["dtype"]).kind in "iu":
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / scale + zero_point), info.min, info.max)
+        it.set_tensor(inp["index"], np.ascontiguousarray(x, dtype=inp["dtype"]))
+        it.invoke()
+        outs = []
+        for o in it.get_output_details():
+            out = it.get_tensor(o["index"])
+            scale, zero_point = o["quantization"]
+            outs.append((out.astype(np.float32) - zero_point) * scale if scale else out)
+        return outs
+
+    def run(self, x: np.ndarray | torch.Tensor) -> Outputs:
+        arr = (x.numpy() if isinstance(x, torch.Tensor) else x).transpose(0, 2, 3, 1)
+        try:
+            outs = self._invoke(arr)
+        except (ValueError, RuntimeError):  # a graph with static shapes: one image at a time
+            self._invoke_shape_reset()
+            parts = [self._invoke(arr[i: i + 1]) for i in range(len(arr))]
+            outs = [np.concatenate(p) for p in zip(*parts)]
+        if not isinstance(self.config, DetectorConfig):
+            return outs[0]
+        if not self.ours:  # TFLite_Detection_PostProcess: y1, x1, y2, x2; classes from 0; scores; count
+            boxes, classes, scores, count = outs
+            return (boxes[..., [1, 0, 3, 2]], scores, classes.astype(np.int64) + 1, count.astype(np.int64))
+        return self.finish(self.config, tuple(torch.from_numpy(o) for o in outs))
+
+    def _invoke_shape_reset(self) -> None:
+        shape = [1, *self._shape[1:]]
+        self.interpreter.resize_tensor_input(self.input["index"], shape)
+        self.interpreter.allocate_tensors()
+        self._shape = tuple(shape)
+
+    @staticmethod
+    def finish(config: TaskConfig, outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> Outputs:
+        """What a session returns from a graph's outputs: a detector's NMS on its boxes and scores."""
+        if isinstance(config, DetectorConfig):
+            return tuple(o.numpy() for o in select_for(config, *outputs))
+        return outputs.numpy() if isinstance(outputs, torch.Tensor) else outputs

@@ -13,6 +13,7 @@ custom op's flexbuffer options, with the flatbuffer schema that ships with ai-ed
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from ..models import ModelConfig, parse_name
 from ..models.registry import published_widths
 from ..models.spec import ALPHAS, Layer, build_arch
 from ..models.tf_compat import tf_overrides
-from ..tasks import DetectorConfig, SegmenterConfig, TaskConfig
+from ..tasks import DetectorConfig, SegmenterConfig, TaskConfig, config_from_dict
 from ..tasks.detection.anchors import AnchorConfig
 from ..tasks.detection.spec import HEADS, build_detector_arch
 from ..tasks.segmentation.spec import build_segmenter_arch
@@ -34,6 +35,7 @@ from .native import WeightsError
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+TFLITE_META_NAME = "mobilenets"  # our exports' metadata buffer (a JSON record: model, config, classes, preprocessing)
 
 
 @dataclass
@@ -144,6 +146,24 @@ def op_options(path: Path) -> OpOptions:
             else:
                 out.dilations.append(int(opts.DilationHFactor()))
     return out
+
+
+def tflite_metadata(source: str | Path | bytes) -> dict[str, Any]:
+    """Our metadata record in a ``.tflite`` (file or bytes), or ``{}`` for a file we did not write."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    try:
+        model = schema.Model.GetRootAsModel(data, 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if entry.Name() == TFLITE_META_NAME.encode():
+                record = json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+                return record if isinstance(record, dict) else {}
+    except (IndexError, ValueError, AttributeError) as e:
+        raise WeightsError(f"{source if not isinstance(source, bytes) else 'TFLite model'}: malformed metadata "
+                           f"({e})") from None
+    return {}
 
 
 def _segmenter_order(convs: list[TFLiteConv]) -> list[TFLiteConv]:
@@ -392,16 +412,19 @@ def _input_mapping(tfl: TFLiteModel, cfg: ModelConfig) -> tuple[list[float], lis
 
 def load_tflite(paths: list[Path],
                 model: str | None = None) -> tuple[TaskConfig, dict[str, torch.Tensor], dict[str, Any]]:
-    """Config, state dict and metadata from one TFLite file, or a body file followed by a head file."""
+    """Config, state dict and metadata from one TFLite file, or a body file followed by a head file.
+    A file we exported carries its config, classes and preprocessing (:func:`tflite_metadata`)."""
     parts = [read_tflite(p) for p in paths]
+    ours = tflite_metadata(paths[0]) if len(paths) == 1 else {}
     tfl = TFLiteModel([c for p in parts for c in p.convs], parts[0].input_size, parts[0].input_dtype,
                       parts[0].input_quant, any(p.quantized for p in parts), parts[0].postprocess, parts[0].anchors,
                       parts[0].anchor_step, [g for p in parts for g in p.add_grids],
                       next((p.pool_grid for p in parts if p.pool_grid), None), parts[0].output_grids,
                       parts[0].segmenter, parts[0].align_corners)
-    cfg = infer_config(tfl, model or tflite_name_hint(paths[0]))
+    cfg = config_from_dict(ours["config"]) if "config" in ours else \
+        infer_config(tfl, model or tflite_name_hint(paths[0]))
     mean, std = _input_mapping(tfl, cfg if isinstance(cfg, ModelConfig) else cfg.backbone)
-    grids = activation_grids(tfl, cfg)
+    grids = activation_grids(tfl, cfg) if not ours else {}
     meta = {
         "source": {"format": "tflite", "files": [str(p) for p in paths], "quantized": tfl.quantized,
                    "input_dtype": tfl.input_dtype, "input_quantization": list(tfl.input_quant),
@@ -411,4 +434,6 @@ def load_tflite(paths: list[Path],
         "preprocessing": {"input_size": tfl.input_size, "crop_pct": 1.0, "mean": mean, "std": std,
                           "interpolation": "bilinear", "resize": "squash"},
     }
+    if ours:
+        meta.update(preprocessing=ours["preprocessing"], classes=ours.get("classes"))
     return cfg, tflite_state_dict(tfl, cfg), meta

@@ -85,13 +85,15 @@ class SSD(nn.Module):
         """Class scores ``[N, A, C]``: sigmoid, background dropped."""
         return self.score(logits.float())[..., 1:]
 
+    def decode(self, codes: torch.Tensor, logits: torch.Tensor, anchors: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes ``[N, A, 4]`` (normalized ``x1, y1, x2, y2``) and class scores ``[N, A, C]`` of every anchor."""
+        return decode(codes.float(), anchors, self.config.box_scales), self.scores(logits)
+
     def postprocess(self, codes: torch.Tensor, logits: torch.Tensor, anchors: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decoding and NMS with the config's options (see :func:`select_detections`)."""
-        c = self.config
-        boxes = decode(codes.float(), anchors, c.box_scales)
-        return select_detections(boxes, self.scores(logits), c.score_threshold, c.iou_threshold, c.max_detections,
-                                 c.nms)
+        return select_for(self.config, *self.decode(codes, logits, anchors))
 
     @torch.no_grad()
     def detect(self, x: torch.Tensor) -> list[Detections]:
@@ -108,17 +110,29 @@ def _logit_conv(head: nn.Module) -> nn.Conv2d:
     return [c for c in head.modules() if isinstance(c, nn.Conv2d)][-1]
 
 
+def select_for(config: DetectorConfig, boxes: torch.Tensor, scores: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """NMS with a detector config's thresholds (see :func:`select_detections`): what a runtime
+    without NMS in its graph (our TFLite files) runs after the graph."""
+    c = config
+    return select_detections(boxes, scores, c.score_threshold, c.iou_threshold, c.max_detections, c.nms)
+
+
 class DetectionPipeline(nn.Module):
     """A detector with its post-processing for one input size, as one module (for export and
     runtimes): ``x`` -> boxes ``[N, K, 4]`` (``x1, y1, x2, y2`` normalized to the input), scores
     ``[N, K]``, labels ``[N, K]`` (1..C) and the number of detections ``[N]``, padded to
-    ``K = max_detections``; the NMS is torchvision's, which exports to ONNX's NonMaxSuppression."""
+    ``K = max_detections``; the NMS is torchvision's, which exports to ONNX's NonMaxSuppression.
+    With ``nms=False`` it stops before the NMS: every anchor's box and class scores (what a TFLite
+    file holds; :func:`select_for` finishes it)."""
 
-    def __init__(self, model: SSD, input_size: tuple[int, int]) -> None:
+    def __init__(self, model: SSD, input_size: tuple[int, int], nms: bool = True) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.nms = model, nms
         self.register_buffer("anchors", model.anchors(input_size).clone(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         codes, logits = self.model(x)
+        if not self.nms:
+            return self.model.decode(codes, logits, self.anchors)
         return self.model.postprocess(codes, logits, self.anchors)

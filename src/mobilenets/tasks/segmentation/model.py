@@ -28,8 +28,9 @@ class ASPP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self._image_pooling(x.mean((2, 3), keepdim=True))
-        # a 1x1 map resized with align_corners is the same value everywhere: broadcast it
-        branches = [pooled.expand(-1, -1, x.shape[2], x.shape[3]), self.conv(x)]
+        # a 1x1 map resized is the same value everywhere: a nearest-neighbour resize (which TFLite
+        # converts cleanly; its BROADCAST_TO of an expand fails after the NHWC rewrite)
+        branches = [F.interpolate(pooled, size=x.shape[-2:], mode="nearest"), self.conv(x)]
         return torch.cat(branches + [b(x) for b in self.atrous], 1)
 
     def _image_pooling(self, pooled: torch.Tensor) -> torch.Tensor:
