@@ -9,6 +9,9 @@ import pytest
 import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# The CLI's default runtime is "auto", which measures three runtimes (with an ONNX and a TFLite
+# export) once per model: the tests that do not test it run in torch. tests/test_tflite.py tests auto.
+os.environ.setdefault("MOBILENETS_RUNTIME", "torch")
 
 REPO = Path(__file__).resolve().parents[1]
 # Google's TFLite models, labels and photos: ../shared/refdata next to the project (or $MOBILENETS_REFDATA)

@@ -18,8 +18,9 @@ from .analysis import paper_tables, profile
 from .analysis.memory import PAPER_MAX_KB, analyze
 from .analysis.paper_tables import format_cell
 from .data.shard_writer import write_shards
-from .deploy import export, predict
+from .deploy import FORMATS, RUNTIMES, export, predict
 from .deploy.predict import DetectionPrediction, SegmentationPrediction
+from .deploy.session import default_runtime
 from .models import check_input_size, list_models, parse_name
 from .tasks.detection.metrics import DetectionEvalResult
 from .tasks.segmentation.metrics import SegmentationEvalResult
@@ -53,7 +54,9 @@ def arg(*names: str, **options: Any) -> Arg:
 
 JSON = arg("--json", action="store_true", help="print JSON (one line, for scripts)")
 INPUT_SIZE = arg("--input-size", type=int, default=None, help="input resolution (default: the model's)")
-RUNTIME = arg("--runtime", default="torch", choices=["torch", "onnxruntime"])
+RUNTIME = arg("--runtime", default=None, choices=list(RUNTIMES),
+              help="auto (default; $MOBILENETS_RUNTIME overrides): the runtime measured fastest for the model on "
+                   "this machine, once, cached")
 BATCH_SIZE = arg("--batch-size", type=int, default=1)
 
 
@@ -328,13 +331,13 @@ def cmd_convert(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------- deployment
 
 
-@verb("export", "export for deployment (ONNX fp32/int8, TorchScript, torch.export) and check it",
+@verb("export", "export for deployment (ONNX and TFLite, fp32/int8; TorchScript, torch.export) and check it",
       arg("--weights", required=True, help="weights file or published id"),
       arg("--model", help="model name when the weights cannot tell"),
-      arg("--format", default="onnx", choices=["onnx", "onnx-int8", "torchscript", "pt2"]),
+      arg("--format", default="onnx", choices=list(FORMATS)),
       arg("--out", required=True, help="output file"),
       arg("--calibrate", metavar="IMAGE_DIR", help="int8: calibration images (default: synthetic)"),
-      arg("--argmax", action="store_true", help="segmenters (onnx): output the class map, not the logits"),
+      arg("--argmax", action="store_true", help="segmenters (onnx, tflite): output the class map, not the logits"),
       INPUT_SIZE, JSON)
 def cmd_export(args: argparse.Namespace) -> int:
     res = export(load_model(args.weights, args.model), args.out, args.format, calibrate=args.calibrate,
@@ -348,14 +351,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 @verb("predict", "classify image files or folders, or detect the objects in them",
-      arg("--weights", required=True, help="weights file, published id, or exported .onnx"),
+      arg("--weights", required=True, help="weights file, published id, or exported .onnx / .tflite"),
       arg("inputs", nargs="+", metavar="IMAGE_OR_DIR"), arg("--top-k", type=int, default=5, help="classifiers"),
       arg("--score-threshold", type=float, default=0.3, help="detectors: the lowest score reported"),
       arg("--save-vis", metavar="DIR", help="detectors: write each image with its boxes drawn here"),
       INPUT_SIZE, arg("--batch-size", type=int, default=32), RUNTIME, arg("--device", default="auto"), JSON)
 def cmd_predict(args: argparse.Namespace) -> int:
     res = predict(args.weights, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device,
-                  runtime=args.runtime, input_size=args.input_size, score_threshold=args.score_threshold,
+                  runtime=args.runtime or default_runtime(), input_size=args.input_size,
+                  score_threshold=args.score_threshold,
                   save_vis=args.save_vis)
     for e in res.errors:
         print(f"unreadable: {e}", file=sys.stderr)
@@ -381,14 +385,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 @verb("bench", "latency, throughput and achieved FLOP/s on this machine",
-      arg("model", metavar="MODEL_OR_WEIGHTS", help="model name (random weights), weights file, or .onnx"),
+      arg("model", metavar="MODEL_OR_WEIGHTS", help="model name (random weights), weights file, .onnx or .tflite"),
       RUNTIME, BATCH_SIZE, INPUT_SIZE,
       arg("--threads", type=int, default=None, help="default: all cores of this process"),
       arg("--train", action="store_true", help="also measure the training step's images/s"),
       arg("--amp", default="auto", help="training precision for --train: auto, off, bf16, fp16"),
       arg("--warmup", type=int, default=10), arg("--iters", type=int, default=50), JSON)
 def cmd_bench(args: argparse.Namespace) -> None:
-    r = bench(args.model, runtime=args.runtime, batch_size=args.batch_size, input_size=args.input_size,
+    r = bench(args.model, runtime=args.runtime or default_runtime(), batch_size=args.batch_size,
+              input_size=args.input_size,
               threads=args.threads, train=args.train, train_amp=args.amp, warmup=args.warmup, iters=args.iters)
     if args.json:
         _print_json(r.to_dict())
@@ -397,7 +402,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
           f"{r.cpu}: {r.cpu_features})")
     print(f"  latency  median {r.latency_ms:.2f} ms  p90 {r.p90_ms:.2f} ms  ->  {r.img_per_s:.1f} img/s")
     print(f"  compute  {r.madds / 1e6:.1f} MAdds/img  ->  {r.gflops:.1f} GFLOP/s achieved, "
-          f"{100 * r.peak_fraction:.1f}% of this machine's fp32 GEMM peak ({r.peak_gflops:.0f} GFLOP/s)")
+          f"{100 * r.peak_fraction:.1f}% of this machine's fp32 peak ({r.peak_gflops:.0f} GFLOP/s: FMA units x "
+          f"SIMD width x clock, or the best GEMM if higher)")
+    if r.runtime_timings_ms:
+        print("  runtimes " + ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(r.runtime_timings_ms.items(),
+                                                                            key=lambda kv: kv[1]))
+              + " (auto: the fastest; cached)")
     if r.train_img_per_s is not None:
         print(f"  training {r.train_img_per_s:.1f} img/s ({r.train_precision}, the `mobilenets train` step)")
 
@@ -415,7 +425,7 @@ def _floats(text: str) -> list[float]:
       arg("--resolutions", default="224,192,160,128", help="comma-separated input sizes"),
       arg("--data", help="training data (default: the embedded digits)"), arg("--epochs", type=int, default=None),
       arg("--batch-size", type=int, default=None), arg("--recipe", default=None), arg("--seed", type=int, default=None),
-      arg("--amp", default=None), arg("--runtime", default="torch", choices=["torch", "onnxruntime"],
+      arg("--amp", default=None), arg("--runtime", default="torch", choices=list(RUNTIMES),
                                       help="for the latency column"),
       arg("--out", required=True, help="sweep folder (resumable)"), JSON)
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -439,13 +449,15 @@ def cmd_sweep(args: argparse.Namespace) -> None:
       arg("--input-size", type=int, default=None, help="only candidates at this input resolution"),
       arg("--remeasure", action="store_true", help="ignore cached latencies"), JSON)
 def cmd_choose(args: argparse.Namespace) -> int:
+    runtime = args.runtime or default_runtime()
+
     def note(model: str) -> None:
         if not args.json:
-            print(f"measuring {model} ({args.runtime}, batch {args.batch_size}) ...", file=sys.stderr)
+            print(f"measuring {model} ({runtime}, batch {args.batch_size}) ...", file=sys.stderr)
 
     c = choose(args.family, max_latency_ms=args.max_latency_ms,
                max_params=parse_count(args.max_params) if args.max_params else None,
-               max_madds=parse_count(args.max_madds) if args.max_madds else None, runtime=args.runtime,
+               max_madds=parse_count(args.max_madds) if args.max_madds else None, runtime=runtime,
                batch_size=args.batch_size, accuracy=args.accuracy, remeasure=args.remeasure,
                input_size=args.input_size, progress=note)
     if args.json:

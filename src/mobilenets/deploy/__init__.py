@@ -1,7 +1,8 @@
 """Deployment: exports checked against PyTorch (``export``: ``onnx``, ``quantize`` for int8 with
-``bias_correction``, ``torch_formats``; ``artifact`` is what they produce), runtimes as sessions
-(``runtimes``, opened by ``session``), latency measurement (``bench``) and prediction
-(``predict``). A new runtime adds a session class to ``runtimes`` and a name to ``session``."""
+``bias_correction``, ``tflite``, ``torch_formats``; ``artifact`` is what they produce), runtimes as
+sessions (``runtimes``: torch, ONNX Runtime, LiteRT; opened by ``session``, which also chooses the
+fastest: ``auto``), latency measurement (``bench``) and prediction (``predict``). A new runtime adds
+a session class to ``runtimes`` and a name to ``session``."""
 
 from .bench import BenchResult, bench
 from .export import FORMATS, export

@@ -1,6 +1,6 @@
 """Inference latency and throughput on this machine, with the cost model alongside (achieved
-GFLOP/s and the fraction of this machine's measured fp32 GEMM peak), and latencies cached per
-machine. The training step's speed is :func:`mobilenets.train.train_throughput`;
+GFLOP/s and the fraction of an upper bound of this machine's fp32 throughput), and latencies cached
+per machine. The training step's speed is :func:`mobilenets.train.train_throughput`;
 :func:`mobilenets.tradeoffs.bench` reports both."""
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import torch
 from ..analysis import profile
 from ..models import check_input_size
 from ..tasks import create_model, parse_model_name
-from ..utils.device import cpu_features, cpu_name, cpu_threads
+from ..utils.device import CpuFeatures, cpu_features, cpu_max_mhz, cpu_name, cpu_threads
 from ..utils.fsutil import atomic_write_text
 from ..utils.timing import time_fn
 from ..weights import load_model
 from ..weights.published import PUBLISHED, cache_dir
-from .session import open_session
+from .session import choose_runtime, open_session
 
 
 @dataclass
@@ -41,43 +41,68 @@ class BenchResult:
     img_per_s: float
     madds: int  # per image
     gflops: float  # achieved: 2 x MAdds x images / s
-    peak_gflops: float  # measured fp32 GEMM peak of this machine (same threads)
+    peak_gflops: float  # upper bound of this machine's fp32 throughput (same threads): see peak_gflops
     peak_fraction: float
     cpu: str = ""
     cpu_features: str = ""  # int8 and bf16 speed depend on them (VNNI, AVX512-BF16, AMX)
     train_img_per_s: float | None = None
     train_precision: str | None = None
+    runtime_timings_ms: dict[str, float] | None = None  # --runtime auto: what each runtime measured
 
     def to_dict(self) -> dict[str, Any]:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
+def fma_peak_gflops(threads: int, features: CpuFeatures, mhz: float | None) -> float | None:
+    """fp32 FLOP/s no code can exceed: cores x 2 FMA units x SIMD lanes (8 with AVX2, 16 with
+    AVX-512, 4 with NEON) x 2 FLOPs x the highest reported clock (None if the clock is unknown)."""
+    if not mhz:
+        return None
+    lanes = 16 if features.avx512 else 8 if features.avx2 else 4
+    return threads * 2 * lanes * 2 * mhz / 1e3
+
+
 @lru_cache(maxsize=4)
-def gemm_peak_gflops(threads: int, n: int = 1024, seconds: float = 0.5) -> float:
-    """fp32 GEMM throughput of this machine at ``threads`` (the best of several timed matmuls)."""
+def gemm_peak_gflops(threads: int, seconds: float = 0.3) -> float:
+    """The best fp32 GEMM throughput of this machine at ``threads``, over a few square and
+    MobileNet-like (1x1 conv) shapes."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        for _ in range(3):
-            a @ b
-        best, end = 0.0, time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            t = time.perf_counter()
-            a @ b
-            best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+        best = 0.0
+        for m, k, n in ((1024, 1024, 1024), (2048, 2048, 2048), (3136, 256, 256), (12544, 96, 96)):
+            a, b = torch.randn(m, k), torch.randn(k, n)
+            for _ in range(2):
+                a @ b
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                a @ b
+                best = max(best, 2 * m * k * n / (time.perf_counter() - t) / 1e9)
         return best
     finally:
         torch.set_num_threads(old)
 
 
+def peak_gflops(threads: int) -> float:
+    """An upper bound of this machine's fp32 throughput: the FMA bound, or the best GEMM if higher
+    (a clock that boosts beyond what the CPU reports)."""
+    fma = fma_peak_gflops(threads, cpu_features(), cpu_max_mhz())
+    return max(fma or 0.0, gemm_peak_gflops(threads))
+
+
+def peak_fraction(gflops: float, peak: float) -> float:
+    """Achieved over peak, never above 1: a bound that a model exceeds was not a bound."""
+    return min(1.0, gflops / peak)
+
+
 def resolve_model(model_or_weights: str | Path | torch.nn.Module) -> torch.nn.Module | str:
     """A model object: weights (file or published id) are loaded; a model name builds random weights;
-    an exported ``.onnx`` file stays a path."""
+    an exported ``.onnx`` or ``.tflite`` file stays a path (its session reads it)."""
     if isinstance(model_or_weights, torch.nn.Module):
         return model_or_weights
     src = str(model_or_weights)
-    if src.endswith(".onnx"):
+    if src.endswith((".onnx", ".tflite")):
         return src
     if Path(src.split("+")[0]).exists() or src in PUBLISHED:
         return load_model(src)
@@ -95,13 +120,20 @@ def bench(
     iters: int = 50,
     device: str = "cpu",
 ) -> BenchResult:
-    """Median/p90 latency of one batch through ``runtime`` (a model name gets random weights)."""
+    """Median/p90 latency of one batch through ``runtime`` (a model name gets random weights); with
+    ``auto``, the runtime measured fastest for the model (its timings are in the result)."""
     if batch_size < 1:
         raise ValueError(f"invalid batch size {batch_size}; it must be >= 1")
     if input_size is not None:
         check_input_size(input_size)
     threads = threads or cpu_threads()
     obj = resolve_model(model_or_weights)
+    if isinstance(obj, str) and obj.endswith(".tflite") and runtime == "torch":
+        obj = load_model(obj)
+    timings = None
+    if runtime == "auto" and isinstance(obj, torch.nn.Module):
+        choice = choose_runtime(obj, batch_size, threads=threads, device=device)
+        runtime, timings = choice.runtime, choice.timings_ms
     session = open_session(obj, runtime, device=device, threads=threads)
     cfg = session.config if session.config is not None else getattr(obj, "config", None)
     if cfg is None:
@@ -112,23 +144,28 @@ def bench(
     size = cfg.resolution if input_size is None else check_input_size(input_size)
     x = np.random.default_rng(0).standard_normal((batch_size, cfg.in_chans, size, size)).astype(np.float32)
     xt = torch.from_numpy(x)
-    times = time_fn(lambda: session.run(xt if runtime == "torch" else x), warmup, iters)
+    times = time_fn(lambda: session.run(xt if session.name == "torch" else x), warmup, iters)
     med, p90 = statistics.median(times), float(np.percentile(times, 90))
     madds = profile(cfg, input_size=size).madds
-    peak = gemm_peak_gflops(threads)
+    peak = peak_gflops(threads)
     gflops = 2 * madds * batch_size / med / 1e9
     cpu = cpu_features()
-    return BenchResult(cfg.name, runtime, batch_size, size, threads, med * 1e3, p90 * 1e3, batch_size / med, madds,
-                       gflops, peak, gflops / peak, cpu.name, cpu.summary)
+    return BenchResult(cfg.name, session.name, batch_size, size, threads, med * 1e3, p90 * 1e3, batch_size / med,
+                       madds, gflops, peak, peak_fraction(gflops, peak), cpu.name, cpu.summary,
+                       runtime_timings_ms=timings)
 
 
 def machine_key(runtime: str, batch_size: int, threads: int) -> str:
     """What a latency depends on besides the model: CPU, threads, library versions, runtime, batch."""
     parts = [cpu_name(), str(threads), torch.__version__, runtime, str(batch_size)]
-    if runtime == "onnxruntime":
+    if runtime in ("onnxruntime", "auto"):
         import onnxruntime
 
         parts.append(onnxruntime.__version__)
+    if runtime in ("litert", "auto"):
+        from ai_edge_litert import __version__ as litert_version
+
+        parts.append(litert_version)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

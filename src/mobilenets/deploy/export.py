@@ -1,4 +1,4 @@
-"""Export for deployment: ONNX (fp32, int8 QDQ), TorchScript and torch.export (.pt2).
+"""Export for deployment: ONNX (fp32, int8 QDQ), TFLite (float, int8), TorchScript and torch.export (.pt2).
 
 Every export is checked against the PyTorch model right after it is written, and the check's
 result is returned (and printed by the CLI).
@@ -14,23 +14,28 @@ from .onnx import export_onnx
 from .quantize import export_onnx_int8
 from .torch_formats import export_pt2, export_torchscript
 
-FORMATS = ("onnx", "onnx-int8", "torchscript", "pt2")
+FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "torchscript", "pt2")
 
 
 def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrate: str | Path | None = None,
            input_size: int | None = None, argmax: bool = False) -> ExportResult:
-    """Export ``model`` to ``path`` in ``format`` (onnx, onnx-int8, torchscript, pt2) and check it;
-    ``argmax`` (segmenters, ONNX): the graph ends with the class of every pixel."""
+    """Export ``model`` to ``path`` in ``format`` (:data:`FORMATS`) and check it; ``argmax``
+    (segmenters, float ONNX and TFLite): the graph ends with the class of every pixel."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if input_size is not None:
         check_input_size(input_size)
-    if argmax and format != "onnx":
-        raise ValueError("--argmax applies to the onnx format")
+    if argmax and format not in ("onnx", "tflite"):
+        raise ValueError("--argmax applies to the onnx and tflite formats")
     if format == "onnx":
         return export_onnx(model, path, input_size, argmax=argmax)
     if format == "onnx-int8":
         return export_onnx_int8(model, path, calibrate, input_size)
+    if format in ("tflite", "tflite-int8"):
+        from .tflite import export_tflite  # litert-torch is heavy: only when a TFLite file is asked for
+
+        return export_tflite(model, path, int8=format == "tflite-int8", calibrate=calibrate, input_size=input_size,
+                             argmax=argmax)
     if format == "torchscript":
         return export_torchscript(model, path, input_size)
     return export_pt2(model, path, input_size)

@@ -86,9 +86,10 @@ def predict(
     """Top-k classes (classifiers) or detections with a score >= ``score_threshold`` (detectors) for
     each image file; folders are searched recursively.
 
-    ``weights``: any weights file we load, a published id, a model, or (with
-    ``runtime="onnxruntime"``) an exported ``.onnx`` file. ``input_size`` overrides the size the
-    weights' preprocessing records. ``save_vis``: a folder for the images with their boxes drawn.
+    ``weights``: any weights file we load, a published id, a model, or an exported ``.onnx`` or
+    ``.tflite`` file (ours or Google's); ``runtime``: see :func:`open_session` (``auto``: the
+    fastest). ``input_size`` overrides the size the weights' preprocessing records. ``save_vis``: a
+    folder for the images with their boxes drawn.
     """
     if input_size is not None:
         check_input_size(input_size)
@@ -101,7 +102,7 @@ def predict(
     files = find_images(list(inputs))
     if not files:
         raise ValueError("no images given (or none found in the given folders)")
-    session = open_session(weights, runtime, device=str(pick_device(device)))
+    session = open_session(weights, runtime, device=str(pick_device(device)), batch_size=batch_size)
     meta = session.meta
     if meta.get("preprocessing"):
         pre = Preprocess.from_dict(meta["preprocessing"])

@@ -21,6 +21,7 @@ from ..tasks import TaskConfig, config_from_dict, task_of
 from ..tasks.detection.model import SSD, DetectionPipeline, select_for
 from ..tasks.detection.spec import DetectorConfig
 from ..utils.device import cpu_threads, pick_device
+from ..utils.quiet import quiet_native_output
 from ..weights import load_model
 from ..weights.tflite import tflite_metadata
 from .artifact import META_KEY
@@ -99,9 +100,10 @@ class LitertSession:
 
         kind = "model_content" if isinstance(source, bytes) else "model_path"
         try:
-            self.interpreter = Interpreter(**{kind: source if isinstance(source, bytes) else str(source)},
-                                           num_threads=threads or cpu_threads())
-            self.interpreter.allocate_tensors()
+            with quiet_native_output():  # the XNNPACK delegate's banner
+                self.interpreter = Interpreter(**{kind: source if isinstance(source, bytes) else str(source)},
+                                               num_threads=threads or cpu_threads())
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ValueError(f"{'model' if isinstance(source, bytes) else source}: not a loadable TFLite model "
                              f"({str(e).splitlines()[0]})") from None
@@ -116,6 +118,10 @@ class LitertSession:
                                                   "task": task_of(model.config)}
         self.input = self.interpreter.get_input_details()[0]
         self._shape = tuple(int(d) for d in self.input["shape"])
+        # Google's classifiers end in a softmax: their log-probabilities are logits (softmax gives them back)
+        out = self.interpreter.get_output_details()[0]["index"]
+        ops = self.interpreter._get_ops_details()
+        self._log = any(op["op_name"] == "SOFTMAX" and out in op["outputs"] for op in ops)
 
     def _invoke(self, x: np.ndarray) -> list[np.ndarray]:
         it, inp = self.interpreter, self.input
@@ -145,7 +151,7 @@ class LitertSession:
             parts = [self._invoke(arr[i: i + 1]) for i in range(len(arr))]
             outs = [np.concatenate(p) for p in zip(*parts)]
         if not isinstance(self.config, DetectorConfig):
-            return outs[0]
+            return np.log(np.maximum(outs[0], 1e-30)) if self._log else outs[0]
         if not self.ours:  # TFLite_Detection_PostProcess: y1, x1, y2, x2; classes from 0; scores; count
             boxes, classes, scores, count = outs
             return (boxes[..., [1, 0, 3, 2]], scores, classes.astype(np.int64) + 1, count.astype(np.int64))

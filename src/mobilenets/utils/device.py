@@ -6,10 +6,12 @@ import contextlib
 import functools
 import os
 import platform
+import re
 import subprocess
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -102,6 +104,25 @@ class CpuFeatures:
         return {"cpu": self.name, "arch": self.arch, "features": self.summary, "avx2": self.avx2,
                 "avx512": self.avx512, "vnni": self.vnni, "avx512_bf16": self.avx512_bf16, "amx": self.amx,
                 "native_bf16": self.native_bf16}
+
+
+def cpu_max_mhz() -> float | None:
+    """The highest clock this CPU reports: cpufreq's maximum, /proc/cpuinfo's "cpu MHz" or the
+    "@ 2.50GHz" of its name (None where none is readable)."""
+    found: list[float] = []
+    try:
+        found.append(int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / 1000)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            found += [float(line.partition(":")[2]) for line in f if line.lower().startswith("cpu mhz")]
+    except (OSError, ValueError):
+        pass
+    m = re.search(r"@\s*([\d.]+)\s*GHz", cpu_name())
+    if m:
+        found.append(float(m[1]) * 1000)
+    return max(found) if found else None
 
 
 @functools.lru_cache(maxsize=1)
