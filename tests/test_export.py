@@ -129,7 +129,7 @@ def test_bench_reports_latency_and_compute() -> None:
     assert r.madds == 3_540_480 or r.madds > 0
     assert r.train_img_per_s > 0 and r.train_precision == "fp32"
     assert d["cpu"] and "cpu_features" in d  # what the numbers were measured on
-    assert 0 < r.peak_fraction < 5
+    assert 0 < r.peak_fraction <= 1
 
 
 def test_cli_export_and_bench(tmp_path: Path, v2_model: torch.nn.Module) -> None:
