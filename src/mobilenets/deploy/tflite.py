@@ -116,10 +116,10 @@ def export_tflite(model: MobileNet, path: str | Path, *, int8: bool = False, cal
             to_quantize, _ = inference_module(corrected, size, nms=False)
         flat = _quantize_int8(_convert_float(to_quantize, size, channels), cal)
         res.details = int8_details(model, cal, hold, bias_correction)
-        if hold:
-            res.agreement = held_out_agreement(model, size, hold, LitertSession(flat).run)
     with atomic_path(Path(path)) as tmp:
         Path(tmp).write_bytes(with_metadata(flat, export_metadata(model)[META_KEY]))
+    if int8 and hold:  # the written file: its metadata tells the session a detector's NMS options
+        res.agreement = held_out_agreement(model, size, hold, LitertSession(path).run)
     if not int8:
         x = check_input(model, size, batch=2)
         with torch.inference_mode():
