@@ -341,7 +341,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
       INPUT_SIZE, JSON)
 def cmd_export(args: argparse.Namespace) -> int:
     res = export(load_model(args.weights, args.model), args.out, args.format, calibrate=args.calibrate,
-                 input_size=args.input_size, argmax=args.argmax)
+                 input_size=args.input_size, argmax=args.argmax, progress=not args.json)
     if args.json:
         _print_json({"path": res.path, "format": res.format, "max_abs_diff": res.max_abs_diff, "ok": res.ok,
                      "agreement": res.agreement, "calibration": res.calibration, **res.details})

@@ -18,9 +18,10 @@ FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "torchscript", "pt2")
 
 
 def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrate: str | Path | None = None,
-           input_size: int | None = None, argmax: bool = False) -> ExportResult:
+           input_size: int | None = None, argmax: bool = False, progress: bool = False) -> ExportResult:
     """Export ``model`` to ``path`` in ``format`` (:data:`FORMATS`) and check it; ``argmax``
-    (segmenters, float ONNX and TFLite): the graph ends with the class of every pixel."""
+    (segmenters, float ONNX and TFLite): the graph ends with the class of every pixel; ``progress``:
+    a progress bar over an int8 export's steps."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if input_size is not None:
@@ -30,12 +31,12 @@ def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrat
     if format == "onnx":
         return export_onnx(model, path, input_size, argmax=argmax)
     if format == "onnx-int8":
-        return export_onnx_int8(model, path, calibrate, input_size)
+        return export_onnx_int8(model, path, calibrate, input_size, progress=progress)
     if format in ("tflite", "tflite-int8"):
         from .tflite import export_tflite  # litert-torch is heavy: only when a TFLite file is asked for
 
         return export_tflite(model, path, int8=format == "tflite-int8", calibrate=calibrate, input_size=input_size,
-                             argmax=argmax)
+                             argmax=argmax, progress=progress)
     if format == "torchscript":
         return export_torchscript(model, path, input_size)
     return export_pt2(model, path, input_size)

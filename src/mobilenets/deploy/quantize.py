@@ -106,6 +106,13 @@ def _reader(samples: Sequence[np.ndarray], input_name: str, batch: int = 16) -> 
     return Reader()
 
 
+def int8_progress(enabled: bool, steps: int) -> Any:
+    """A progress bar over an int8 export's steps (tens of seconds); ``bar.set_postfix_str`` names the step."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, desc="int8 export", unit="step", disable=not enabled, leave=False)
+
+
 def _flush_every(samples: int, batch: int = 16) -> int:
     """How many calibration batches ORT keeps before reducing them to ranges (not every intermediate
     output is kept: 1200 samples of 1.0-MobileNetV2-224 took 9 GB). Never a divisor of the batch
@@ -116,7 +123,7 @@ def _flush_every(samples: int, batch: int = 16) -> int:
 
 def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path | None = None,
                      input_size: int | None = None, held_out: float = 0.25, per_image: int | None = None,
-                     seed: int = 0, bias_correction: bool = True) -> ExportResult:
+                     seed: int = 0, bias_correction: bool = True, progress: bool = False) -> ExportResult:
     """Static post-training int8 quantization with ONNX Runtime (QDQ, per-channel weights).
 
     Activations are uint8 per tensor, calibrated (MinMax) on ``calibrate`` images - a share
@@ -131,13 +138,21 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     size = model.config.resolution if input_size is None else input_size
+    bar = int8_progress(progress, 5)
+    bar.set_postfix_str("reading calibration images")
     cal, hold, label = calibration_sets(model, calibrate, size, held_out, per_image, seed)
     path = Path(path)
     with tempfile.TemporaryDirectory() as d:
         fp32 = Path(d) / "fp32.onnx"
         pre = Path(d) / "pre.onnx"
+        bar.update()
+        bar.set_postfix_str("bias correction")
         to_export = bias_correct(fold_batchnorm(model), torch.from_numpy(np.stack(cal))) if bias_correction else model
+        bar.update()
+        bar.set_postfix_str("ONNX export")
         export_onnx(to_export, fp32, input_size, check=False)
+        bar.update()
+        bar.set_postfix_str("calibration and quantization")
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         graph = onnx.load(str(pre)).graph
         keep_float = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul", "ReduceMean", "GlobalAveragePool",
@@ -156,8 +171,12 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
             onnx.save(proto, str(tmp))
     res = ExportResult(str(path), "onnx-int8", calibration=label,
                        details=int8_details(model, cal, hold, bias_correction))
+    bar.update()
+    bar.set_postfix_str("held-out agreement")
     if hold:
         res.agreement = held_out_agreement(model, size, hold, OnnxSession(path).run)
+    bar.update()
+    bar.close()
     return res
 
 

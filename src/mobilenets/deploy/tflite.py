@@ -25,7 +25,7 @@ from ..utils.quiet import quiet_native_output
 from ..weights.tflite import TFLITE_META_NAME
 from .artifact import META_KEY, ExportResult, check_input, export_metadata, inference_module, outputs_difference
 from .bias_correction import bias_correct
-from .quantize import calibration_sets, held_out_agreement, int8_details
+from .quantize import calibration_sets, held_out_agreement, int8_details, int8_progress
 from .runtimes import LitertSession
 
 # AI Edge Quantizer's static int8 recipe: int8 per-tensor asymmetric activations, int8 per-channel
@@ -45,10 +45,10 @@ INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "CONCATENATION", "MEAN
 
 def _convert_float(module: nn.Module, size: int, channels: int) -> bytes:
     """The float ``.tflite`` of a module that takes NCHW, converted to take NHWC."""
-    import litert_torch  # heavy (JAX, the MLIR converter): imported on first use
-
-    nhwc = litert_torch.to_channel_last_io(module, args=[0]).eval()
     with quiet_native_output():
+        import litert_torch  # heavy (JAX, the MLIR converter), and it logs on import: imported on first use
+
+        nhwc = litert_torch.to_channel_last_io(module, args=[0]).eval()
         edge = litert_torch.convert(nhwc, (torch.zeros(1, size, size, channels),))
         with tempfile.TemporaryDirectory() as d:
             edge.export(str(Path(d) / "model.tflite"))
@@ -92,7 +92,8 @@ def with_metadata(flat: bytes, record: str) -> bytes:
 
 def export_tflite(model: MobileNet, path: str | Path, *, int8: bool = False, calibrate: str | Path | None = None,
                   input_size: int | None = None, argmax: bool = False, bias_correction: bool = True,
-                  held_out: float = 0.25, per_image: int | None = None, seed: int = 0) -> ExportResult:
+                  held_out: float = 0.25, per_image: int | None = None, seed: int = 0,
+                  progress: bool = False) -> ExportResult:
     """A ``.tflite`` (NHWC input, our metadata), checked in LiteRT: float against PyTorch (max abs
     difference), int8 by its agreement with the float model on held-out images.
 
@@ -109,17 +110,31 @@ def export_tflite(model: MobileNet, path: str | Path, *, int8: bool = False, cal
     if not int8:
         flat = _convert_float(module, size, channels)
     else:
+        bar = int8_progress(progress, 5)
+        bar.set_postfix_str("reading calibration images")
         cal, hold, res.calibration = calibration_sets(model, calibrate, size, held_out, per_image, seed)
         to_quantize = module
+        bar.update()
+        bar.set_postfix_str("bias correction")
         if bias_correction:
             corrected = bias_correct(fold_batchnorm(model), torch.from_numpy(np.stack(cal)))
             to_quantize, _ = inference_module(corrected, size, nms=False)
-        flat = _quantize_int8(_convert_float(to_quantize, size, channels), cal)
+        bar.update()
+        bar.set_postfix_str("TFLite conversion")
+        converted = _convert_float(to_quantize, size, channels)
+        bar.update()
+        bar.set_postfix_str("calibration and quantization")
+        flat = _quantize_int8(converted, cal)
         res.details = int8_details(model, cal, hold, bias_correction)
+        bar.update()
     with atomic_path(Path(path)) as tmp:
         Path(tmp).write_bytes(with_metadata(flat, export_metadata(model)[META_KEY]))
-    if int8 and hold:  # the written file: its metadata tells the session a detector's NMS options
-        res.agreement = held_out_agreement(model, size, hold, LitertSession(path).run)
+    if int8:  # on the written file: its metadata tells the session a detector's NMS options
+        bar.set_postfix_str("held-out agreement")
+        if hold:
+            res.agreement = held_out_agreement(model, size, hold, LitertSession(path).run)
+        bar.update()
+        bar.close()
     if not int8:
         x = check_input(model, size, batch=2)
         with torch.inference_mode():
