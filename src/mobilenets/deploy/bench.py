@@ -5,7 +5,6 @@ per machine. The training step's speed is :func:`mobilenets.train.train_throughp
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import time
@@ -21,12 +20,12 @@ import torch
 from ..analysis import profile
 from ..models import check_input_size
 from ..tasks import create_model, parse_model_name
-from ..utils.device import CpuFeatures, cpu_features, cpu_max_mhz, cpu_name, cpu_threads
+from ..utils.device import CpuFeatures, cpu_features, cpu_max_mhz, cpu_threads
 from ..utils.fsutil import atomic_write_text
 from ..utils.timing import time_fn
 from ..weights import load_model
 from ..weights.published import PUBLISHED, cache_dir
-from .session import choose_runtime, open_session
+from .session import choose_runtime, machine_key, open_session
 
 
 @dataclass
@@ -128,8 +127,6 @@ def bench(
         check_input_size(input_size)
     threads = threads or cpu_threads()
     obj = resolve_model(model_or_weights)
-    if isinstance(obj, str) and obj.endswith(".tflite") and runtime == "torch":
-        obj = load_model(obj)
     timings = None
     if runtime == "auto" and isinstance(obj, torch.nn.Module):
         choice = choose_runtime(obj, batch_size, threads=threads, device=device)
@@ -153,20 +150,6 @@ def bench(
     return BenchResult(cfg.name, session.name, batch_size, size, threads, med * 1e3, p90 * 1e3, batch_size / med,
                        madds, gflops, peak, peak_fraction(gflops, peak), cpu.name, cpu.summary,
                        runtime_timings_ms=timings)
-
-
-def machine_key(runtime: str, batch_size: int, threads: int) -> str:
-    """What a latency depends on besides the model: CPU, threads, library versions, runtime, batch."""
-    parts = [cpu_name(), str(threads), torch.__version__, runtime, str(batch_size)]
-    if runtime in ("onnxruntime", "auto"):
-        import onnxruntime
-
-        parts.append(onnxruntime.__version__)
-    if runtime in ("litert", "auto"):
-        from ai_edge_litert import __version__ as litert_version
-
-        parts.append(litert_version)
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def measure_latencies(models: Sequence[str], runtime: str = "torch", batch_size: int = 1, remeasure: bool = False,

@@ -105,13 +105,23 @@ class RuntimeChoice:
     cached: bool = False
 
 
-def runtime_key(config: TaskConfig, batch_size: int, threads: int, device: str) -> str:
-    """What the fastest runtime depends on: CPU, threads, library versions, architecture, batch, precision."""
-    import onnxruntime
-    from ai_edge_litert import __version__ as litert_version
+def machine_key(runtime: str, batch_size: int, threads: int) -> str:
+    """What a latency depends on besides the model: CPU, threads, library versions, runtime, batch."""
+    parts = [cpu_name(), str(threads), torch.__version__, runtime, str(batch_size)]
+    if runtime in ("onnxruntime", "auto"):
+        import onnxruntime
 
-    parts = [cpu_name(), str(threads), device, torch.__version__, onnxruntime.__version__, litert_version,
-             config.name, str(batch_size), "fp32"]
+        parts.append(onnxruntime.__version__)
+    if runtime in ("litert", "auto"):
+        from ai_edge_litert import __version__ as litert_version
+
+        parts.append(litert_version)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def runtime_key(config: TaskConfig, batch_size: int, threads: int, device: str) -> str:
+    """What the fastest runtime depends on: the machine (:func:`machine_key`), architecture, device, precision."""
+    parts = [machine_key("auto", batch_size, threads), config.name, device, "fp32"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

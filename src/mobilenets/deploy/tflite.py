@@ -99,7 +99,7 @@ def export_tflite(model: MobileNet, path: str | Path, *, int8: bool = False, cal
 
     int8: calibrated on ``calibrate`` images (a share ``held_out`` kept to measure agreement) or,
     labelled as such, synthetic ones; the conv biases are first corrected for the mean shift of
-    int8 weights (:func:`bias_correct`).
+    int8 quantization (:func:`bias_correct`).
     """
     size = model.config.resolution if input_size is None else input_size
     channels = model.config.in_chans

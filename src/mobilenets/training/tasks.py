@@ -8,6 +8,7 @@ history's columns.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -72,14 +73,11 @@ class Classification:
         return {"val_loss": ev.loss, "val_top1": ev.top1, "val_top5": ev.top5}
 
 
-class Detection:
-    name = "detection"
-    metrics = ("val_map", "val_map50", "val_map75")
-    metric_label = "COCO mAP (%)"
-    collate = staticmethod(collate_targets)
+class _TargetTask:
+    """What detection and segmentation share: batches of images with per-image targets, the model
+    named by the config, and the model's own preprocessing."""
 
-    def splits(self, spec: DataSpec) -> Any:
-        return load_detection_splits(spec)
+    collate = staticmethod(collate_targets)
 
     def model_config(self, cfg: ResolvedConfig, classes: list[str]) -> TaskConfig:
         return parse_model_name(cfg.model, num_classes=len(classes))
@@ -87,6 +85,26 @@ class Detection:
     def preprocess(self, model_cfg: TaskConfig, cfg: ResolvedConfig) -> Preprocess:
         pre = default_preprocess(model_cfg)
         return pre if cfg.input_size is None else pre.replace(input_size=cfg.input_size)
+
+
+def _eval_batches(loader: DataLoader, device: torch.device, channels_last: bool, progress: bool,
+                  skipped: list[str]) -> Iterator[tuple[torch.Tensor, list[dict[str, Any]]]]:
+    """Evaluation batches on the device, with their targets; unreadable files are added to ``skipped``."""
+    for x, targets, bad in tqdm(loader, desc="eval", disable=not progress, leave=False, unit="batch"):
+        skipped += bad
+        if not len(targets):
+            continue
+        x = x.to(device)
+        yield (x.contiguous(memory_format=torch.channels_last) if channels_last else x), targets
+
+
+class Detection(_TargetTask):
+    name = "detection"
+    metrics = ("val_map", "val_map50", "val_map75")
+    metric_label = "COCO mAP (%)"
+
+    def splits(self, spec: DataSpec) -> Any:
+        return load_detection_splits(spec)
 
     def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
         return (TransformedPairs(splits.train, DetectionTransform(pre, True, cfg.hflip, cfg.zoom_out,
@@ -113,13 +131,7 @@ class Detection:
         ssd = _unwrap(model)
         ssd.eval()
         meter, loss_sum, images, skipped = CocoMeter(classes), 0.0, 0, []
-        for x, targets, bad in tqdm(loader, desc="eval", disable=not progress, leave=False, unit="batch"):
-            skipped += bad
-            if not len(targets):
-                continue
-            x = x.to(device)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+        for x, targets in _eval_batches(loader, device, channels_last, progress, skipped):
             with precision.autocast():
                 out = ssd(x)
             size = (int(x.shape[-2]), int(x.shape[-1]))
@@ -134,21 +146,13 @@ class Detection:
         return {"val_loss": ev.loss, "val_map": 100 * ev.map, "val_map50": 100 * ev.map50, "val_map75": 100 * ev.map75}
 
 
-class Segmentation:
+class Segmentation(_TargetTask):
     name = "segmentation"
     metrics = ("val_miou", "val_pixel_acc")
     metric_label = "mIoU (%)"
-    collate = staticmethod(collate_targets)
 
     def splits(self, spec: DataSpec) -> Any:
         return load_segmentation_splits(spec, list(voc_segmentation_classes()))
-
-    def model_config(self, cfg: ResolvedConfig, classes: list[str]) -> TaskConfig:
-        return parse_model_name(cfg.model, num_classes=len(classes))
-
-    def preprocess(self, model_cfg: TaskConfig, cfg: ResolvedConfig) -> Preprocess:
-        pre = default_preprocess(model_cfg)
-        return pre if cfg.input_size is None else pre.replace(input_size=cfg.input_size)
 
     def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
         scales = (cfg.min_scale, 1.0 / cfg.min_scale)  # DeepLab's 0.5-2.0 from min_scale 0.5; 1 = no jitter
@@ -176,13 +180,7 @@ class Segmentation:
         net = _unwrap_segmenter(model)
         net.eval()
         meter, loss_sum, images, skipped = ConfusionMeter(classes, net.config.ignore_index), 0.0, 0, []
-        for x, targets, bad in tqdm(loader, desc="eval", disable=not progress, leave=False, unit="batch"):
-            skipped += bad
-            if not len(targets):
-                continue
-            x = x.to(device)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+        for x, targets in _eval_batches(loader, device, channels_last, progress, skipped):
             with precision.autocast():
                 low = net.forward_logits(x)
             for logits, t in zip(low.float(), targets):  # scored at each image's own size
