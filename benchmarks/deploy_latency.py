@@ -145,7 +145,6 @@ def main() -> None:
         "v2: ours fp32 / ours int8 (onnxruntime)": ratio(f"{v2} onnxruntime fp32", f"{v2} onnxruntime int8"),
         "v1: timm eager / ours onnxruntime fp32": ratio("timm mobilenetv1_100 eager", f"{v1} onnxruntime fp32"),
         "v1: timm eager / ours torch": ratio("timm mobilenetv1_100 eager", f"{v1} torch"),
-        "v1: ours fp32 / ours int8 (onnxruntime)": ratio(f"{v1} onnxruntime fp32", f"{v1} onnxruntime int8"),
     }
     print(json.dumps({"benchmark": "deploy_latency", "batch_size": 1, "machine": machine(),
                       "peak_gflops": round(peak, 1), "auto_measured_ms": auto, "results": results, "ratios": ratios},
