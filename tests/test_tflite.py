@@ -89,6 +89,21 @@ def test_detector_tflite_runs_nms_after_the_graph(tmp_path: Path) -> None:
     np.testing.assert_allclose(ours[1][0, :n], ref[1][0, :n], atol=1e-4)
 
 
+def test_int8_detector_tflite_quantizes_the_network_and_decodes_in_float(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    det = randomize_bn(create_model("0.25-SSDLite-MobileNetV2-96", num_classes=3)).eval()
+    res = export(det, tmp_path / "d8.tflite", "tflite-int8")
+    assert res.format == "tflite-int8" and res.agreement is not None and 0.0 <= res.agreement <= 1.0
+    ops = _ops(tmp_path / "d8.tflite")
+    assert ops["CONV_2D"] == {"int8"} and ops["DEPTHWISE_CONV_2D"] == {"int8"}
+    assert "float32" in ops["EXP"]  # box decoding stays float (see INT8_OPS)
+    session = LitertSession(tmp_path / "d8.tflite")
+    assert tflite_metadata(tmp_path / "d8.tflite")["config"]["num_classes"] == 3
+    boxes, scores, labels, n = session.run(np.random.default_rng(0).standard_normal((2, 3, 96, 96), dtype=np.float32))
+    assert boxes.shape[:2] == scores.shape == labels.shape and n.shape == (2,)
+    assert ((0 <= scores) & (scores <= 1)).all()
+
+
 @pytest.mark.slow
 def test_segmenter_tflite_matches_pytorch(tmp_path: Path) -> None:
     seg = create_model("0.25-DeepLabV3-MobileNetV2-96-aspp").eval()
