@@ -148,7 +148,7 @@ def test_auto_session_opens_the_cached_choice(tmp_path: Path, monkeypatch: pytes
     model = create_model("0.25-MobileNet-32")
     choose_runtime(model, measure=lambda m, **kw: {"torch": 0.1, "onnxruntime": 0.2})
     assert isinstance(open_session(model, "auto"), TorchSession)
-    with pytest.raises(ValueError, match="valid: auto, torch, onnxruntime, litert"):
+    with pytest.raises(ValueError, match="valid: auto, torch, onnxruntime, litert, executorch"):
         open_session(model, "tvm")
 
 
@@ -160,7 +160,7 @@ def test_bench_auto_reports_every_runtime(tmp_path: Path) -> None:
                        capture_output=True, text=True, env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    assert set(d["runtime_timings_ms"]) == {"torch", "onnxruntime", "litert"}
+    assert set(d["runtime_timings_ms"]) == {"torch", "onnxruntime", "litert", "executorch"}
     assert d["runtime"] == min(d["runtime_timings_ms"], key=d["runtime_timings_ms"].get)
     assert 0 < d["peak_fraction"] <= 1
 

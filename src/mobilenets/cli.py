@@ -337,7 +337,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
       arg("--format", default="onnx", choices=list(FORMATS)),
       arg("--out", required=True, help="output file"),
       arg("--calibrate", metavar="IMAGE_DIR", help="int8: calibration images (default: synthetic)"),
-      arg("--argmax", action="store_true", help="segmenters (onnx, tflite): output the class map, not the logits"),
+      arg("--argmax", action="store_true", help="segmenters (onnx, tflite, pte): output the class map, not the logits"),
       INPUT_SIZE, JSON)
 def cmd_export(args: argparse.Namespace) -> int:
     res = export(load_model(args.weights, args.model), args.out, args.format, calibrate=args.calibrate,
@@ -351,14 +351,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 @verb("predict", "classify image files or folders, or detect the objects in them",
-      arg("--weights", required=True, help="weights file, published id, or exported .onnx / .tflite"),
+      arg("--weights", required=True, help="weights file, published id, or exported .onnx / .tflite / .pte"),
       arg("inputs", nargs="+", metavar="IMAGE_OR_DIR"), arg("--top-k", type=int, default=5, help="classifiers"),
       arg("--score-threshold", type=float, default=0.3, help="detectors: the lowest score reported"),
       arg("--save-vis", metavar="DIR", help="detectors: write each image with its boxes drawn here"),
       INPUT_SIZE, arg("--batch-size", type=int, default=32), RUNTIME, arg("--device", default="auto"), JSON)
 def cmd_predict(args: argparse.Namespace) -> int:
     res = predict(args.weights, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device,
-                  runtime=args.runtime or default_runtime(), input_size=args.input_size,
+                  runtime=args.runtime or default_runtime(args.weights), input_size=args.input_size,
                   score_threshold=args.score_threshold,
                   save_vis=args.save_vis)
     for e in res.errors:
@@ -385,14 +385,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 @verb("bench", "latency, throughput and achieved FLOP/s on this machine",
-      arg("model", metavar="MODEL_OR_WEIGHTS", help="model name (random weights), weights file, .onnx or .tflite"),
+      arg("model", metavar="MODEL_OR_WEIGHTS", help="model name (random weights), weights, .onnx / .tflite / .pte"),
       RUNTIME, BATCH_SIZE, INPUT_SIZE,
       arg("--threads", type=int, default=None, help="default: all cores of this process"),
       arg("--train", action="store_true", help="also measure the training step's images/s"),
       arg("--amp", default="auto", help="training precision for --train: auto, off, bf16, fp16"),
       arg("--warmup", type=int, default=10), arg("--iters", type=int, default=50), JSON)
 def cmd_bench(args: argparse.Namespace) -> None:
-    r = bench(args.model, runtime=args.runtime or default_runtime(), batch_size=args.batch_size,
+    r = bench(args.model, runtime=args.runtime or default_runtime(args.model), batch_size=args.batch_size,
               input_size=args.input_size,
               threads=args.threads, train=args.train, train_amp=args.amp, warmup=args.warmup, iters=args.iters)
     if args.json:

@@ -25,7 +25,7 @@ from ..utils.fsutil import atomic_write_text
 from ..utils.timing import time_fn
 from ..weights import load_model
 from ..weights.published import PUBLISHED, cache_dir
-from .session import choose_runtime, machine_key, open_session
+from .session import FILE_RUNTIMES, choose_runtime, machine_key, open_session
 
 
 @dataclass
@@ -97,11 +97,11 @@ def peak_fraction(gflops: float, peak: float) -> float:
 
 def resolve_model(model_or_weights: str | Path | torch.nn.Module) -> torch.nn.Module | str:
     """A model object: weights (file or published id) are loaded; a model name builds random weights;
-    an exported ``.onnx`` or ``.tflite`` file stays a path (its session reads it)."""
+    an exported ``.onnx``, ``.tflite`` or ``.pte`` file stays a path (its session reads it)."""
     if isinstance(model_or_weights, torch.nn.Module):
         return model_or_weights
     src = str(model_or_weights)
-    if src.endswith((".onnx", ".tflite")):
+    if src.endswith(tuple(FILE_RUNTIMES)):
         return src
     if Path(src.split("+")[0]).exists() or src in PUBLISHED:
         return load_model(src)

@@ -1,4 +1,5 @@
-"""Export for deployment: ONNX (fp32, int8 QDQ), TFLite (float, int8), TorchScript and torch.export (.pt2).
+"""Export for deployment: ONNX (fp32, int8 QDQ), TFLite (float, int8), ExecuTorch (.pte, XNNPACK), TorchScript
+and torch.export (.pt2).
 
 Every export is checked against the PyTorch model right after it is written, and the check's
 result is returned (and printed by the CLI).
@@ -14,20 +15,20 @@ from .onnx import export_onnx
 from .quantize import export_onnx_int8
 from .torch_formats import export_pt2, export_torchscript
 
-FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "torchscript", "pt2")
+FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "pte", "torchscript", "pt2")
 
 
 def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrate: str | Path | None = None,
            input_size: int | None = None, argmax: bool = False, progress: bool = False) -> ExportResult:
     """Export ``model`` to ``path`` in ``format`` (:data:`FORMATS`) and check it; ``argmax``
-    (segmenters, float ONNX and TFLite): the graph ends with the class of every pixel; ``progress``:
+    (segmenters, float ONNX, TFLite and ExecuTorch): the graph ends with the class of every pixel; ``progress``:
     a progress bar over an int8 export's steps."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if input_size is not None:
         check_input_size(input_size)
-    if argmax and format not in ("onnx", "tflite"):
-        raise ValueError("--argmax applies to the onnx and tflite formats")
+    if argmax and format not in ("onnx", "tflite", "pte"):
+        raise ValueError("--argmax applies to the onnx, tflite and pte formats")
     if format == "onnx":
         return export_onnx(model, path, input_size, argmax=argmax)
     if format == "onnx-int8":
@@ -37,6 +38,10 @@ def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrat
 
         return export_tflite(model, path, int8=format == "tflite-int8", calibrate=calibrate, input_size=input_size,
                              argmax=argmax, progress=progress)
+    if format == "pte":
+        from .pte import export_pte  # ExecuTorch is an optional extra, and heavy
+
+        return export_pte(model, path, input_size, argmax)
     if format == "torchscript":
         return export_torchscript(model, path, input_size)
     return export_pt2(model, path, input_size)

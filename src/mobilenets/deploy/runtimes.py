@@ -1,5 +1,5 @@
-"""Inference runtimes as sessions: the fastest correct PyTorch eager path, ONNX Runtime, and LiteRT
-(TFLite with XNNPACK, on our ``.tflite`` exports or Google's files).
+"""Inference runtimes as sessions: the fastest correct PyTorch eager path, ONNX Runtime, LiteRT
+(TFLite with XNNPACK, on our ``.tflite`` exports or Google's files) and ExecuTorch (our ``.pte``).
 
 Every session takes NCHW float32 batches already preprocessed and returns a classifier's logits,
 or a detector's four outputs (boxes, scores, labels, count: :class:`DetectionPipeline`), so
@@ -27,6 +27,15 @@ from ..weights.tflite import tflite_metadata
 from .artifact import META_KEY
 
 Outputs = np.ndarray | tuple[np.ndarray, ...]
+PTE_META_METHOD = "mobilenets_metadata"  # a .pte's constant method returning our JSON record as UTF-8 bytes
+
+
+def finish(config: TaskConfig | None, outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> Outputs:
+    """What a session returns from an exported graph's outputs: a detector's NMS on its boxes and scores
+    (our TFLite and ExecuTorch exports end before it)."""
+    if isinstance(config, DetectorConfig):
+        return tuple(o.numpy() for o in select_for(config, *outputs))
+    return outputs.numpy() if isinstance(outputs, torch.Tensor) else tuple(o.numpy() for o in outputs)
 
 
 class TorchSession:
@@ -155,7 +164,7 @@ class LitertSession:
         if not self.ours:  # TFLite_Detection_PostProcess: y1, x1, y2, x2; classes from 0; scores; count
             boxes, classes, scores, count = outs
             return (boxes[..., [1, 0, 3, 2]], scores, classes.astype(np.int64) + 1, count.astype(np.int64))
-        return self.finish(self.config, tuple(torch.from_numpy(o) for o in outs))
+        return finish(self.config, tuple(torch.from_numpy(o) for o in outs))
 
     def _invoke_shape_reset(self) -> None:
         shape = [1, *self._shape[1:]]
@@ -163,9 +172,48 @@ class LitertSession:
         self.interpreter.allocate_tensors()
         self._shape = tuple(shape)
 
-    @staticmethod
-    def finish(config: TaskConfig, outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> Outputs:
-        """What a session returns from a graph's outputs: a detector's NMS on its boxes and scores."""
-        if isinstance(config, DetectorConfig):
-            return tuple(o.numpy() for o in select_for(config, *outputs))
-        return outputs.numpy() if isinstance(outputs, torch.Tensor) else outputs
+
+
+def require_executorch() -> None:
+    """ExecuTorch is an optional extra: say how to install it rather than fail on an import."""
+    import importlib.util
+
+    if importlib.util.find_spec("executorch") is None:
+        raise ImportError("ExecuTorch is not installed: pip install 'mobilenets[executorch]'")
+
+
+class ExecutorchSession:
+    """ExecuTorch (XNNPACK delegate) on our ``.pte``: NCHW float batches in, run one image at a time
+    (the program's static batch), our outputs out; config and classes from the program's metadata."""
+
+    name = "executorch"
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        require_executorch()
+        with quiet_native_output():  # ExecuTorch's cpuinfo lines
+            from executorch.extension.pybindings import portable_lib
+            from executorch.runtime import Runtime
+
+            if (threads or cpu_threads()) != portable_lib._threadpool_get_thread_count():
+                portable_lib._unsafe_reset_threadpool(threads or cpu_threads())  # one pool per process
+            try:
+                program = Runtime.get().load_program(Path(path))
+                self.method = program.load_method("forward")
+            except (ValueError, RuntimeError) as e:
+                raise ValueError(f"{path}: not a loadable ExecuTorch program ({str(e).splitlines()[0]})") from None
+            self.meta: dict[str, Any] = {}
+            if PTE_META_METHOD in program.method_names:
+                record = program.load_method(PTE_META_METHOD).execute([])[0]
+                self.meta = json.loads(bytes(record.numpy().tolist()).decode())
+        self.config: TaskConfig | None = config_from_dict(self.meta["config"]) if self.meta else None
+        self.path = Path(path)
+        self.image_shape = tuple(self.method.metadata.input_tensor_meta(0).sizes())[1:]
+
+    def run(self, x: np.ndarray | torch.Tensor) -> Outputs:
+        t = torch.as_tensor(x, dtype=torch.float32)
+        if tuple(t.shape[1:]) != self.image_shape:
+            raise ValueError(f"{self.path} takes {'x'.join(map(str, self.image_shape))} images (its program's "
+                             f"static shape), not {'x'.join(map(str, t.shape[1:]))}: export at that --input-size")
+        parts = [self.method.execute([t[i: i + 1].contiguous()]) for i in range(len(t))]
+        outs = [torch.cat(p) for p in zip(*parts)]
+        return finish(self.config, outs[0] if len(outs) == 1 else tuple(outs))

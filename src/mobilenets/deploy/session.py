@@ -4,6 +4,7 @@ or, with ``runtime="auto"``, in the runtime measured fastest for that model on t
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import statistics
@@ -21,18 +22,26 @@ from ..utils.timing import time_fn
 from ..weights import load_model
 from ..weights.published import cache_dir
 from .onnx import export_onnx
-from .runtimes import LitertSession, OnnxSession, TorchSession
+from .runtimes import ExecutorchSession, LitertSession, OnnxSession, TorchSession
 
-RUNTIMES = ("auto", "torch", "onnxruntime", "litert")
-MEASURED = ("torch", "onnxruntime", "litert")  # what "auto" chooses among
-Session = TorchSession | OnnxSession | LitertSession
+RUNTIMES = ("auto", "torch", "onnxruntime", "litert", "executorch")
+FILE_RUNTIMES = {".onnx": "onnxruntime", ".tflite": "litert", ".pte": "executorch"}
+Session = TorchSession | OnnxSession | LitertSession | ExecutorchSession
 
 
-def default_runtime() -> str:
-    """The CLI's default runtime: ``$MOBILENETS_RUNTIME`` if set (e.g. ``torch`` to skip measuring), else auto."""
+def measured_runtimes() -> tuple[str, ...]:
+    """What "auto" chooses among: every installed runtime (ExecuTorch is an optional extra)."""
+    return ("torch", "onnxruntime", "litert") + (("executorch",) if importlib.util.find_spec("executorch") else ())
+
+
+def default_runtime(source: str | Path | None = None) -> str:
+    """The CLI's default runtime: ``$MOBILENETS_RUNTIME`` if set (e.g. ``torch`` to skip measuring), else
+    auto - and auto for a ``.onnx`` or ``.pte`` ``source``, which only its own runtime runs."""
     value = os.environ.get("MOBILENETS_RUNTIME", "auto")
     if value not in RUNTIMES:
         raise ValueError(f"MOBILENETS_RUNTIME={value!r} is not a runtime; valid: {', '.join(RUNTIMES)}")
+    if source is not None and Path(str(source)).suffix in (".onnx", ".pte"):
+        return "auto"
     return value
 
 
@@ -46,38 +55,47 @@ def _digest(model: torch.nn.Module) -> str:
 
 
 def cached_export(model: torch.nn.Module, runtime: str) -> Path:
-    """Our export of ``model`` for ``runtime`` (ONNX or float TFLite), made once per content hash."""
-    suffix = {"onnxruntime": "onnx", "litert": "tflite"}[runtime]
+    """Our export of ``model`` for ``runtime`` (ONNX, float TFLite or ExecuTorch), made once per content hash."""
+    suffix = next(k for k, v in FILE_RUNTIMES.items() if v == runtime)[1:]
     path = cache_dir() / suffix / f"{model.config.name}-{_digest(model)}.{suffix}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         if runtime == "onnxruntime":
             export_onnx(model, path, check=False)
-        else:
+        elif runtime == "litert":
             from .tflite import export_tflite  # litert-torch is heavy: only when a TFLite file is needed
 
             export_tflite(model, path)
+        else:
+            from .pte import export_pte  # so is ExecuTorch
+
+            export_pte(model, path)
     return path
+
+
+def _session(path: str | Path, runtime: str, threads: int | None) -> Session:
+    kinds = {"onnxruntime": OnnxSession, "litert": LitertSession, "executorch": ExecutorchSession}
+    return kinds[runtime](path, threads)
 
 
 def _open_file(src: str, runtime: str, threads: int | None) -> Session | None:
     """An exported file in its own runtime (``auto``: the only one that runs it)."""
-    kinds = {".onnx": "onnxruntime", ".tflite": "litert"}
-    kind = kinds.get(Path(src).suffix)
+    kind = FILE_RUNTIMES.get(Path(src).suffix)
     if kind is None or (kind == "litert" and runtime == "torch"):
         return None  # weights (a TFLite file runs in torch through our loader)
     if runtime not in ("auto", kind):
         raise ValueError(f"{src} is a {Path(src).suffix} file: use --runtime {kind} (or auto)")
     if not Path(src).exists():
         raise FileNotFoundError(f"file not found: {src}")
-    return OnnxSession(src, threads) if kind == "onnxruntime" else LitertSession(src, threads)
+    return _session(src, kind, threads)
 
 
 def open_session(weights: str | Path | torch.nn.Module, runtime: str = "torch", device: str = "cpu",
                  threads: int | None = None, batch_size: int = 1) -> Session:
-    """A session for weights (any format we load), an exported ``.onnx`` / ``.tflite``, or a model object.
+    """A session for weights (any format we load), an exported ``.onnx`` / ``.tflite`` / ``.pte``, or a
+    model object.
 
-    ``onnxruntime`` and ``litert`` run our export of the weights (made once, cached by content hash);
+    ``onnxruntime``, ``litert`` and ``executorch`` run our export of the weights (made once, cached by content hash);
     ``auto`` measures the runtimes once per machine, model and batch size (:func:`choose_runtime`)
     and opens the fastest.
     """
@@ -93,7 +111,7 @@ def open_session(weights: str | Path | torch.nn.Module, runtime: str = "torch", 
     if runtime == "torch":
         return TorchSession(weights, device, threads)
     path = cached_export(weights, runtime)
-    session: Session = OnnxSession(path, threads) if runtime == "onnxruntime" else LitertSession(path, threads)
+    session = _session(path, runtime, threads)
     session.config = weights.config
     return session
 
@@ -116,6 +134,10 @@ def machine_key(runtime: str, batch_size: int, threads: int) -> str:
         from ai_edge_litert import __version__ as litert_version
 
         parts.append(litert_version)
+    if runtime in ("executorch", "auto") and "executorch" in measured_runtimes():
+        from importlib.metadata import version
+
+        parts.append(version("executorch"))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -130,7 +152,7 @@ def measure_runtimes(model: torch.nn.Module, batch_size: int = 1, threads: int |
     """Median batch latency (ms) of the model in each runtime, measured in interleaved rounds."""
     size = model.config.resolution
     x = np.random.default_rng(0).standard_normal((batch_size, model.config.in_chans, size, size)).astype(np.float32)
-    runtimes = MEASURED if device == "cpu" else ("torch",)  # the others run on the CPU here
+    runtimes = measured_runtimes() if device == "cpu" else ("torch",)  # the others run on the CPU here
     sessions = {r: open_session(model, r, device, threads) for r in runtimes}
     per_round: dict[str, list[float]] = {r: [] for r in runtimes}
     for _ in range(rounds):

@@ -23,10 +23,18 @@ from ..models import MobileNet, fold_batchnorm
 from ..utils.fsutil import atomic_path
 from ..utils.quiet import quiet_native_output
 from ..weights.tflite import TFLITE_META_NAME
-from .artifact import META_KEY, ExportResult, check_input, export_metadata, inference_module, outputs_difference
+from .artifact import (
+    META_KEY,
+    ExportResult,
+    check_input,
+    export_metadata,
+    float_tolerance,
+    inference_module,
+    outputs_difference,
+)
 from .bias_correction import bias_correct
 from .quantize import calibration_sets, held_out_agreement, int8_details, int8_progress
-from .runtimes import LitertSession
+from .runtimes import LitertSession, finish
 
 # AI Edge Quantizer's static int8 recipe: int8 per-tensor asymmetric activations, int8 per-channel
 # symmetric weights, integer kernels (what XNNPACK runs as QS8)
@@ -149,9 +157,7 @@ def export_tflite(model: MobileNet, path: str | Path, *, int8: bool = False, cal
     if not int8:
         x = check_input(model, size, batch=2)
         with torch.inference_mode():
-            ref = LitertSession.finish(model.config, module(x))
-        # 1e-4, or 4e-6 of the outputs' scale where it is larger (a random segmenter's logits reach ~50)
-        scale = 0.0 if isinstance(ref, tuple) else float(np.abs(ref).max())
+            ref = finish(model.config, module(x))
         res.max_abs_diff = outputs_difference(ref, LitertSession(path).run(x.numpy()))
-        res.tolerance = max(1e-4, 4e-6 * scale)
+        res.tolerance = float_tolerance(ref)
     return res
