@@ -6,10 +6,10 @@ Candidates (1.0-MobileNetV2-224 and 1.0-MobileNet-224, random weights, fp32 unle
 torchvision mobilenet_v2 eager, timm mobilenetv1_100 / mobilenetv2_100 eager, ONNX Runtime on
 torchvision's own ONNX export, and ours: torch runtime (BN folded, channels-last,
 inference_mode), ONNX Runtime fp32 (our export) and ONNX Runtime int8 (our QDQ export, synthetic
-calibration: the speed does not depend on it), LiteRT fp32 and int8 (our TFLite exports), and
-``--runtime auto`` (the runtime `choose_runtime` measures fastest). Against Google's own files in
-LiteRT: the float V1 0.25-224 (ours runs the same weights, read from that file) and the int8 V2
-1.0-224. Candidates are measured in interleaved rounds, in a shuffled order, so
+calibration: the speed does not depend on it), LiteRT fp32 and int8 (our TFLite exports), ExecuTorch
+fp32 (our .pte, XNNPACK delegate) and ``--runtime auto`` (the runtime `choose_runtime` measures
+fastest). Against Google's own files in LiteRT: the float V1 0.25-224 (ours runs the same weights,
+read from that file) and the int8 V2 1.0-224. Candidates are measured in interleaved rounds, in a shuffled order, so
 that machine noise hits them alike (with a pause between candidates, so that one runtime's
 spinning worker threads do not slow the next); ratios are taken within each round, then the
 median.
@@ -37,8 +37,9 @@ from _common import machine  # noqa: E402
 import mobilenets  # noqa: E402
 from mobilenets.deploy.bench import peak_gflops  # noqa: E402
 from mobilenets.deploy.onnx import export_onnx  # noqa: E402
+from mobilenets.deploy.pte import export_pte  # noqa: E402
 from mobilenets.deploy.quantize import export_onnx_int8  # noqa: E402
-from mobilenets.deploy.runtimes import LitertSession, OnnxSession, TorchSession  # noqa: E402
+from mobilenets.deploy.runtimes import ExecutorchSession, LitertSession, OnnxSession, TorchSession  # noqa: E402
 from mobilenets.deploy.session import choose_runtime, open_session  # noqa: E402
 from mobilenets.deploy.tflite import export_tflite  # noqa: E402
 from mobilenets.utils.device import cpu_threads  # noqa: E402
@@ -82,6 +83,9 @@ def candidates(tmp: Path, refdata: Path) -> dict[str, tuple[str, object]]:
         export_tflite(model, tmp / f"{arch}.tflite")
         l32 = LitertSession(tmp / f"{arch}.tflite")
         out[f"ours {arch} litert fp32"] = (arch, lambda s=l32: s.run(xn))
+        export_pte(model, tmp / f"{arch}.pte")
+        e32 = ExecutorchSession(tmp / f"{arch}.pte")
+        out[f"ours {arch} executorch fp32"] = (arch, lambda s=e32: s.run(x))
         auto = open_session(model, "auto")
         AUTO[f"ours {arch} auto fp32"] = choose_runtime(model).timings_ms
         out[f"ours {arch} auto fp32"] = (arch, lambda s=auto: s.run(xn if s.name != "torch" else x))
@@ -137,6 +141,9 @@ def main() -> None:
         "goal int8: LiteRT on Google's int8 V2 / ours onnxruntime int8": ratio("LiteRT on google V2 1.0 int8",
                                                                              f"{v2} onnxruntime int8"),
         "v2: ours litert fp32 / ours litert int8": ratio(f"{v2} litert fp32", f"{v2} litert int8"),
+        "v2: ours onnxruntime fp32 / ours executorch fp32": ratio(f"{v2} onnxruntime fp32", f"{v2} executorch fp32"),
+        "v1 0.25: LiteRT on Google's float / ours executorch fp32": ratio("LiteRT on google V1 0.25 float",
+                                                                          f"{q} executorch fp32"),
         "v2: torchvision eager / ours onnxruntime fp32": ratio("torchvision mobilenet_v2 eager",
                                                                f"{v2} onnxruntime fp32"),
         "v2: torchvision eager / ours torch": ratio("torchvision mobilenet_v2 eager", f"{v2} torch"),
