@@ -56,6 +56,7 @@ def test_detector_pte_runs_nms_after_the_program(tmp_path: Path) -> None:
     np.testing.assert_allclose(ours[0][0, :n], ref[0][0, :n], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_weights_run_in_executorch_and_predict_reads_the_program(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOBILENETS_CACHE", str(tmp_path / "cache"))

@@ -152,6 +152,7 @@ def test_auto_session_opens_the_cached_choice(tmp_path: Path, monkeypatch: pytes
         open_session(model, "tvm")
 
 
+@pytest.mark.slow  # three exports and a measurement of each, in a real process (~50 s); the choice is tested above
 def test_bench_auto_reports_every_runtime(tmp_path: Path) -> None:
     env = {"MOBILENETS_CACHE": str(tmp_path), "MOBILENETS_RUNTIME": "auto"}
     import os
