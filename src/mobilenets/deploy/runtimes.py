@@ -9,6 +9,7 @@ or a detector's four outputs (boxes, scores, labels, count: :class:`DetectionPip
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -173,12 +174,14 @@ class LitertSession:
         self._shape = tuple(shape)
 
 
+def executorch_installed() -> bool:
+    """ExecuTorch is an optional extra (``mobilenets[executorch]``)."""
+    return importlib.util.find_spec("executorch") is not None
+
 
 def require_executorch() -> None:
-    """ExecuTorch is an optional extra: say how to install it rather than fail on an import."""
-    import importlib.util
-
-    if importlib.util.find_spec("executorch") is None:
+    """Say how to install ExecuTorch rather than fail on an import."""
+    if not executorch_installed():
         raise ImportError("ExecuTorch is not installed: pip install 'mobilenets[executorch]'")
 
 

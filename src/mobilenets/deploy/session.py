@@ -4,7 +4,6 @@ or, with ``runtime="auto"``, in the runtime measured fastest for that model on t
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import statistics
@@ -22,7 +21,7 @@ from ..utils.timing import time_fn
 from ..weights import load_model
 from ..weights.published import cache_dir
 from .onnx import export_onnx
-from .runtimes import ExecutorchSession, LitertSession, OnnxSession, TorchSession
+from .runtimes import ExecutorchSession, LitertSession, OnnxSession, TorchSession, executorch_installed
 
 RUNTIMES = ("auto", "torch", "onnxruntime", "litert", "executorch")
 FILE_RUNTIMES = {".onnx": "onnxruntime", ".tflite": "litert", ".pte": "executorch"}
@@ -31,7 +30,7 @@ Session = TorchSession | OnnxSession | LitertSession | ExecutorchSession
 
 def measured_runtimes() -> tuple[str, ...]:
     """What "auto" chooses among: every installed runtime (ExecuTorch is an optional extra)."""
-    return ("torch", "onnxruntime", "litert") + (("executorch",) if importlib.util.find_spec("executorch") else ())
+    return ("torch", "onnxruntime", "litert") + (("executorch",) if executorch_installed() else ())
 
 
 def default_runtime(source: str | Path | None = None) -> str:
@@ -95,9 +94,9 @@ def open_session(weights: str | Path | torch.nn.Module, runtime: str = "torch", 
     """A session for weights (any format we load), an exported ``.onnx`` / ``.tflite`` / ``.pte``, or a
     model object.
 
-    ``onnxruntime``, ``litert`` and ``executorch`` run our export of the weights (made once, cached by content hash);
-    ``auto`` measures the runtimes once per machine, model and batch size (:func:`choose_runtime`)
-    and opens the fastest.
+    ``onnxruntime``, ``litert`` and ``executorch`` run our export of the weights (made once, cached by
+    content hash); ``auto`` measures the runtimes once per machine, model and batch size
+    (:func:`choose_runtime`) and opens the fastest.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
