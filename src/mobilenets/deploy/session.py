@@ -147,15 +147,18 @@ def runtime_key(config: TaskConfig, batch_size: int, threads: int, device: str) 
 
 
 def measure_runtimes(model: torch.nn.Module, batch_size: int = 1, threads: int | None = None, device: str = "cpu",
-                     rounds: int = 3) -> dict[str, float]:
-    """Median batch latency (ms) of the model in each runtime, measured in interleaved rounds."""
+                     rounds: int = 5) -> dict[str, float]:
+    """Median batch latency (ms) of the model in each runtime, measured in interleaved rounds whose
+    order rotates (no runtime always runs after the same one: a runtime's idle worker threads slow
+    the next for a moment)."""
     size = model.config.resolution
     x = np.random.default_rng(0).standard_normal((batch_size, model.config.in_chans, size, size)).astype(np.float32)
     runtimes = measured_runtimes() if device == "cpu" else ("torch",)  # the others run on the CPU here
     sessions = {r: open_session(model, r, device, threads) for r in runtimes}
     per_round: dict[str, list[float]] = {r: [] for r in runtimes}
-    for _ in range(rounds):
-        for r, s in sessions.items():
+    order = list(sessions.items())
+    for i in range(rounds):
+        for r, s in order[i % len(order):] + order[: i % len(order)]:
             per_round[r].append(statistics.median(time_fn(lambda s=s: s.run(x), warmup=3, iters=10, min_seconds=0.2)))
     return {r: round(statistics.median(v) * 1e3, 4) for r, v in per_round.items()}
 
