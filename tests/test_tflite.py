@@ -89,6 +89,26 @@ def test_detector_tflite_runs_nms_after_the_graph(tmp_path: Path) -> None:
     np.testing.assert_allclose(ours[1][0, :n], ref[1][0, :n], atol=1e-4)
 
 
+def test_int8_ranges_are_the_calibration_sets_min_and_max(tmp_path: Path) -> None:
+    """One outlier image among many sets the input's range (AI Edge Quantizer's default moving average
+    would shrink it to ~the typical image's, clipping what the bias correction simulated)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobilenets.deploy.tflite import _convert_float, _quantize_int8
+
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1).eval()
+    rng = np.random.default_rng(0)
+    samples = [rng.uniform(-1, 1, (3, 8, 8)).astype(np.float32) for _ in range(20)]
+    samples[3][0, 0, 0] = 8.0  # the outlier, early: a moving average would forget it
+    q = Interpreter(model_content=_quantize_int8(_convert_float(conv, 8, 3), samples))
+    q.allocate_tensors()
+    first = next(op for op in q._get_ops_details() if op["op_name"] == "CONV_2D")["inputs"][0]
+    scale, zero_point = q._get_tensor_details(first, 0)["quantization"]
+    lo, hi = (-128 - zero_point) * scale, (127 - zero_point) * scale
+    assert lo == pytest.approx(min(float(s.min()) for s in samples), abs=scale)
+    assert hi == pytest.approx(8.0, abs=scale)
+
+
 def test_int8_detector_tflite_quantizes_the_network_and_decodes_in_float(tmp_path: Path) -> None:
     torch.manual_seed(0)
     det = randomize_bn(create_model("0.25-SSDLite-MobileNetV2-96", num_classes=3)).eval()
