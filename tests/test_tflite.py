@@ -109,6 +109,7 @@ def test_int8_ranges_are_the_calibration_sets_min_and_max(tmp_path: Path) -> Non
     assert hi == pytest.approx(8.0, abs=scale)
 
 
+@pytest.mark.slow
 def test_int8_detector_tflite_quantizes_the_network_and_decodes_in_float(tmp_path: Path) -> None:
     torch.manual_seed(0)
     det = randomize_bn(create_model("0.25-SSDLite-MobileNetV2-96", num_classes=3)).eval()
