@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -37,3 +38,21 @@ def refdata() -> Path:
     if not REFDATA.is_dir():
         pytest.skip(f"reference data not found at {REFDATA} (Google's TFLite models and photos)")
     return REFDATA
+
+
+def weights_through_a_cached_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime: str, suffix: str) -> Any:
+    """Saved weights opened in ``runtime``: one export made in the cache, same logits as PyTorch. The session."""
+    import numpy as np
+
+    from mobilenets import create_model, save_weights
+    from mobilenets.deploy.session import open_session
+
+    monkeypatch.setenv("MOBILENETS_CACHE", str(tmp_path / "cache"))
+    model = randomize_bn(create_model("0.25-MobileNet-32", num_classes=4)).eval()
+    w = save_weights(model, tmp_path / "w.safetensors", classes=list("abcd"))
+    s = open_session(w, runtime)
+    assert s.name == runtime and len(list((tmp_path / "cache" / suffix).glob(f"*.{suffix}"))) == 1
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    with torch.inference_mode():
+        assert np.abs(s.run(x) - model(torch.from_numpy(x)).numpy()).max() <= 1e-4
+    return s

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_bn
+from conftest import randomize_bn, weights_through_a_cached_export
 
-from mobilenets import create_model, save_weights
+from mobilenets import create_model
 from mobilenets.deploy import runtimes
 from mobilenets.deploy.export import export
 from mobilenets.deploy.runtimes import ExecutorchSession, TorchSession
@@ -59,14 +59,7 @@ def test_detector_pte_runs_nms_after_the_program(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_weights_run_in_executorch_and_predict_reads_the_program(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MOBILENETS_CACHE", str(tmp_path / "cache"))
-    model = randomize_bn(create_model("0.25-MobileNet-32", num_classes=4)).eval()
-    w = save_weights(model, tmp_path / "w.safetensors", classes=list("abcd"))
-    s = open_session(w, "executorch")
-    assert s.name == "executorch" and len(list((tmp_path / "cache" / "pte").glob("*.pte"))) == 1
-    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
-    with torch.inference_mode():
-        assert np.abs(s.run(x) - model(torch.from_numpy(x)).numpy()).max() <= 1e-4
+    s = weights_through_a_cached_export(tmp_path, monkeypatch, "executorch", "pte")
     from PIL import Image
 
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "i.png")

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_bn
+from conftest import randomize_bn, weights_through_a_cached_export
 
-from mobilenets import create_model, predict, save_weights
+from mobilenets import create_model, predict
 from mobilenets.deploy.bench import fma_peak_gflops, peak_fraction
 from mobilenets.deploy.export import export
 from mobilenets.deploy.runtimes import LitertSession, TorchSession
@@ -219,11 +219,4 @@ def test_trained_model_ships_to_tflite_with_the_same_predictions(tmp_path: Path)
 
 
 def test_saved_weights_go_to_litert_through_a_cached_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MOBILENETS_CACHE", str(tmp_path / "cache"))
-    model = randomize_bn(create_model("0.25-MobileNet-32", num_classes=4)).eval()
-    w = save_weights(model, tmp_path / "w.safetensors", classes=list("abcd"))
-    s = open_session(w, "litert")
-    assert s.name == "litert" and len(list((tmp_path / "cache" / "tflite").glob("*.tflite"))) == 1
-    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
-    with torch.inference_mode():
-        assert np.abs(s.run(x) - model(torch.from_numpy(x)).numpy()).max() <= 1e-4
+    weights_through_a_cached_export(tmp_path, monkeypatch, "litert", "tflite")

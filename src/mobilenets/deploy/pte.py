@@ -16,16 +16,8 @@ import torch
 from ..models import MobileNet
 from ..utils.fsutil import atomic_path
 from ..utils.quiet import quiet_native_output
-from .artifact import (
-    META_KEY,
-    ExportResult,
-    check_input,
-    export_metadata,
-    float_tolerance,
-    inference_module,
-    outputs_difference,
-)
-from .runtimes import PTE_META_METHOD, ExecutorchSession, finish, require_executorch
+from .artifact import META_KEY, ExportResult, export_metadata, inference_module
+from .runtimes import PTE_META_METHOD, ExecutorchSession, check_float_export, require_executorch
 
 
 def export_pte(model: MobileNet, path: str | Path, input_size: int | None = None, argmax: bool = False) -> ExportResult:
@@ -46,8 +38,5 @@ def export_pte(model: MobileNet, path: str | Path, input_size: int | None = None
                                           constant_methods={PTE_META_METHOD: record})
     with atomic_path(Path(path)) as tmp:
         Path(tmp).write_bytes(lowered.to_executorch().buffer)
-    x = check_input(model, size, batch=2)
-    with torch.inference_mode():
-        ref = finish(model.config, module(x))
-    diff = outputs_difference(ref, ExecutorchSession(path).run(x.numpy()))
-    return ExportResult(str(path), "pte", diff, float_tolerance(ref))
+    diff, tolerance = check_float_export(model, module, size, ExecutorchSession(path).run)
+    return ExportResult(str(path), "pte", diff, tolerance)

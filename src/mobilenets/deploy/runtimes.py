@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..utils.device import cpu_threads, pick_device
 from ..utils.quiet import quiet_native_output
 from ..weights import load_model
 from ..weights.tflite import tflite_metadata
-from .artifact import META_KEY
+from .artifact import META_KEY, check_input, outputs_difference
 
 Outputs = np.ndarray | tuple[np.ndarray, ...]
 PTE_META_METHOD = "mobilenets_metadata"  # a .pte's constant method returning our JSON record as UTF-8 bytes
@@ -37,6 +38,19 @@ def finish(config: TaskConfig | None, outputs: torch.Tensor | tuple[torch.Tensor
     if isinstance(config, DetectorConfig):
         return tuple(o.numpy() for o in select_for(config, *outputs))
     return outputs.numpy() if isinstance(outputs, torch.Tensor) else tuple(o.numpy() for o in outputs)
+
+
+def check_float_export(model: torch.nn.Module, module: torch.nn.Module, size: int,
+                       run: Callable[[np.ndarray], Outputs]) -> tuple[float, float]:
+    """A float file that ends before the NMS (TFLite, ExecuTorch), run by ``run``, against the PyTorch
+    ``module`` on a seeded batch: the max abs difference and its tolerance - 1e-4, or 4e-6 of the
+    outputs' scale where that is larger (a random segmenter's logits reach ~50; float32 rounding grows
+    with them)."""
+    x = check_input(model, size, batch=2)
+    with torch.inference_mode():
+        ref = finish(model.config, module(x))
+    tolerance = 1e-4 if isinstance(ref, tuple) else max(1e-4, 4e-6 * float(np.abs(ref).max()))
+    return outputs_difference(ref, run(x.numpy())), tolerance
 
 
 class TorchSession:

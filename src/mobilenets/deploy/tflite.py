@@ -23,18 +23,10 @@ from ..models import MobileNet, fold_batchnorm
 from ..utils.fsutil import atomic_path
 from ..utils.quiet import quiet_native_output
 from ..weights.tflite import TFLITE_META_NAME
-from .artifact import (
-    META_KEY,
-    ExportResult,
-    check_input,
-    export_metadata,
-    float_tolerance,
-    inference_module,
-    outputs_difference,
-)
+from .artifact import META_KEY, ExportResult, export_metadata, inference_module
 from .bias_correction import bias_correct
 from .quantize import calibration_sets, held_out_agreement, int8_details, int8_progress
-from .runtimes import LitertSession, finish
+from .runtimes import LitertSession, check_float_export
 
 # AI Edge Quantizer's static int8 recipe: int8 per-tensor asymmetric activations, int8 per-channel
 # symmetric weights, integer kernels (what XNNPACK runs as QS8)
@@ -155,9 +147,5 @@ def export_tflite(model: MobileNet, path: str | Path, *, int8: bool = False, cal
         bar.update()
         bar.close()
     if not int8:
-        x = check_input(model, size, batch=2)
-        with torch.inference_mode():
-            ref = finish(model.config, module(x))
-        res.max_abs_diff = outputs_difference(ref, LitertSession(path).run(x.numpy()))
-        res.tolerance = float_tolerance(ref)
+        res.max_abs_diff, res.tolerance = check_float_export(model, module, size, LitertSession(path).run)
     return res
