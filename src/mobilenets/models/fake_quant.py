@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.utils.hooks import RemovableHandle
 
 
@@ -53,3 +55,67 @@ def emulate_activation_quantization(model: nn.Module, table: Mapping[str, Sequen
     return [modules[name].register_forward_hook(hook([ActivationQuant(float(g[0]), *map(int, g[1:]))
                                                       for g in grids]))
             for name, grids in table.items()]
+
+
+# ----------------------------------------------------------------------------- integer kernels, exactly
+# Rounding each output to its grid leaves the float conv's own rounding: a value within 1e-6 of a
+# rounding boundary lands on the other side, and deep networks amplify those flips (Google's DeepLab
+# logits: only 29-45% bit-identical to LiteRT's). XNNPACK, which LiteRT runs on x86 CPUs, computes a
+# uint8 conv as an exact int32 sum then ``rint(float32(acc) * float32(s_in * s_w / s_out))``, and a
+# residual add in 20-bit fixed point; the hooks below redo exactly that from the layer's input.
+
+
+def _integer_conv_hook(input_grid: Sequence[float], weight_scales: Sequence[float], output_grid: Sequence[float]
+                       ) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]:
+    s_in = float(input_grid[0])
+    out = ActivationQuant(float(output_grid[0]), *map(int, output_grid[1:]))
+    ws = torch.tensor(list(weight_scales), dtype=torch.float64)
+    scale = torch.from_numpy(np.float32(s_in) * np.asarray(weight_scales, dtype=np.float32) / np.float32(out.scale))
+
+    def conv_exactly(m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> torch.Tensor:
+        conv = m.conv
+        shape = (-1,) + (1,) * (conv.weight.dim() - 1)
+        q = torch.round(inputs[0].double() / s_in)  # the input's integers, less its zero point
+        w = torch.round(conv.weight.double() / ws.reshape(shape))
+        bias = conv.bias if conv.bias is not None else m.bn.bias  # ported files keep the bias in BN's shift
+        b = torch.round(bias.double() / (s_in * ws))
+        params = {"weight": w} if conv.bias is None else {"weight": w, "bias": torch.zeros_like(b)}
+        acc = functional_call(conv, params, (q,)) + b[:, None, None]  # float64 sums of integers: exact
+        y = torch.round(acc.float() * scale[:, None, None]) + out.zero_point
+        y = (y.clamp(out.qmin, out.qmax) - out.zero_point) * out.scale
+        return out(m.act(y)).to(inputs[0].dtype)  # a fused ReLU/ReLU6 clamps on the grid
+
+    return conv_exactly
+
+
+def _integer_add_hook(a_grid: Sequence[float], b_grid: Sequence[float], output_grid: Sequence[float]
+                      ) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]:
+    """A residual block's ``x + f(x)``: XNNPACK's uint8 add (multipliers with 20 significant bits)."""
+    (sa, za), (sb, zb) = a_grid[:2], b_grid[:2]
+    out = ActivationQuant(float(output_grid[0]), *map(int, output_grid[1:]))
+    a_ratio, b_ratio = np.float32(sa) / np.float32(out.scale), np.float32(sb) / np.float32(out.scale)
+    shift = 20 - (int(np.float32(max(a_ratio, b_ratio)).view(np.uint32) >> 23) - 127)
+    am, bm = (int(np.rint(r * np.float32(2.0 ** shift))) for r in (a_ratio, b_ratio))
+    bias = (1 << (shift - 1)) - am * int(za) - bm * int(zb)
+
+    def add_exactly(_m: nn.Module, inputs: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
+        x = inputs[0]
+        qa = torch.round(x.double() / sa).long() + int(za)
+        qb = torch.round((y - x).double() / sb).long() + int(zb)  # the residual branch, on its own grid
+        q = ((bias + qa * am + qb * bm) >> shift) + out.zero_point
+        return ((q.clamp(out.qmin, out.qmax) - out.zero_point) * out.scale).to(x.dtype)
+
+    return add_exactly
+
+
+def emulate_integer_kernels(model: nn.Module, kernels: Mapping[str, Mapping[str, Sequence[Sequence[float]]]]
+                            ) -> list[RemovableHandle]:
+    """Compute the named convs (``kernels["convs"][name] = [input_grid, weight_scales, output_grid]``)
+    and residual adds (``kernels["adds"][name] = [a_grid, b_grid, output_grid]``) as a uint8 file's
+    integer kernels do, bit for bit; returns the hooks' handles."""
+    modules = dict(model.named_modules())
+    handles = [modules[name].register_forward_hook(_integer_conv_hook(*spec))
+               for name, spec in kernels.get("convs", {}).items() if name in modules]
+    handles += [modules[name].register_forward_hook(_integer_add_hook(*spec))
+                for name, spec in kernels.get("adds", {}).items() if name in modules]
+    return handles

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..models import ModelConfig
-from ..models.fake_quant import emulate_activation_quantization
+from ..models.fake_quant import emulate_activation_quantization, emulate_integer_kernels
 from ..models.registry import published_widths
 from ..models.spec import build_arch
 from ..tasks import (
@@ -253,8 +253,9 @@ def load_model(weights: str | Path, model: str | TaskConfig | None = None, *, dr
 
     ``model`` names the architecture when the file cannot tell (e.g. an unusual width).
     ``drop_background=True`` turns a 1001-class TF classifier into 1000 ImageNet classes.
-    ``emulate_quantization=True`` rounds the activations to a quantized TFLite file's grids, so the
-    float model outputs what the device computes (see :mod:`mobilenets.models.fake_quant`).
+    ``emulate_quantization=True`` rounds the activations to a quantized TFLite file's grids and computes
+    its convs and residual adds as XNNPACK's integer kernels do, so the model outputs what the device
+    computes (see :mod:`mobilenets.models.fake_quant`).
     The returned model carries ``model.weights_meta``: classes, preprocessing, dataset, metrics, source.
     """
     loaded = load_state(weights, model)
@@ -274,6 +275,7 @@ def load_model(weights: str | Path, model: str | TaskConfig | None = None, *, dr
             raise WeightsError(f"{weights}: no activation quantization to emulate (only quantized TFLite files "
                                f"carry it)")
         emulate_activation_quantization(net, grids)
+        emulate_integer_kernels(net, meta["source"].get("integer_kernels", {}))
     return net.eval()
 
 

@@ -46,6 +46,8 @@ class TFLiteConv:
     name: str
     output_grid: list[float] | None = None  # its output's quantization (see _grid)
     dilation: int = 1
+    input_grid: list[float] | None = None  # a quantized file's input grid and weight scales: what the
+    weight_scales: list[float] = field(default_factory=list)  # integer kernels multiply (see exact_integer_table)
 
 
 @dataclass
@@ -211,7 +213,9 @@ def read_tflite(path: str | Path) -> TFLiteModel:
         if len(op["inputs"]) > 2 and op["inputs"][2] >= 0:
             b_t = details[op["inputs"][2]]
             bias = _dequantize(b_t, it.get_tensor(b_t["index"]))
-        convs.append(TFLiteConv(op["op_name"], _dequantize(w_t, raw), bias, w_t["name"], out))
+        w_scales = [float(v) for v in w_t["quantization_parameters"]["scales"]]
+        convs.append(TFLiteConv(op["op_name"], _dequantize(w_t, raw), bias, w_t["name"], out, 1,
+                                _grid(details[op["inputs"][0]]), w_scales))
     if not convs:
         raise WeightsError(f"{path}: no convolution in this TFLite model")
     options = op_options(path)
@@ -351,13 +355,7 @@ def activation_grids(tfl: TFLiteModel, cfg: TaskConfig) -> dict[str, list[list[f
     table = {layer.name: [c.output_grid] for layer, c in zip(_layers(cfg), tfl.convs) if c.output_grid}
     if not table:
         return {}
-    prefix = "" if isinstance(cfg, ModelConfig) else "backbone."
-    if isinstance(cfg, ModelConfig):
-        arch = build_arch(cfg)
-    else:
-        arch = build_detector_arch(cfg).backbone if isinstance(cfg, DetectorConfig) else \
-            build_segmenter_arch(cfg).backbone
-    residual = [f"{prefix}blocks.{b.index}" for b in arch.blocks if b.residual]
+    residual = _residual_blocks(cfg)
     if len(residual) == len(tfl.add_grids):
         table.update({name: [grid] for name, grid in zip(residual, tfl.add_grids)})
     if tfl.pool_grid and isinstance(cfg, ModelConfig):
@@ -370,6 +368,31 @@ def activation_grids(tfl: TFLiteModel, cfg: TaskConfig) -> dict[str, list[list[f
     if "scores" in g:
         table["score"] = [g["scores"]]
     return table
+
+
+def _residual_blocks(cfg: TaskConfig) -> list[str]:
+    """Our names of the backbone's residual blocks (TFLite's ADDs, in order)."""
+    if isinstance(cfg, ModelConfig):
+        return [f"blocks.{b.index}" for b in build_arch(cfg).blocks if b.residual]
+    arch = build_detector_arch(cfg).backbone if isinstance(cfg, DetectorConfig) else build_segmenter_arch(cfg).backbone
+    return [f"backbone.blocks.{b.index}" for b in arch.blocks if b.residual]
+
+
+def integer_kernels(tfl: TFLiteModel, cfg: TaskConfig) -> dict[str, dict[str, list[Any]]]:
+    """What :func:`~mobilenets.models.fake_quant.emulate_integer_kernels` needs to compute a uint8
+    file's convs and residual adds bit for bit: each conv's input grid, weight scales and output grid,
+    and each add's two input grids and output grid ({} for a float file)."""
+    convs = {layer.name: [c.input_grid, c.weight_scales, c.output_grid] for layer, c in zip(_layers(cfg), tfl.convs)
+             if layer.kind != "fc" and c.input_grid and c.output_grid and c.weight_scales}
+    if not convs:
+        return {}
+    adds = {}
+    residual = _residual_blocks(cfg)
+    if len(residual) == len(tfl.add_grids):
+        for name, grid in zip(residual, tfl.add_grids):
+            first = next(v for k, v in convs.items() if k.startswith(f"{name}."))  # its input is the block's
+            adds[name] = [first[0], convs[f"{name}.project"][2], grid]
+    return {"convs": convs, "adds": adds}
 
 
 def run_litert_outputs(path: str | Path, x: np.ndarray) -> list[np.ndarray]:
@@ -425,11 +448,12 @@ def load_tflite(paths: list[Path],
         infer_config(tfl, model or tflite_name_hint(paths[0]))
     mean, std = _input_mapping(tfl, cfg if isinstance(cfg, ModelConfig) else cfg.backbone)
     grids = activation_grids(tfl, cfg) if not ours else {}
+    kernels = integer_kernels(tfl, cfg) if grids else {}
     meta = {
         "source": {"format": "tflite", "files": [str(p) for p in paths], "quantized": tfl.quantized,
                    "input_dtype": tfl.input_dtype, "input_quantization": list(tfl.input_quant),
                    **({"postprocess": tfl.postprocess} if tfl.postprocess is not None else {}),
-                   **({"activation_quantization": grids} if grids else {})},
+                   **({"activation_quantization": grids, "integer_kernels": kernels} if grids else {})},
         # Google's models resize the whole image to the input size (no crop), bilinear, [-1, 1]
         "preprocessing": {"input_size": tfl.input_size, "crop_pct": 1.0, "mean": mean, "std": std,
                           "interpolation": "bilinear", "resize": "squash"},
