@@ -47,7 +47,7 @@ class TFLiteConv:
     output_grid: list[float] | None = None  # its output's quantization (see _grid)
     dilation: int = 1
     input_grid: list[float] | None = None  # a quantized file's input grid and weight scales: what the
-    weight_scales: list[float] = field(default_factory=list)  # integer kernels multiply (see exact_integer_table)
+    weight_scales: list[float] = field(default_factory=list)  # integer kernels multiply (see integer_kernels)
 
 
 @dataclass
