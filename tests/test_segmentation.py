@@ -131,29 +131,20 @@ def test_google_segmenters_load_as_our_models(google_segmenters: dict[str, torch
 
 
 def test_parity_with_litert_on_every_photo(refdata: Path) -> None:
-    """Per-pixel class agreement with LiteRT on every photo, the file emulated (uint8 grids, convs and
-    residual adds as XNNPACK's integer kernels compute them; the backbone is then bit-identical):
-    >= 0.98 (measured >= 0.988) on all but the narrow model on burger.jpg, which holds no VOC class:
-    there the best two logits are less than one uint8 step apart over whole regions and the head's
-    image pooling, still rounded in float, moves some by a step (measured 0.964; 0.82 before the
-    integer kernels). Everywhere, LiteRT's class is within two logit steps of our best on >= 99% of
-    the pixels."""
-    from mobilenets.weights.tflite import read_tflite
-
+    """Per-pixel class agreement with LiteRT on every photo, the file emulated (uint8 grids; convs,
+    residual adds and the image-pooling branch's requantization as XNNPACK's integer kernels compute
+    them, so the logits are bit-identical): >= 0.99 (measured >= 0.995; the rest is the upsampling of
+    the uint8 logits, which we compute in float). The issue asks >= 0.98."""
     for f in SEGMENTERS:
         path = refdata / "models" / f
         model = mobilenets.load_model(path, emulate_quantization=True)
-        step = read_tflite(path).convs[-1].output_grid[0]
         for name in PHOTOS:
             u8 = _input(refdata / "images" / name)
             ref = torch.from_numpy(run_litert_outputs(path, u8)[0]).long()
             x = torch.from_numpy((u8.astype(np.float32) - 128) / 128).permute(2, 0, 1)[None]
             with torch.no_grad():
-                logits = model(x)[0]
-            agree = float((logits.argmax(0) == ref).float().mean())
-            near = float(((logits.max(0).values - logits.gather(0, ref[None])[0]) <= 2 * step).float().mean())
-            narrow_burger = name == "burger.jpg" and SEGMENTERS[f][0] == 0.5
-            assert near >= 0.99 and agree >= (0.95 if narrow_burger else 0.98), (f, name, agree, near)
+                agree = float((model(x)[0].argmax(0) == ref).float().mean())
+            assert agree >= 0.99, (f, name, agree)
 
 
 def test_coral_segment_check(google_segmenters: dict[str, torch.nn.Module], refdata: Path) -> None:
@@ -355,9 +346,10 @@ def test_default_segmentation_training_runs(tmp_path: Path, monkeypatch: pytest.
     assert mobilenets.load_model(res.weights).weights_meta["classes"] == ["background", *map(str, range(10))]
 
 
-def test_emulated_backbone_is_bit_identical_to_litert(refdata: Path) -> None:
+def test_emulated_logits_are_bit_identical_to_litert(refdata: Path) -> None:
     """With the integer kernels emulated, the narrow DeepLab's last backbone layer (17 blocks, 7
-    residual adds) equals LiteRT's uint8 tensor on a photo, every element."""
+    residual adds) and its logits (after the head's image pooling, requantization and concatenation)
+    equal LiteRT's uint8 tensors on a photo, every element."""
     from ai_edge_litert.interpreter import Interpreter
 
     from mobilenets.weights.tflite import _layers, read_tflite
@@ -365,19 +357,21 @@ def test_emulated_backbone_is_bit_identical_to_litert(refdata: Path) -> None:
     path = refdata / "models" / "deeplabv3_mnv2_dm05_pascal_quant.tflite"
     model = mobilenets.load_model(path, emulate_quantization=True)
     names = [layer.name for layer in _layers(model.config)]
-    conv = read_tflite(path).convs[names.index("backbone.blocks.16.project")]
+    convs = read_tflite(path).convs
     it = Interpreter(str(path), experimental_preserve_all_tensors=True)
     it.allocate_tensors()
     u8 = _input(refdata / "images" / "burger.jpg")
     it.set_tensor(it.get_input_details()[0]["index"], u8[None])
     it.invoke()
     tensors = {t["index"]: t["name"] for t in it.get_tensor_details()}
-    op = next(o for o in it._get_ops_details() if tensors[o["inputs"][1]] == conv.name)
-    ref = torch.from_numpy(it.get_tensor(op["outputs"][0])[0].astype(np.int64)).permute(2, 0, 1)
     out = {}
-    model.backbone.blocks[16].project.register_forward_hook(lambda m, i, o: out.update(y=o))
+    for layer in ("backbone.blocks.16.project", "classifier"):
+        model.get_submodule(layer).register_forward_hook(lambda m, i, o, layer=layer: out.update({layer: o}))
     with torch.no_grad():
         model(torch.from_numpy((u8.astype(np.float32) - 128) / 128).permute(2, 0, 1)[None])
-    scale, zero_point = conv.output_grid[:2]
-    ours = torch.round(out["y"][0] / scale).long() + int(zero_point)
-    assert torch.equal(ours, ref)
+    for layer, y in out.items():
+        conv = convs[names.index(layer)]
+        op = next(o for o in it._get_ops_details() if conv.name in [tensors.get(i) for i in o["inputs"][1:2]])
+        ref = torch.from_numpy(it.get_tensor(op["outputs"][0])[0].astype(np.int64)).permute(2, 0, 1)
+        scale, zero_point = conv.output_grid[:2]
+        assert torch.equal(torch.round(y[0] / scale).long() + int(zero_point), ref), layer

@@ -108,14 +108,34 @@ def _integer_add_hook(a_grid: Sequence[float], b_grid: Sequence[float], output_g
     return add_exactly
 
 
+def _integer_convert_hook(input_grid: Sequence[float], output_grid: Sequence[float]
+                          ) -> Callable[[nn.Module, object, torch.Tensor], torch.Tensor]:
+    """A module's output moved to another grid (a QUANTIZE between two uint8 grids, as before a
+    concatenation): XNNPACK's convert, a multiplier of 8 fractional bits."""
+    s_in, z_in = float(input_grid[0]), int(input_grid[1])
+    out = ActivationQuant(float(output_grid[0]), *map(int, output_grid[1:]))
+    m = int(np.rint(np.float32(256.0) * (np.float32(s_in) / np.float32(out.scale))))
+    bias = (out.zero_point << 8) - m * z_in + 0x80
+
+    def convert_exactly(_m: nn.Module, _inputs: object, y: torch.Tensor) -> torch.Tensor:
+        q = torch.round(y.double() / s_in).long() + z_in
+        q = ((bias + q * m) >> 8).clamp(out.qmin, out.qmax)
+        return ((q - out.zero_point) * out.scale).to(y.dtype)
+
+    return convert_exactly
+
+
 def emulate_integer_kernels(model: nn.Module, kernels: Mapping[str, Mapping[str, Sequence[Sequence[float]]]]
                             ) -> list[RemovableHandle]:
     """Compute the named convs (``kernels["convs"][name] = [input_grid, weight_scales, output_grid]``)
     and residual adds (``kernels["adds"][name] = [a_grid, b_grid, output_grid]``) as a uint8 file's
-    integer kernels do, bit for bit; returns the hooks' handles."""
+    integer kernels do, bit for bit, then move the outputs in ``kernels["converts"][name] = [grid,
+    new_grid]`` to their new grid; returns the hooks' handles."""
     modules = dict(model.named_modules())
     handles = [modules[name].register_forward_hook(_integer_conv_hook(*spec))
                for name, spec in kernels.get("convs", {}).items() if name in modules]
     handles += [modules[name].register_forward_hook(_integer_add_hook(*spec))
                 for name, spec in kernels.get("adds", {}).items() if name in modules]
+    handles += [modules[name].register_forward_hook(_integer_convert_hook(*spec))
+                for name, spec in kernels.get("converts", {}).items() if name in modules]
     return handles

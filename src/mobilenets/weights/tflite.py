@@ -66,6 +66,7 @@ class TFLiteModel:
     output_grids: dict[str, list[float]] = field(default_factory=dict)
     segmenter: bool = False  # DeepLab: image pooling + per-pixel logits (and usually an ARG_MAX output)
     align_corners: bool = True  # the last bilinear resize's (a segmenter's upsampling to the input)
+    requantize_grids: list[list[list[float]]] = field(default_factory=list)  # QUANTIZE ops between two grids
 
     @property
     def output_stride(self) -> int:
@@ -188,6 +189,7 @@ def read_tflite(path: str | Path) -> TFLiteModel:
     quantized = False
     anchors, anchor_step = None, 0.0
     adds: list[list[float]] = []
+    requantize: list[list[list[float]]] = []
     pool, outputs, segmenter = None, {}, False
     for op in it._get_ops_details():
         out = _grid(details[op["outputs"][0]])
@@ -204,6 +206,8 @@ def read_tflite(path: str | Path) -> TFLiteModel:
             pool = out
         elif op["op_name"] == "ARG_MAX":
             segmenter = True
+        elif op["op_name"] == "QUANTIZE" and out is not None and _grid(details[op["inputs"][0]]) is not None:
+            requantize.append([_grid(details[op["inputs"][0]]), out])
         if op["op_name"] not in CONV_OPS:
             continue
         w_t = details[op["inputs"][1]]
@@ -228,7 +232,7 @@ def read_tflite(path: str | Path) -> TFLiteModel:
                        np.dtype(inp["dtype"]).name, (float(inp["quantization"][0]), int(inp["quantization"][1])),
                        quantized, post, anchors, anchor_step, adds, None if segmenter else pool,
                        {k: v for k, v in outputs.items() if v is not None}, segmenter,
-                       options.align_corners[-1] if options.align_corners else True)
+                       options.align_corners[-1] if options.align_corners else True, requantize)
 
 
 def _torch_weight(conv: TFLiteConv) -> torch.Tensor:
@@ -381,7 +385,8 @@ def _residual_blocks(cfg: TaskConfig) -> list[str]:
 def integer_kernels(tfl: TFLiteModel, cfg: TaskConfig) -> dict[str, dict[str, list[Any]]]:
     """What :func:`~mobilenets.models.fake_quant.emulate_integer_kernels` needs to compute a uint8
     file's convs and residual adds bit for bit: each conv's input grid, weight scales and output grid,
-    and each add's two input grids and output grid ({} for a float file)."""
+    each add's two input grids and output grid, and DeepLab's image-pooling branch moved to the
+    concatenation's grid (its QUANTIZE, identified by its input grid) ({} for a float file)."""
     convs = {layer.name: [c.input_grid, c.weight_scales, c.output_grid] for layer, c in zip(_layers(cfg), tfl.convs)
              if layer.kind != "fc" and c.input_grid and c.output_grid and c.weight_scales}
     if not convs:
@@ -392,7 +397,9 @@ def integer_kernels(tfl: TFLiteModel, cfg: TaskConfig) -> dict[str, dict[str, li
         for name, grid in zip(residual, tfl.add_grids):
             first = next(v for k, v in convs.items() if k.startswith(f"{name}."))  # its input is the block's
             adds[name] = [first[0], convs[f"{name}.project"][2], grid]
-    return {"convs": convs, "adds": adds}
+    pool = convs.get("aspp.pool") if isinstance(cfg, SegmenterConfig) else None
+    to_concat = next((r for r in tfl.requantize_grids if pool and r[0] == pool[2]), None)
+    return {"convs": convs, "adds": adds, "converts": {"aspp.pool": to_concat} if to_concat else {}}
 
 
 def run_litert_outputs(path: str | Path, x: np.ndarray) -> list[np.ndarray]:
@@ -443,7 +450,7 @@ def load_tflite(paths: list[Path],
                       parts[0].input_quant, any(p.quantized for p in parts), parts[0].postprocess, parts[0].anchors,
                       parts[0].anchor_step, [g for p in parts for g in p.add_grids],
                       next((p.pool_grid for p in parts if p.pool_grid), None), parts[0].output_grids,
-                      parts[0].segmenter, parts[0].align_corners)
+                      parts[0].segmenter, parts[0].align_corners, [r for p in parts for r in p.requantize_grids])
     cfg = config_from_dict(ours["config"]) if "config" in ours else \
         infer_config(tfl, model or tflite_name_hint(paths[0]))
     mean, std = _input_mapping(tfl, cfg if isinstance(cfg, ModelConfig) else cfg.backbone)
