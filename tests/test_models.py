@@ -116,7 +116,8 @@ def test_state_dict_keys_are_readable() -> None:
     v2 = create_model("1.0-MobileNetV2-224").state_dict()
     assert "stem.conv.weight" in v2 and "head.conv.weight" in v2 and "classifier.weight" in v2
     assert "blocks.0.depthwise.conv.weight" in v2 and "blocks.0.expand.conv.weight" not in v2
-    assert {"blocks.3.expand.conv.weight", "blocks.3.depthwise.bn.running_var", "blocks.3.project.conv.weight"} <= set(v2)
+    assert {"blocks.3.expand.conv.weight", "blocks.3.depthwise.bn.running_var",
+            "blocks.3.project.conv.weight"} <= set(v2)
     v1 = create_model("1.0-MobileNet-224").state_dict()
     assert "blocks.12.pointwise.conv.weight" in v1 and not any(k.startswith("head.") for k in v1)
     assert v1["blocks.12.depthwise.conv.weight"].shape == (1024, 1, 3, 3)
@@ -275,6 +276,24 @@ def test_init_divides_fanout_by_groups() -> None:
     m = create_model("1.0-MobileNet-224")
     std = m.blocks[12].depthwise.conv.weight.std().item()
     assert std == pytest.approx((2 / 9) ** 0.5, rel=0.05)  # not sqrt(2 / (9 * 1024))
+
+
+def test_zero_init_residual_starts_each_residual_block_as_the_identity() -> None:
+    from mobilenets.models import zero_init_residual
+
+    torch.manual_seed(0)
+    m = create_model("0.5-MobileNetV2-96").train()
+    assert zero_init_residual(m) == sum(b.residual for b in mobilenets.build_arch(m.config).blocks) == 10
+    seen = []
+    for block in m.blocks:
+        if block.residual:
+            block.register_forward_hook(lambda mod, i, o: seen.append(torch.equal(o, i[0])))
+    m(torch.randn(2, 3, 96, 96)).sum().backward()
+    assert seen == [True] * 10
+    assert all(b.project.bn.weight.grad.abs().sum() > 0 for b in m.blocks if b.residual)  # and they learn
+    assert zero_init_residual(create_model("0.5-MobileNet-96")) == 0  # V1 has no shortcut
+    cfg = mobilenets.TrainConfig(task="segmentation").resolved()
+    assert cfg.zero_init_residual and not mobilenets.TrainConfig().resolved().zero_init_residual
 
 
 @pytest.mark.parametrize(

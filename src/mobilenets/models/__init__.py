@@ -4,6 +4,7 @@
 ``preprocess`` describes the input a model expects. Nothing here imports a higher layer."""
 
 from .fold import fold_batchnorm
+from .layers import zero_init_residual
 from .memory_efficient import memory_efficient
 from .mobilenet import MobileNet
 from .preprocess import Preprocess
@@ -12,4 +13,4 @@ from .spec import ALPHAS, MIN_INPUT_SIZE, Arch, ModelConfig, build_arch, check_i
 
 __all__ = ["ALPHAS", "MIN_INPUT_SIZE", "Arch", "MobileNet", "ModelConfig", "Preprocess", "build_arch",
            "check_input_size", "create_model", "fold_batchnorm", "list_models", "memory_efficient", "parse_name",
-           "resolve_config"]
+           "resolve_config", "zero_init_residual"]

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from ..data import EpochSampler, make_loader, resolve_data
-from ..models import Preprocess
+from ..models import Preprocess, zero_init_residual
 from ..tasks import build_model
 from ..utils.device import Precision, pick_precision
 from ..utils.fsutil import atomic_write_text
@@ -177,6 +177,8 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
     classes = list(splits.classes)
     model_cfg = task.model_config(cfg, classes)
     model = build_model(model_cfg)
+    if cfg.zero_init_residual:
+        zero_init_residual(model)
     pre = task.preprocess(model_cfg, cfg)
     state = run.restore()
     if state is not None:
