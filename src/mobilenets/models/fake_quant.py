@@ -28,9 +28,22 @@ class ActivationQuant(NamedTuple):
     qmin: int
     qmax: int
 
+    @classmethod
+    def of(cls, grid: Sequence[float]) -> ActivationQuant:
+        """From a stored ``[scale, zero_point, qmin, qmax]``."""
+        return cls(float(grid[0]), *map(int, grid[1:]))
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.fake_quantize_per_tensor_affine(x.float(), self.scale, self.zero_point, self.qmin, self.qmax)
         return y.to(x.dtype)
+
+    def integers(self, x: torch.Tensor) -> torch.Tensor:
+        """The stored integers of ``x``, a tensor already on this grid."""
+        return torch.round(x.double() / self.scale).long() + self.zero_point
+
+    def real(self, q: torch.Tensor) -> torch.Tensor:
+        """Stored integers (clamped to the range) back to the values they stand for."""
+        return (q.clamp(self.qmin, self.qmax) - self.zero_point) * self.scale
 
 
 def emulate_activation_quantization(model: nn.Module, table: Mapping[str, Sequence[Sequence[float]]]
@@ -52,8 +65,7 @@ def emulate_activation_quantization(model: nn.Module, table: Mapping[str, Sequen
             return tuple(g(t) for g, t in zip(grids, out, strict=True))
         return round_outputs
 
-    return [modules[name].register_forward_hook(hook([ActivationQuant(float(g[0]), *map(int, g[1:]))
-                                                      for g in grids]))
+    return [modules[name].register_forward_hook(hook([ActivationQuant.of(g) for g in grids]))
             for name, grids in table.items()]
 
 
@@ -68,7 +80,7 @@ def emulate_activation_quantization(model: nn.Module, table: Mapping[str, Sequen
 def _integer_conv_hook(input_grid: Sequence[float], weight_scales: Sequence[float], output_grid: Sequence[float]
                        ) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]:
     s_in = float(input_grid[0])
-    out = ActivationQuant(float(output_grid[0]), *map(int, output_grid[1:]))
+    out = ActivationQuant.of(output_grid)
     ws = torch.tensor(list(weight_scales), dtype=torch.float64)
     scale = torch.from_numpy(np.float32(s_in) * np.asarray(weight_scales, dtype=np.float32) / np.float32(out.scale))
 
@@ -81,8 +93,7 @@ def _integer_conv_hook(input_grid: Sequence[float], weight_scales: Sequence[floa
         b = torch.round(bias.double() / (s_in * ws))
         params = {"weight": w} if conv.bias is None else {"weight": w, "bias": torch.zeros_like(b)}
         acc = functional_call(conv, params, (q,)) + b[:, None, None]  # float64 sums of integers: exact
-        y = torch.round(acc.float() * scale[:, None, None]) + out.zero_point
-        y = (y.clamp(out.qmin, out.qmax) - out.zero_point) * out.scale
+        y = out.real(torch.round(acc.float() * scale[:, None, None]) + out.zero_point)
         return out(m.act(y)).to(inputs[0].dtype)  # a fused ReLU/ReLU6 clamps on the grid
 
     return conv_exactly
@@ -91,19 +102,16 @@ def _integer_conv_hook(input_grid: Sequence[float], weight_scales: Sequence[floa
 def _integer_add_hook(a_grid: Sequence[float], b_grid: Sequence[float], output_grid: Sequence[float]
                       ) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]:
     """A residual block's ``x + f(x)``: XNNPACK's uint8 add (multipliers with 20 significant bits)."""
-    (sa, za), (sb, zb) = a_grid[:2], b_grid[:2]
-    out = ActivationQuant(float(output_grid[0]), *map(int, output_grid[1:]))
-    a_ratio, b_ratio = np.float32(sa) / np.float32(out.scale), np.float32(sb) / np.float32(out.scale)
+    a, b, out = ActivationQuant.of(a_grid), ActivationQuant.of(b_grid), ActivationQuant.of(output_grid)
+    a_ratio, b_ratio = np.float32(a.scale) / np.float32(out.scale), np.float32(b.scale) / np.float32(out.scale)
     shift = 20 - (int(np.float32(max(a_ratio, b_ratio)).view(np.uint32) >> 23) - 127)
     am, bm = (int(np.rint(r * np.float32(2.0 ** shift))) for r in (a_ratio, b_ratio))
-    bias = (1 << (shift - 1)) - am * int(za) - bm * int(zb)
+    bias = (1 << (shift - 1)) - am * a.zero_point - bm * b.zero_point
 
     def add_exactly(_m: nn.Module, inputs: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
         x = inputs[0]
-        qa = torch.round(x.double() / sa).long() + int(za)
-        qb = torch.round((y - x).double() / sb).long() + int(zb)  # the residual branch, on its own grid
-        q = ((bias + qa * am + qb * bm) >> shift) + out.zero_point
-        return ((q.clamp(out.qmin, out.qmax) - out.zero_point) * out.scale).to(x.dtype)
+        qb = b.integers(y - x)  # the residual branch, on its own grid
+        return out.real(((bias + a.integers(x) * am + qb * bm) >> shift) + out.zero_point).to(x.dtype)
 
     return add_exactly
 
@@ -112,15 +120,12 @@ def _integer_convert_hook(input_grid: Sequence[float], output_grid: Sequence[flo
                           ) -> Callable[[nn.Module, object, torch.Tensor], torch.Tensor]:
     """A module's output moved to another grid (a QUANTIZE between two uint8 grids, as before a
     concatenation): XNNPACK's convert, a multiplier of 8 fractional bits."""
-    s_in, z_in = float(input_grid[0]), int(input_grid[1])
-    out = ActivationQuant(float(output_grid[0]), *map(int, output_grid[1:]))
-    m = int(np.rint(np.float32(256.0) * (np.float32(s_in) / np.float32(out.scale))))
-    bias = (out.zero_point << 8) - m * z_in + 0x80
+    inp, out = ActivationQuant.of(input_grid), ActivationQuant.of(output_grid)
+    m = int(np.rint(np.float32(256.0) * (np.float32(inp.scale) / np.float32(out.scale))))
+    bias = (out.zero_point << 8) - m * inp.zero_point + 0x80
 
     def convert_exactly(_m: nn.Module, _inputs: object, y: torch.Tensor) -> torch.Tensor:
-        q = torch.round(y.double() / s_in).long() + z_in
-        q = ((bias + q * m) >> 8).clamp(out.qmin, out.qmax)
-        return ((q - out.zero_point) * out.scale).to(y.dtype)
+        return out.real((bias + inp.integers(y) * m) >> 8).to(y.dtype)
 
     return convert_exactly
 

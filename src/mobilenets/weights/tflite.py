@@ -193,21 +193,22 @@ def read_tflite(path: str | Path) -> TFLiteModel:
     pool, outputs, segmenter = None, {}, False
     for op in it._get_ops_details():
         out = _grid(details[op["outputs"][0]])
+        inp_grid = _grid(details[op["inputs"][0]]) if len(op["inputs"]) and op["inputs"][0] >= 0 else None
         if op["op_name"] == POSTPROCESS_OP:
             a_t = details[op["inputs"][2]]
             anchors = _dequantize(a_t, it.get_tensor(a_t["index"]))
             anchor_step = float(a_t["quantization"][0])
-            outputs.update(codes=_grid(details[op["inputs"][0]]), scores=_grid(details[op["inputs"][1]]))
+            outputs.update(codes=inp_grid, scores=_grid(details[op["inputs"][1]]))
         elif op["op_name"] == "LOGISTIC":
-            outputs["logits"] = _grid(details[op["inputs"][0]])
+            outputs["logits"] = inp_grid
         elif op["op_name"] == "ADD" and out is not None:
             adds.append(out)
         elif op["op_name"] in ("AVERAGE_POOL_2D", "MEAN"):
             pool = out
         elif op["op_name"] == "ARG_MAX":
             segmenter = True
-        elif op["op_name"] == "QUANTIZE" and out is not None and _grid(details[op["inputs"][0]]) is not None:
-            requantize.append([_grid(details[op["inputs"][0]]), out])
+        elif op["op_name"] == "QUANTIZE" and out is not None and inp_grid is not None:
+            requantize.append([inp_grid, out])
         if op["op_name"] not in CONV_OPS:
             continue
         w_t = details[op["inputs"][1]]
@@ -218,8 +219,7 @@ def read_tflite(path: str | Path) -> TFLiteModel:
             b_t = details[op["inputs"][2]]
             bias = _dequantize(b_t, it.get_tensor(b_t["index"]))
         w_scales = [float(v) for v in w_t["quantization_parameters"]["scales"]]
-        convs.append(TFLiteConv(op["op_name"], _dequantize(w_t, raw), bias, w_t["name"], out, 1,
-                                _grid(details[op["inputs"][0]]), w_scales))
+        convs.append(TFLiteConv(op["op_name"], _dequantize(w_t, raw), bias, w_t["name"], out, 1, inp_grid, w_scales))
     if not convs:
         raise WeightsError(f"{path}: no convolution in this TFLite model")
     options = op_options(path)
