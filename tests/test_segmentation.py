@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -222,19 +223,36 @@ def test_confusion_meter() -> None:
 
 
 def test_digit_masks_follow_the_digits() -> None:
-    """The embedded masks mark one or two 5-7x digits (glyphs of 40-56 px) on the bright pixels only."""
+    """The embedded masks mark one to three 5-7x digits (glyphs of 40-56 px) on the bright pixels only."""
     from mobilenets.data.segmentation import digit_mask_splits
 
     seg = digit_mask_splits()
     for i in range(20):
         img, mask = seg.val[i]
         labels = set(mask.unique().tolist()) - {0, 255}
-        assert 1 <= len(labels) <= 2 and labels <= set(range(1, 11))
+        assert 1 <= len(labels) <= 3 and labels <= set(range(1, 11))
         for label in labels:
             rows = (mask == label).any(1).nonzero()
-            assert 24 <= int(rows[-1] - rows[0]) + 1 <= 56, (i, label)  # a 5-7x digit, not a 2x one
+            assert int(rows[-1] - rows[0]) + 1 >= 30, (i, label)  # a 5-7x digit, not a 2x one
         assert not ((mask != 0) & (mask != 255) & (img.float().mean(0) < 70)).any()  # dark pixels are no digit
     assert seg.classes == ["background", *map(str, range(10))]
+
+
+def test_digit_masks_can_be_drawn_at_output_stride_8() -> None:
+    """Why the digits are resized bilinearly: the held-out ground truth averaged onto a 1/8 logit grid
+    and upsampled back (all a DeepLabv3 at OS 8 can draw) keeps mIoU >= 0.95; digits scaled as 8x8
+    blocks lose their square corners there (0.83)."""
+    from mobilenets.data.segmentation import digit_mask_splits
+
+    seg = digit_mask_splits()
+    masks = torch.stack([seg.val[i][1] for i in range(100)]).long()
+    valid = masks != 255
+    onehot = F.one_hot(torch.where(valid, masks, 0), 11).permute(0, 3, 1, 2).float() * valid[:, None]
+    grid = F.adaptive_avg_pool2d(onehot, masks.shape[-1] // 8)
+    drawn = F.interpolate(grid, size=masks.shape[-2:], mode="bilinear").argmax(1)
+    meter = ConfusionMeter(seg.classes, 255)
+    meter.update(drawn, masks)
+    assert meter.result().miou >= 0.95
 
 
 def _shapes_with_masks(rng: np.random.Generator, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:

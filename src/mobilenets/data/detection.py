@@ -5,7 +5,7 @@ A sample is ``(image, target)``: the image as a PIL image or uint8 tensor, the t
 (``[k]``, 1..C; 0 is the background) and ``image_id``. Class names are listed without the
 background: label ``k`` is ``classes[k - 1]``.
 
-* **digits** (no download): scikit-learn's real 8x8 handwritten digits, scaled 2-5x and pasted
+* **digits** (no download): scikit-learn's real 8x8 handwritten digits, resized bilinearly 2-5x and pasted
   at random positions on noisy canvases, one to four per canvas, with tight boxes; train and
   held-out canvases use disjoint digit images (a stratified split), deterministic by seed. The
   training canvases are drawn anew every epoch (``set_epoch``): fresh compositions of the same
@@ -100,9 +100,7 @@ def canvas(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, siz
     for _ in range(int(rng.integers(per_canvas[0], per_canvas[1] + 1))):
         k = int(rng.integers(len(digits)))
         scale = int(rng.integers(scales[0], scales[1] + 1))
-        glyph = np.kron(digits[k], np.ones((scale, scale)))  # 8x8 -> 8s x 8s, values 0..16
-        ys, xs = np.nonzero(glyph > 2)
-        glyph = glyph[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+        glyph = _glyph(digits[k], scale)
         h, w = glyph.shape
         for _attempt in range(20):
             y, x = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
@@ -120,6 +118,16 @@ def canvas(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, siz
         boxes.append(box)
         labs.append(int(labels[k]) + 1)
     return img.round().astype(np.uint8), boxes, labs, mask
+
+
+def _glyph(digit: np.ndarray, scale: int) -> np.ndarray:
+    """An 8x8 digit (values 0..16) resized bilinearly by ``scale`` and cropped to its ink: smooth
+    strokes, as a camera would see the digit, rather than 8x8 blocks whose square corners no
+    segmentation model at output stride 8 can draw."""
+    padded = torch.nn.functional.pad(torch.from_numpy(digit).float()[None, None], (1, 1, 1, 1))
+    glyph = torch.nn.functional.interpolate(padded, scale_factor=scale, mode="bilinear")[0, 0].numpy()
+    ys, xs = np.nonzero(glyph > 2)
+    return glyph[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
 
 
 def _overlap(a: list[float], b: list[float]) -> float:

@@ -6,11 +6,12 @@ A sample is ``(image, mask)``: the image as a PIL image or uint8 tensor, the mas
 * **digits** (no download): the detection canvases (:mod:`mobilenets.data.detection`) with a class
   per pixel - 0 background, 1..10 the digits "0".."9" where the glyph covers at least half the
   pixel, 255 on the faint edge in between; train canvases drawn anew every epoch, held-out fixed.
-  The digits are larger than the detection canvases' (scaled 5-7x, one or two per canvas): a
+  The digits are larger than the detection canvases' (resized 5-7x, two or three attempted per canvas): a
   DeepLabv3 head predicts at 1/8 of the input (1/16 at its default output stride) and its bilinear
   upsampling cannot draw the 4-10 px strokes of 2-5x digits. Measured on the held-out masks: the
-  ground truth averaged to the logit grid and upsampled back scores mIoU 0.25 at 1/16 and 0.65 at
-  1/8 on 2-5x digits; 0.83 at 1/8 on 5-7x.
+  ground truth averaged to the logit grid and upsampled back scores mIoU 0.33 at 1/16 and 0.81 at
+  1/8 on 2-5x digits; 0.66 at 1/16 and 0.97 at 1/8 on 5-7x (0.83 at 1/8 when the digits were
+  scaled as 8x8 blocks instead of resized bilinearly).
 * **VOC** (``JPEGImages/``, ``SegmentationClass/*.png`` palette masks, ``ImageSets/Segmentation/
   {train,val}.txt``): VOC's 21 classes, 255 = ignore (object boundaries).
 * **mask folder** (``{train,val}/images/*`` and ``{train,val}/masks/<same stem>.png``): masks hold
@@ -33,7 +34,7 @@ from .images import IMAGE_EXTENSIONS, UnreadableImage, load_image
 
 IGNORE_INDEX = 255
 MASK_DIGIT_SCALES = (5, 7)  # the embedded masks' digits: 40-56 px glyphs, 10-14 px strokes (see above)
-MASK_DIGITS_PER_CANVAS = (1, 2)
+MASK_DIGITS_PER_CANVAS = (2, 3)
 
 
 @dataclass

@@ -47,7 +47,7 @@ DETECTION_PRESETS["voc"] = {**DETECTION_PRESETS["coco"], "model": "1.0-SSDLite-M
 # strokes), a high learning rate and residual blocks started as the identity (training from scratch
 # in minutes); real photos: DeepLab's 0.5-2.0 jitter, flips, 513 px crops.
 SEGMENTATION_PRESETS: dict[str, dict[str, Any]] = {
-    "digits": dict(model="0.5-DeepLabV3-MobileNetV2-96-os8", epochs=12, batch_size=32, lr=0.1, hflip=0.0,
+    "digits": dict(model="0.5-DeepLabV3-MobileNetV2-96-os8", epochs=12, batch_size=16, lr=0.1, hflip=0.0,
                    min_scale=1.0, crop_pct=1.0, weight_decay=4e-5, zero_init_residual=True,
                    amp="off"),
     "voc_seg": dict(model="1.0-DeepLabV3-MobileNetV2-513", epochs=60, batch_size=16, hflip=0.5, min_scale=0.5,
