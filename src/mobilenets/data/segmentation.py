@@ -33,7 +33,7 @@ from .detection import DIGIT_CANVAS, canvas, digit_split
 from .images import IMAGE_EXTENSIONS, UnreadableImage, load_image
 
 IGNORE_INDEX = 255
-MASK_DIGIT_SCALES = (5, 7)  # the embedded masks' digits: 40-56 px glyphs, 10-14 px strokes (see above)
+MASK_DIGIT_SCALES = (5, 7)  # the embedded masks' digits: 40-60 px glyphs, 10-14 px strokes (see above)
 MASK_DIGITS_PER_CANVAS = (2, 3)
 
 
