@@ -49,7 +49,8 @@ def test_detector_cost_reproduces_the_papers(name: str, classes: int, madds: int
     assert sum(m for m, _ in p.by_part.values()) == p.madds
 
 
-@pytest.mark.parametrize("name", ["0.5-SSD-MobileNet-128", "0.35-SSDLite-MobileNetV2-96", "1.0-SSD-MobileNetV2-160"])
+@pytest.mark.parametrize("name", ["0.5-SSD-MobileNet-128", "0.35-SSDLite-MobileNetV2-96", "1.0-SSD-MobileNetV2-160",
+                                  "0.5-SSDLite-MobileNetV2-96-os8", "0.5-SSD-MobileNet-128-os16"])
 def test_flop_counter_matches_detector_cost_model(name: str) -> None:
     model = mobilenets.create_model(name, num_classes=7).eval()
     res = model.config.resolution
@@ -76,6 +77,15 @@ def test_detector_spec_follows_the_papers() -> None:
         codes, logits = lite(torch.randn(2, 3, 320, 320))
     assert codes.shape == (2, 2034, 4) and logits.shape == (2, 2034, 91)
     assert mobilenets.parse_name("1.0-MobileNet-224").name == "1.0-MobileNet-224"  # classifier names unchanged
+    atrous = SSD(parse_detector_name("0.5-SSDLite-MobileNetV2-96-os8"))  # both backbone maps at stride 8
+    assert atrous.config.name == "0.5-SSDLite-MobileNetV2-96-os8" and atrous.config.backbone.output_stride == 8
+    assert [m.stride for m in atrous.arch.maps] == [8, 8, 16, 32, 64, 128]
+    assert atrous.arch.grid_sizes((96, 96)) == [(12, 12), (12, 12), (6, 6), (3, 3), (2, 2), (1, 1)]
+    assert [f.shape[-2:] for f in atrous.eval().feature_maps(torch.randn(1, 3, 96, 96))] == [
+        (12, 12), (12, 12), (6, 6), (3, 3), (2, 2), (1, 1)]
+    assert parse_detector_name("0.5-SSD-MobileNet-128-os16").name == "0.5-SSD-MobileNet-128-os16"
+    with pytest.raises(ValueError, match="output_stride"):
+        parse_detector_name("0.5-SSD-MobileNet-128-os4")
     with pytest.raises(ValueError, match="SSD-MobileNet-300"):
         mobilenets.create_model("1.0-SSDX-MobileNet-300")
 
@@ -356,6 +366,46 @@ def test_detector_starts_from_a_classifier(tmp_path: Path) -> None:
     for key, value in classifier.state_dict().items():
         if not key.startswith("classifier."):
             assert torch.equal(after[f"backbone.{key}"], value), key
+
+
+def test_digit_canvases_box_the_digits() -> None:
+    """The embedded detection data: up to three 5-7x digits per canvas, each box tight around bright
+    ink and nothing bright outside the boxes; fixed held-out canvases, fresh training ones per epoch."""
+    from mobilenets.data.detection import digit_canvases
+
+    det = digit_canvases()
+    for i in range(30):
+        img, t = det.val[i]
+        bright = img.float().mean(0) > 110
+        assert 1 <= len(t["boxes"]) <= 3 and set(t["labels"].tolist()) <= set(range(1, 11))
+        inside = torch.zeros_like(bright)
+        for x1, y1, x2, y2 in t["boxes"].long().tolist():
+            assert 0 <= x1 < x2 <= 96 and 0 <= y1 < y2 <= 96 and y2 - y1 >= 30, (i, t["boxes"])  # 5-7x, not 2x
+            rows, cols = bright[y1:y2, x1:x2].any(1).nonzero(), bright[y1:y2, x1:x2].any(0).nonzero()
+            assert rows.max() - rows.min() + 1 >= 0.75 * (y2 - y1), i  # tight: the bright ink spans the box
+            assert cols.max() - cols.min() + 1 >= 0.4 * (x2 - x1), i  # (a "1" is narrow)
+            inside[y1:y2, x1:x2] = True
+        assert not (bright & ~inside).any(), i
+    assert torch.equal(det.val[3][0], det.val[3][0]) and det.classes == list(map(str, range(10)))
+    first = det.train[0][0]
+    det.train.set_epoch(1)
+    assert not torch.equal(first, det.train[0][0])
+
+
+def test_default_detection_training_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``train --task detection`` with nothing else: the embedded digit canvases (fewer here)."""
+    from mobilenets.data.detection import digit_canvases
+    from mobilenets.training import tasks
+
+    cfg = mobilenets.TrainConfig(task="detection", progress=False).resolved()
+    assert cfg.model == "0.5-SSDLite-MobileNetV2-96-os8" and cfg.zero_init_residual
+    monkeypatch.setattr(tasks, "load_detection_splits",
+                        lambda spec: digit_canvases(spec.val_split, spec.seed, train_count=64))
+    res = mobilenets.train(mobilenets.TrainConfig(task="detection", epochs=1, out=str(tmp_path / "run"),
+                                                  progress=False))
+    assert res.model == cfg.model and 0 <= res.map50 <= 1 and {"val_map", "val_map50"} <= set(res.history[0])
+    model = mobilenets.load_model(res.weights)
+    assert model.config.name == cfg.model and model.weights_meta["classes"] == list(map(str, range(10)))
 
 
 def test_detection_data_layouts_and_errors(tmp_path: Path) -> None:

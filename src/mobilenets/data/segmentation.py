@@ -6,12 +6,11 @@ A sample is ``(image, mask)``: the image as a PIL image or uint8 tensor, the mas
 * **digits** (no download): the detection canvases (:mod:`mobilenets.data.detection`) with a class
   per pixel - 0 background, 1..10 the digits "0".."9" where the glyph covers at least half the
   pixel, 255 on the faint edge in between; train canvases drawn anew every epoch, held-out fixed.
-  The digits are larger than the detection canvases' (resized 5-7x, two or three attempted per canvas): a
-  DeepLabv3 head predicts at 1/8 of the input (1/16 at its default output stride) and its bilinear
-  upsampling cannot draw the 4-10 px strokes of 2-5x digits. Measured on the held-out masks: the
-  ground truth averaged to the logit grid and upsampled back scores mIoU 0.33 at 1/16 and 0.81 at
-  1/8 on 2-5x digits; 0.66 at 1/16 and 0.97 at 1/8 on 5-7x (0.83 at 1/8 when the digits were
-  scaled as 8x8 blocks instead of resized bilinearly).
+  Their digits (resized 5-7x) suit a DeepLabv3 head, which predicts at 1/8 of the input (1/16 at
+  its default output stride) and cannot draw smaller strokes with its bilinear upsampling.
+  Measured on the held-out masks: the ground truth averaged to the logit grid and upsampled back
+  scores mIoU 0.33 at 1/16 and 0.81 at 1/8 on 2-5x digits; 0.66 at 1/16 and 0.97 at 1/8 on 5-7x
+  (0.83 at 1/8 when the digits were scaled as 8x8 blocks instead of resized bilinearly).
 * **VOC** (``JPEGImages/``, ``SegmentationClass/*.png`` palette masks, ``ImageSets/Segmentation/
   {train,val}.txt``): VOC's 21 classes, 255 = ignore (object boundaries).
 * **mask folder** (``{train,val}/images/*`` and ``{train,val}/masks/<same stem>.png``): masks hold
@@ -29,12 +28,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .detection import DIGIT_CANVAS, canvas, digit_split
+from .detection import DIGIT_CANVAS, DIGIT_SCALES, DIGITS_PER_CANVAS, canvas, digit_split
 from .images import IMAGE_EXTENSIONS, UnreadableImage, load_image
 
 IGNORE_INDEX = 255
-MASK_DIGIT_SCALES = (5, 7)  # the embedded masks' digits: 40-60 px glyphs, 10-14 px strokes (see above)
-MASK_DIGITS_PER_CANVAS = (2, 3)
 
 
 @dataclass
@@ -86,8 +83,7 @@ class DigitMasks(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch if self.fresh else 0, i))
-        img, _, _, mask = canvas(rng, self.digits, self.labels, self.size, MASK_DIGIT_SCALES,
-                                 MASK_DIGITS_PER_CANVAS)
+        img, _, _, mask = canvas(rng, self.digits, self.labels, self.size, DIGIT_SCALES, DIGITS_PER_CANVAS)
         return torch.from_numpy(img).permute(2, 0, 1).contiguous(), torch.from_numpy(mask)
 
 

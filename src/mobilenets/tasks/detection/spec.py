@@ -8,6 +8,8 @@ layer records too, so the module builder and the cost model read one description
 * **SSDLite on V2** (V2 paper section 6.2): the first map is the expansion output of the first
   160-channel block (``blocks.13.expand``, TF's ``layer_15/expansion_output``, stride 16); the
   others sit on the 1280-channel last layer (``head``, stride 32).
+* An ``output_stride`` of 8 or 16 (name suffix ``-os8``, ``-os16``; DeepLab's atrous backbone)
+  puts both backbone maps at that stride: finer grids for small objects, at the backbone's cost.
 * Four extra layers of depths 512/256/256/128 x alpha (at least ``min_depth``): a 1x1 conv to
   half the depth, then a 3x3 stride-2 conv (SSDLite: 3x3 depthwise + 1x1), each with BN + ReLU6.
 * Predictors per map: box encodings (4 per anchor) and class logits (``num_classes + 1`` per
@@ -33,7 +35,8 @@ EXTRA_DEPTHS = (512, 256, 256, 128)
 TAPS = {"v1": (("blocks.10", 16), ("blocks.12", 32)), "v2": (("blocks.13.expand", 16), ("head", 32))}
 DEFAULT_RESOLUTION = 300
 
-_NAME = re.compile(r"^(?:(?P<alpha>\d*\.?\d+)-)?(?P<head>ssd|ssdlite)-(?P<net>mobilenet(?:v2)?)(?:-(?P<res>\d+))?$")
+_NAME = re.compile(r"^(?:(?P<alpha>\d*\.?\d+)-)?(?P<head>ssd|ssdlite)-(?P<net>mobilenet(?:v2)?)(?:-(?P<res>\d+))?"
+                   r"(?:-os(?P<os>\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,10 @@ class DetectorConfig(BackboneProperties):
 
     @property
     def name(self) -> str:
-        """``0.75-SSD-MobileNet-300``, ``1.0-SSDLite-MobileNetV2-320``."""
+        """``0.75-SSD-MobileNet-300``, ``1.0-SSDLite-MobileNetV2-320``, ``0.5-SSDLite-MobileNetV2-96-os8``."""
         head = "SSDLite" if self.head == "ssdlite" else "SSD"
-        return f"{format_alpha(self.backbone.alpha)}-{head}-{self.net_name}-{self.resolution}"
+        os_ = "" if self.backbone.output_stride == 32 else f"-os{self.backbone.output_stride}"
+        return f"{format_alpha(self.backbone.alpha)}-{head}-{self.net_name}-{self.resolution}{os_}"
 
     def replace(self, **changes: object) -> DetectorConfig:
         return dataclasses.replace(self, **changes)
@@ -82,13 +86,16 @@ def is_detector_name(name: str) -> bool:
 
 
 def parse_detector_name(name: str, **overrides: object) -> DetectorConfig:
-    """``<alpha>-SSD-MobileNet-<res>``, ``<alpha>-SSDLite-MobileNetV2-<res>`` (alpha 1.0, 300 px by default)."""
+    """``<alpha>-SSD-MobileNet-<res>[-os<stride>]``, ``<alpha>-SSDLite-MobileNetV2-<res>`` (alpha 1.0, 300 px
+    and output stride 32 by default)."""
     m = _NAME.match(name.strip().lower())
     if not m:
         raise ValueError(f"unknown detector name {name!r}; names look like 0.75-SSD-MobileNet-300 or "
                          "1.0-SSDLite-MobileNetV2-320")
     backbone = backbone_from_name(m["alpha"], m["net"], int(m["res"]) if m["res"] else DEFAULT_RESOLUTION)
     b_over, head = split_options(overrides, DetectorConfig, {"head"}, "detector")
+    if m["os"]:
+        b_over = {"output_stride": int(m["os"]), **b_over}
     return DetectorConfig(backbone.replace(**b_over), m["head"], **head)
 
 
@@ -140,7 +147,7 @@ def _backbone_maps(arch: Arch) -> tuple[FeatureMap, FeatureMap]:
             channels = arch.blocks[int(source.split(".")[1])].out_ch
         else:
             channels = by_name[source].out_ch
-        maps.append(FeatureMap(source, channels, stride))
+        maps.append(FeatureMap(source, channels, min(stride, arch.config.output_stride)))
     return maps[0], maps[1]
 
 
