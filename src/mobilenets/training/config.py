@@ -38,7 +38,7 @@ DATA_PRESETS["shards"] = DATA_PRESETS["folder"]  # tar shards of an image folder
 # trained like the segmentation default; real photos get the SSD augmentations (flips, zoom-out up
 # to 4x) and TF's SSDLite at 320 px.
 DETECTION_PRESETS: dict[str, dict[str, Any]] = {
-    "digits": dict(model="0.5-SSDLite-MobileNetV2-96-os8", epochs=7, batch_size=16, lr=0.1, hflip=0.0,
+    "digits": dict(model="0.5-SSDLite-MobileNetV2-96-os8", epochs=6, batch_size=16, lr=0.1, hflip=0.0,
                    ssd_augment=False, zoom_out=1.0, min_scale=1.0, crop_pct=1.0, weight_decay=4e-5,
                    zero_init_residual=True, amp="off"),
     "coco": dict(model="1.0-SSDLite-MobileNetV2-320", epochs=60, batch_size=32, hflip=0.5, ssd_augment=True,

@@ -86,12 +86,12 @@ def is_detector_name(name: str) -> bool:
 
 
 def parse_detector_name(name: str, **overrides: object) -> DetectorConfig:
-    """``<alpha>-SSD-MobileNet-<res>[-os<stride>]``, ``<alpha>-SSDLite-MobileNetV2-<res>`` (alpha 1.0, 300 px
-    and output stride 32 by default)."""
+    """``<alpha>-SSD-MobileNet-<res>``, ``<alpha>-SSDLite-MobileNetV2-<res>``, each with an optional
+    ``-os8`` / ``-os16`` (alpha 1.0, 300 px and output stride 32 by default)."""
     m = _NAME.match(name.strip().lower())
     if not m:
-        raise ValueError(f"unknown detector name {name!r}; names look like 0.75-SSD-MobileNet-300 or "
-                         "1.0-SSDLite-MobileNetV2-320")
+        raise ValueError(f"unknown detector name {name!r}; names look like 0.75-SSD-MobileNet-300, "
+                         "1.0-SSDLite-MobileNetV2-320 or 0.5-SSDLite-MobileNetV2-96-os8")
     backbone = backbone_from_name(m["alpha"], m["net"], int(m["res"]) if m["res"] else DEFAULT_RESOLUTION)
     b_over, head = split_options(overrides, DetectorConfig, {"head"}, "detector")
     if m["os"]:
