@@ -210,9 +210,9 @@ def _fake_cpu(monkeypatch: pytest.MonkeyPatch, *flags: str) -> None:
     monkeypatch.setattr(device, "cpu_features", lambda: fake)
 
 
-def _grad_fn(dw: torch.nn.Module, amp: bool) -> str:
+def _grad_fn(dw: torch.nn.Module, amp: bool, size: int = 9) -> str:
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-        return type(dw(torch.randn(1, dw.in_channels, 9, 9, requires_grad=True)).grad_fn).__name__
+        return type(dw(torch.randn(1, dw.in_channels, size, size, requires_grad=True)).grad_fn).__name__
 
 
 def test_fast_strided_depthwise_backward_only_for_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,6 +225,8 @@ def test_fast_strided_depthwise_backward_only_for_native_bf16(monkeypatch: pytes
     _fake_cpu(monkeypatch, "avx2", "avx512f", "avx512_bf16")
     assert _grad_fn(dw, amp=True) == "_StridedDepthwiseConvBackward"
     assert _grad_fn(dw, amp=False) == "ConvolutionBackward0"  # fp32: the native kernel is fast
+    assert _grad_fn(dw, amp=True, size=3) == "_StridedDepthwiseConvBackward"
+    assert _grad_fn(dw, amp=True, size=2) != "_StridedDepthwiseConvBackward"  # smaller than the kernel
     dw.eval()
     assert _grad_fn(dw, amp=True) != "_StridedDepthwiseConvBackward"
     dw.train()

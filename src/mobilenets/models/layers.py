@@ -74,10 +74,13 @@ class Conv2d(nn.Conv2d):
         """Training a strided depthwise layer in bf16 on a CPU that computes bf16 natively.
 
         fp32 keeps the native kernel, which is fine; so does emulated bf16 (AVX2, AVX-512 without
-        BF16), where every kernel is slow and the native one is no worse.
+        BF16), where every kernel is slow and the native one is no worse. So do maps smaller than
+        the kernel (an SSD's last extra layers): the native kernel is fast there, and oneDNN's bf16
+        weight gradient of a 1x1 input came out NaN in some runs (torch 2.14.1, AVX512-BF16).
         """
         if not (self.strided_depthwise and self.training and bias is None and x.device.type == "cpu"
                 and torch.is_grad_enabled() and isinstance(self.padding, tuple)
+                and x.shape[-2] >= self.kernel_size[0] and x.shape[-1] >= self.kernel_size[1]
                 and not torch.compiler.is_compiling()):
             return False
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype

@@ -326,8 +326,10 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
                          f"(more than {cfg.max_bad_fraction:.0%}); fix the data or raise --max-bad-fraction")
     if t.val_sampler is not None:
         t.val_sampler.set_epoch(0)
-    ev = t.task.evaluate(t.eval_model, t.val_loader, t.classes, t.ctx.device, t.precision, cfg.channels_last, t.pre,
-                         t.ctx)
+    # Evaluated in fp32 whatever the training precision: the numbers recorded are those of the saved
+    # weights as `evaluate`, `predict` and the exports run them, on any machine.
+    ev = t.task.evaluate(t.eval_model, t.val_loader, t.classes, t.ctx.device, Precision(None, t.ctx.device.type),
+                         cfg.channels_last, t.pre, t.ctx)
     train_acc = {"train_acc": 100 * sums.correct / max(sums.seen, 1)} if t.task.name == "classification" else {}
     row = {"epoch": epoch + 1, "step": t.step, "train_loss": sums.loss / max(sums.seen, 1), **train_acc,
            **t.task.row(ev), "lr": t.step_fn.optimizer.param_groups[0]["lr"],
