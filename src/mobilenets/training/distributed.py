@@ -95,6 +95,15 @@ def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
+def broadcast_buffers(model: nn.Module, ctx: DistContext) -> None:
+    """Rank 0's buffers (BN statistics) on every rank. DDP sends them at the start of each training
+    forward, so after the last step each rank holds the statistics of its own last batch; evaluating
+    with these would score a model that no one saves (rank 0 writes the weights)."""
+    if ctx.active:
+        for b in model.buffers():
+            dist.broadcast(b.data, 0)
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.active:
         dist.barrier()

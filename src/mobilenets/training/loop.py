@@ -326,8 +326,10 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
                          f"(more than {cfg.max_bad_fraction:.0%}); fix the data or raise --max-bad-fraction")
     if t.val_sampler is not None:
         t.val_sampler.set_epoch(0)
-    # Evaluated in fp32 whatever the training precision: the numbers recorded are those of the saved
-    # weights as `evaluate`, `predict` and the exports run them, on any machine.
+    # Evaluated in fp32 whatever the training precision, with rank 0's BN statistics on every rank:
+    # the numbers recorded are those of the saved weights as `evaluate`, `predict` and the exports
+    # run them, on any machine.
+    dist.broadcast_buffers(t.eval_model, t.ctx)
     ev = t.task.evaluate(t.eval_model, t.val_loader, t.classes, t.ctx.device, Precision(None, t.ctx.device.type),
                          cfg.channels_last, t.pre, t.ctx)
     train_acc = {"train_acc": 100 * sums.correct / max(sums.seen, 1)} if t.task.name == "classification" else {}
