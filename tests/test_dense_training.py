@@ -55,7 +55,6 @@ def _same_weights(a: str, b: str) -> bool:
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-@pytest.mark.slow  # ~40 s: three short runs per task
 @pytest.mark.parametrize("task", ["detection", "segmentation"])
 @pytest.mark.parametrize("stop_step", [6, 4], ids=["epoch_end", "mid_epoch"])
 def test_interrupted_then_resumed_equals_uninterrupted(task: str, stop_step: int, tmp_path: Path,
@@ -77,7 +76,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(task: str, stop_step: int
         assert (run / f).is_file(), f
 
 
-@pytest.mark.slow  # two torchrun launches (~60 s)
+@pytest.mark.slow  # torchrun: two processes starting torch (~10 s each)
 @pytest.mark.parametrize("task", ["detection", "segmentation"])
 def test_two_processes_evaluate_the_whole_split(task: str, tmp_path: Path) -> None:
     """Under torchrun each rank evaluates half the held-out images; the metric gathered over both is
