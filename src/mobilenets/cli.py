@@ -116,7 +116,8 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print(f"{p.name} at {p.input_size[0]}x{p.input_size[1]}\n")
     print(render_table(
         ["layer", "type", "input", "output", "params", "MAdds", "activations"],
-        [[r.name, r.type, "x".join(map(str, r.input_shape)), "x".join(map(str, r.output_shape)),
+        [[r.name + (f" (x{r.runs})" if r.runs > 1 else ""), r.type, "x".join(map(str, r.input_shape)),
+          "x".join(map(str, r.output_shape)),
           f"{r.params:,}", f"{r.madds:,}", f"{r.activations:,}"] for r in p.layers],
         align="llllrrr",
     ))
@@ -155,7 +156,8 @@ def cmd_paper(args: argparse.Namespace) -> None:
         print(render_table(headers + ["note"], rows, align="ll" + "r" * 2 * len(t.columns) + "l"))
         print()
     print(f"* = differs from the printed value at its precision ({mismatches} rows; each carries a note). "
-          "Ours: MAdds = conv + FC multiply-adds; params = conv + FC weights and bias, no BN.")
+          "Ours: MAdds = conv + FC multiply-adds; params = conv + FC weights and bias, no BN (unless the "
+          "table or the note says BN's scale and shift count).")
 
 
 @verb("memory", "activation memory: V2 paper Table 3 and the t-way split schedule",

@@ -11,6 +11,7 @@ Conventions (the papers' and TF's; see the README):
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 from torch import nn
 
 from ..models.spec import Arch, Layer, ModelConfig, build_arch, check_input_size, layer_shapes
-from ..tasks import TaskConfig, parse_model_name
+from ..tasks import HEADED_CONFIGS, TaskConfig, parse_model_name
+from ..tasks.detection.faster_rcnn_spec import FasterRCNNConfig, build_faster_rcnn_arch, faster_rcnn_layer_shapes
 from ..tasks.detection.spec import DetectorConfig, build_detector_arch, detector_layer_shapes
 from ..tasks.segmentation.spec import SegmenterConfig, build_segmenter_arch, segmenter_layer_shapes
 
@@ -36,6 +38,7 @@ class LayerCost:
     bias: int
     madds: int
     activations: int  # output elements per image
+    runs: int = 1  # times per image (a Faster R-CNN's second stage: once per proposal); madds and activations count all
 
     @property
     def weights(self) -> int:
@@ -83,8 +86,9 @@ class Profile:
     @property
     def by_part(self) -> dict[str, tuple[int, int]]:
         """(MAdds, params) per top-level part: ``stem``, ``blocks``, ``head``, ``classifier`` for a
-        classifier; ``backbone``, ``extras``, ``heads`` for a detector; ``backbone``, ``aspp``,
-        ``project``, ``classifier`` for a segmenter."""
+        classifier; ``backbone``, ``extras``, ``heads`` for an SSD; ``backbone``, ``rpn``,
+        ``roi_heads`` for a Faster R-CNN; ``backbone``, ``aspp``, ``project``, ``classifier`` for a
+        segmenter."""
         parts: dict[str, tuple[int, int]] = {}
         for row in self.layers:
             m, p = parts.get(row.name.split(".")[0], (0, 0))
@@ -139,11 +143,18 @@ def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
     return hw
 
 
-def _profile(name: str, hw: tuple[int, int], shapes: list[tuple[Layer, tuple[int, int], tuple[int, int]]]) -> Profile:
-    rows = [layer_cost(layer, in_hw, out_hw) for layer, in_hw, out_hw in shapes]
+def _profile(name: str, hw: tuple[int, int], shapes: list[tuple[Layer, tuple[int, int], tuple[int, int]]],
+             repeats: dict[str, int] | None = None) -> Profile:
+    """``repeats``: layers that run several times per image (a Faster R-CNN's per-proposal layers)."""
+    rows = [_repeated(layer_cost(layer, in_hw, out_hw), (repeats or {}).get(layer.name, 1))
+            for layer, in_hw, out_hw in shapes]
     bn = sum(layer.out_ch for layer, _, _ in shapes if layer.bn)
     params = sum(r.params for r in rows)
     return Profile(name, hw, sum(r.madds for r in rows), params, params + 2 * bn, 2 * bn, rows)
+
+
+def _repeated(cost: LayerCost, n: int) -> LayerCost:
+    return cost if n == 1 else dataclasses.replace(cost, madds=n * cost.madds, activations=n * cost.activations, runs=n)
 
 
 def profile_arch(arch: Arch, input_size: int | tuple[int, int] | None = None) -> Profile:
@@ -156,6 +167,15 @@ def profile_detector(cfg: DetectorConfig, input_size: int | tuple[int, int] | No
     """Cost of a detector: backbone, extra layers and predictors (``by_part``)."""
     hw = _hw(cfg.resolution if input_size is None else input_size)
     return _profile(cfg.name, hw, detector_layer_shapes(build_detector_arch(cfg), hw))
+
+
+def profile_faster_rcnn(cfg: FasterRCNNConfig, input_size: int | tuple[int, int] | None = None) -> Profile:
+    """Cost of a Faster R-CNN: the first stage on the image (``backbone``, ``rpn``), the second
+    (``roi_heads``) once per proposal (``cfg.proposals``)."""
+    hw = _hw(cfg.resolution if input_size is None else input_size)
+    arch = build_faster_rcnn_arch(cfg)
+    return _profile(cfg.name, hw, faster_rcnn_layer_shapes(arch, hw),
+                    {layer.name: cfg.proposals for layer in arch.per_proposal()})
 
 
 def profile_segmenter(cfg: SegmenterConfig, input_size: int | tuple[int, int] | None = None) -> Profile:
@@ -177,12 +197,14 @@ def profile(
     """
     if isinstance(name_or_model, nn.Module):
         cfg = getattr(name_or_model, "config", None)
-        if not isinstance(cfg, (ModelConfig, DetectorConfig, SegmenterConfig)):
+        if not isinstance(cfg, (ModelConfig, *HEADED_CONFIGS)):
             raise TypeError("profile() needs a mobilenets model (with .config), a name or a config")
     else:
         cfg = parse_model_name(name_or_model, **overrides)
     if isinstance(cfg, DetectorConfig):
         return profile_detector(cfg, input_size)
+    if isinstance(cfg, FasterRCNNConfig):
+        return profile_faster_rcnn(cfg, input_size)
     if isinstance(cfg, SegmenterConfig):
         return profile_segmenter(cfg, input_size)
     if variant is not None:

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..models import MobileNet, fold_batchnorm
 from ..tasks import config_to_dict, preprocess_of, task_of
+from ..tasks.detection.faster_rcnn import FasterRCNN, FasterRCNNPipeline
 from ..tasks.detection.model import SSD, DetectionPipeline
 from ..tasks.segmentation.model import DeepLabV3, SegmentationPipeline
 
@@ -52,8 +53,13 @@ def inference_module(model: nn.Module, input_size: int | None = None, argmax: bo
                      nms: bool = True) -> tuple[nn.Module, list[str]]:
     """What an export holds, BN folded, and its output names: a classifier's logits, a detector
     with its box decoding and NMS (:class:`DetectionPipeline`) at one input size - without ``nms``,
-    every anchor's box and scores - or a segmenter's upsampled logits (with ``argmax``: its class map)."""
+    every anchor's box and scores; a Faster R-CNN with its second stage and NMS at any input size - or a
+    segmenter's upsampled logits (with ``argmax``: its class map)."""
     folded = fold_batchnorm(model).eval()
+    if isinstance(model, FasterRCNN):
+        if not nms:
+            raise ValueError("a Faster R-CNN's detections come out of its second stage: it exports with its NMS")
+        return FasterRCNNPipeline(folded).eval(), ["boxes", "scores", "labels", "num_detections"]
     if isinstance(model, SSD):
         size = model.config.resolution if input_size is None else input_size
         names = ["boxes", "scores", "labels", "num_detections"] if nms else ["boxes", "scores"]

@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..models import MobileNet, check_input_size
+from ..tasks.detection.faster_rcnn import FasterRCNN
 from .artifact import ExportResult
 from .onnx import export_onnx
 from .quantize import export_onnx_int8
 from .torch_formats import export_pt2, export_torchscript
 
 FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "pte", "torchscript", "pt2")
+FASTER_RCNN_FORMATS = ("onnx", "onnx-int8")
 
 
 def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrate: str | Path | None = None,
@@ -29,6 +31,9 @@ def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrat
         check_input_size(input_size)
     if argmax and format not in ("onnx", "tflite", "pte"):
         raise ValueError("--argmax applies to the onnx, tflite and pte formats")
+    if isinstance(model, FasterRCNN) and format not in FASTER_RCNN_FORMATS:
+        raise ValueError(f"a Faster R-CNN exports to {' and '.join(FASTER_RCNN_FORMATS)}, not {format}: torchvision's "
+                         "two stages (proposals, RoIAlign, NMS) trace for ONNX only")
     if format == "onnx":
         return export_onnx(model, path, input_size, argmax=argmax)
     if format == "onnx-int8":

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..models import MobileNet
+from ..tasks.detection.faster_rcnn import FasterRCNN
 from ..utils.fsutil import atomic_path
 from .artifact import ExportResult, check_input, export_metadata, inference_module, outputs_difference
 from .runtimes import OnnxSession
@@ -21,8 +22,8 @@ ONNX_OPSET = 18
 
 def export_onnx(model: MobileNet, path: str | Path, input_size: int | None = None, opset: int = ONNX_OPSET,
                 check: bool = True, argmax: bool = False) -> ExportResult:
-    """ONNX with BN folded, a dynamic batch dimension, and our metadata (classes, preprocessing);
-    ``argmax``: a segmenter outputs its class map instead of logits."""
+    """ONNX with BN folded, a dynamic batch dimension (a Faster R-CNN's: 1), and our metadata (classes,
+    preprocessing); ``argmax``: a segmenter outputs its class map instead of logits."""
     import onnx  # heavy: imported on first use
 
     if opset < 17:
@@ -36,9 +37,16 @@ def export_onnx(model: MobileNet, path: str | Path, input_size: int | None = Non
             contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         tmp = Path(d) / "model.onnx"
-        torch.onnx.export(module, (x,), str(tmp), dynamo=True, opset_version=opset, input_names=["input"],
-                          output_names=outputs, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
-                          verbose=False, report=False)
+        if isinstance(model, FasterRCNN):
+            # torchvision's two stages (its NMS, RoIAlign, box selection) do not go through torch.export;
+            # the TorchScript-based exporter, which torchvision's detection models support, traces them
+            # for one image: the graph's batch is 1 and OnnxSession runs a batch image by image
+            torch.onnx.export(module, (x,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
+                              output_names=outputs)
+        else:
+            torch.onnx.export(module, (x,), str(tmp), dynamo=True, opset_version=opset, input_names=["input"],
+                              output_names=outputs, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+                              verbose=False, report=False)
         proto = onnx.load(str(tmp))
     for k, v in export_metadata(model).items():
         entry = proto.metadata_props.add()
@@ -53,7 +61,7 @@ def export_onnx(model: MobileNet, path: str | Path, input_size: int | None = Non
 
 
 def _check_onnx(model: nn.Module, path: Path, input_size: int | None, argmax: bool = False) -> float:
-    x = check_input(model, input_size, batch=3)  # a batch size other than the export's: dynamic batch
+    x = check_input(model, input_size, batch=3)  # a batch size other than the export's
     module, _ = inference_module(model, input_size, argmax)
     with torch.inference_mode():
         ref = module(x)

@@ -17,9 +17,8 @@ from ..data import Transformed, find_images, load_image, make_loader
 from ..data.loaders import TransformedPairs, collate_targets
 from ..data.transforms import DetectionTransform, SegmentationTransform
 from ..models import Preprocess, check_input_size
-from ..tasks import classification, default_preprocess
+from ..tasks import DETECTOR_CONFIGS, classification, default_preprocess
 from ..tasks.classification import Prediction
-from ..tasks.detection.spec import DetectorConfig
 from ..tasks.segmentation.spec import SegmenterConfig
 from ..utils.device import pick_device
 from ..utils.fsutil import atomic_path
@@ -112,7 +111,7 @@ def predict(
         raise ValueError("this file records no preprocessing; export it with mobilenets export")
     if input_size is not None:
         pre = pre.replace(input_size=input_size)
-    if isinstance(session.config, DetectorConfig) or meta.get("task") == "detection":
+    if isinstance(session.config, DETECTOR_CONFIGS) or meta.get("task") == "detection":
         return _detect(session, files, pre, meta.get("classes"), batch_size, workers, score_threshold, save_vis)
     if isinstance(session.config, SegmenterConfig) or meta.get("task") == "segmentation":
         return _segment(session, files, pre, meta.get("classes"), batch_size, workers, save_vis)

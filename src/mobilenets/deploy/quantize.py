@@ -16,7 +16,7 @@ from torchvision.ops import box_iou
 from ..data import UnreadableImage, find_images, load_image
 from ..models import MobileNet, fold_batchnorm
 from ..tasks import preprocess_of, task_of
-from ..tasks.detection.model import SSD
+from ..tasks.detection.faster_rcnn import FasterRCNN
 from ..utils.fsutil import atomic_path
 from .artifact import ExportResult, export_metadata, inference_module
 from .bias_correction import bias_correct
@@ -87,7 +87,8 @@ def calibration_sets(model: MobileNet, calibrate: str | Path | None, size: int, 
 
 
 def _reader(samples: Sequence[np.ndarray], input_name: str, batch: int = 16) -> Any:
-    """The calibration samples in batches (the export has a dynamic batch): a few ORT runs, not one per image."""
+    """The calibration samples in batches (the export has a dynamic batch; a Faster R-CNN's is 1): a few
+    ORT runs, not one per image."""
     from onnxruntime.quantization import CalibrationDataReader
 
     batches = [np.stack(samples[i: i + batch]).astype(np.float32) for i in range(0, len(samples), batch)]
@@ -155,15 +156,16 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
         bar.set_postfix_str("calibration and quantization")
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         graph = onnx.load(str(pre)).graph
+        batch = 1 if isinstance(model, FasterRCNN) else 16
         keep_float = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul", "ReduceMean", "GlobalAveragePool",
                                                                    "Reshape", "Flatten")]
         with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quantize_static(str(pre), str(tmp), _reader(cal, graph.input[0].name), quant_format=QuantFormat.QDQ,
+            quantize_static(str(pre), str(tmp), _reader(cal, graph.input[0].name, batch), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float,
-                            extra_options={"CalibMaxIntermediateOutputs": _flush_every(len(cal))},
-                            op_types_to_quantize=["Conv"] if isinstance(model, SSD) else None)
+                            extra_options={"CalibMaxIntermediateOutputs": _flush_every(len(cal), batch)},
+                            op_types_to_quantize=["Conv"] if task_of(model) == "detection" else None)
             proto = onnx.load(str(tmp))
             for k, v in export_metadata(model).items():
                 e = proto.metadata_props.add()

@@ -20,6 +20,7 @@ import torch
 
 from ..models import fold_batchnorm
 from ..tasks import TaskConfig, config_from_dict, task_of
+from ..tasks.detection.faster_rcnn import FasterRCNN, FasterRCNNPipeline
 from ..tasks.detection.model import SSD, DetectionPipeline, select_for
 from ..tasks.detection.spec import DetectorConfig
 from ..utils.device import cpu_threads, pick_device
@@ -66,10 +67,13 @@ class TorchSession:
         self.meta = getattr(model, "weights_meta", {}) or {}
         self.config: TaskConfig | None = model.config
         self._pipelines: dict[tuple[int, int], DetectionPipeline] = {}
+        self._rcnn = FasterRCNNPipeline(self.model) if isinstance(self.model, FasterRCNN) else None
 
     @torch.inference_mode()
     def run(self, x: np.ndarray | torch.Tensor) -> Outputs:
         t = torch.as_tensor(x).to(self.device).contiguous(memory_format=torch.channels_last)
+        if self._rcnn is not None:
+            return tuple(o.cpu().numpy() for o in self._rcnn(t))
         if not isinstance(self.model, SSD):
             return self.model(t).float().cpu().numpy()
         size = (int(t.shape[-2]), int(t.shape[-1]))
@@ -95,14 +99,20 @@ class OnnxSession:
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
             raise ValueError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0]})") from None
         self.input = self.session.get_inputs()[0].name
+        batch = self.session.get_inputs()[0].shape[0]
+        self.static_batch = batch if isinstance(batch, int) else None
         props = self.session.get_modelmeta().custom_metadata_map
         self.meta: dict[str, Any] = json.loads(props[META_KEY]) if META_KEY in props else {}
         self.path = Path(path)
         self.config: TaskConfig | None = None
 
     def run(self, x: np.ndarray | torch.Tensor) -> Outputs:
-        arr = x.numpy() if isinstance(x, torch.Tensor) else x
-        outs = self.session.run(None, {self.input: np.ascontiguousarray(arr, dtype=np.float32)})
+        arr = np.ascontiguousarray(x.numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+        if self.static_batch == 1 and len(arr) > 1:  # a graph traced for one image (Faster R-CNN)
+            parts = [self.session.run(None, {self.input: arr[i: i + 1]}) for i in range(len(arr))]
+            outs = [np.concatenate(p) for p in zip(*parts)]
+        else:
+            outs = self.session.run(None, {self.input: arr})
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 

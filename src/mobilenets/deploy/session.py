@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..tasks import TaskConfig
+from ..tasks.detection.faster_rcnn import FasterRCNN
 from ..utils.device import cpu_name, cpu_threads
 from ..utils.fsutil import atomic_write_text
 from ..utils.timing import time_fn
@@ -28,8 +29,11 @@ FILE_RUNTIMES = {".onnx": "onnxruntime", ".tflite": "litert", ".pte": "executorc
 Session = TorchSession | OnnxSession | LitertSession | ExecutorchSession
 
 
-def measured_runtimes() -> tuple[str, ...]:
-    """What "auto" chooses among: every installed runtime (ExecuTorch is an optional extra)."""
+def measured_runtimes(model: torch.nn.Module | None = None) -> tuple[str, ...]:
+    """What "auto" chooses among: every installed runtime (ExecuTorch is an optional extra) that runs
+    ``model`` (a Faster R-CNN exports to ONNX only)."""
+    if isinstance(model, FasterRCNN):
+        return ("torch", "onnxruntime")
     return ("torch", "onnxruntime", "litert") + (("executorch",) if executorch_installed() else ())
 
 
@@ -153,7 +157,7 @@ def measure_runtimes(model: torch.nn.Module, batch_size: int = 1, threads: int |
     the next for a moment)."""
     size = model.config.resolution
     x = np.random.default_rng(0).standard_normal((batch_size, model.config.in_chans, size, size)).astype(np.float32)
-    runtimes = measured_runtimes() if device == "cpu" else ("torch",)  # the others run on the CPU here
+    runtimes = measured_runtimes(model) if device == "cpu" else ("torch",)  # the others run on the CPU here
     sessions = {r: open_session(model, r, device, threads) for r in runtimes}
     per_round: dict[str, list[float]] = {r: [] for r in runtimes}
     order = list(sessions.items())

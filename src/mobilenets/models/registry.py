@@ -48,8 +48,9 @@ def _unknown(name: str) -> ValueError:
     hint = f"; closest: {', '.join(close)}" if close else ""
     return ValueError(
         f"unknown model name {name!r}{hint}. Names look like 0.75-MobileNet-128, 1.4-MobileNetV2-224 "
-        "(paper), mobilenet_v1_0.25_128 (TF) or mobilenetv2_140 (timm), and detectors 0.75-SSD-MobileNet-300 or "
-        "1.0-SSDLite-MobileNetV2-320; `mobilenets models` lists them"
+        "(paper), mobilenet_v1_0.25_128 (TF) or mobilenetv2_140 (timm), detectors 0.75-SSD-MobileNet-300, "
+        "1.0-SSDLite-MobileNetV2-320 or 1.0-FasterRCNN-MobileNet-600, and segmenters 1.0-DeepLabV3-MobileNetV2-513; "
+        "`mobilenets models` lists the classifiers"
     )
 
 

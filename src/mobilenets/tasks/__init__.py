@@ -2,7 +2,8 @@
 
 ``classification`` is the papers' ImageNet task (the models themselves, plus metrics and top-k
 predictions); ``detection`` holds SSD / SSDLite (spec, anchors, box coding, the module, loss,
-COCO metrics); ``segmentation`` holds Mobile DeepLabv3 (spec, module, confusion-matrix metrics).
+COCO metrics) and Faster R-CNN (spec, the module on torchvision's); ``segmentation`` holds Mobile
+DeepLabv3 (spec, module, confusion-matrix metrics).
 Higher layers (cost model, weights, training, export, prediction) reach every task through
 :func:`parse_model_name`, :func:`build_model` and :func:`task_of`.
 """
@@ -17,27 +18,37 @@ from torch import nn
 from ..models import MobileNet, ModelConfig, Preprocess, resolve_config
 from ..models import create_model as models_create_model
 from .detection.anchors import AnchorConfig
+from .detection.faster_rcnn import FasterRCNN
+from .detection.faster_rcnn_spec import FasterRCNNConfig, is_faster_rcnn_name, parse_faster_rcnn_name
 from .detection.model import SSD
 from .detection.spec import DetectorConfig, is_detector_name, parse_detector_name
 from .segmentation.model import DeepLabV3
 from .segmentation.spec import SegmenterConfig, is_segmenter_name, parse_segmenter_name
 
-TaskConfig = ModelConfig | DetectorConfig | SegmenterConfig
+TaskConfig = ModelConfig | DetectorConfig | FasterRCNNConfig | SegmenterConfig
 TASKS = ("classification", "detection", "segmentation")
+DETECTOR_CONFIGS = (DetectorConfig, FasterRCNNConfig)
+#: Configs of models with a MobileNet backbone inside (``config.backbone``) and a task head.
+HEADED_CONFIGS = (DetectorConfig, FasterRCNNConfig, SegmenterConfig)
 
 
 def task_of_name(name: str) -> str:
     """The task a model name belongs to."""
-    return "detection" if is_detector_name(name) else "segmentation" if is_segmenter_name(name) else "classification"
+    if is_detector_name(name) or is_faster_rcnn_name(name):
+        return "detection"
+    return "segmentation" if is_segmenter_name(name) else "classification"
 
 
 def parse_model_name(name: str | TaskConfig, **overrides: Any) -> TaskConfig:
-    """Any model name - classifier (``0.75-MobileNet-128``), detector (``1.0-SSDLite-MobileNetV2-320``)
-    or segmenter (``1.0-DeepLabV3-MobileNetV2-513``) - to its config, with options applied."""
-    if isinstance(name, (DetectorConfig, SegmenterConfig)):
+    """Any model name - classifier (``0.75-MobileNet-128``), detector (``1.0-SSDLite-MobileNetV2-320``,
+    ``1.0-FasterRCNN-MobileNet-600``) or segmenter (``1.0-DeepLabV3-MobileNetV2-513``) - to its config,
+    with options applied."""
+    if isinstance(name, HEADED_CONFIGS):
         return name.replace(**overrides) if overrides else name
     if isinstance(name, str) and is_detector_name(name):
         return parse_detector_name(name, **overrides)
+    if isinstance(name, str) and is_faster_rcnn_name(name):
+        return parse_faster_rcnn_name(name, **overrides)
     if isinstance(name, str) and is_segmenter_name(name):
         return parse_segmenter_name(name, **overrides)
     return resolve_config(name, **overrides)
@@ -46,21 +57,22 @@ def parse_model_name(name: str | TaskConfig, **overrides: Any) -> TaskConfig:
 def build_model(cfg: TaskConfig) -> nn.Module:
     if isinstance(cfg, DetectorConfig):
         return SSD(cfg)
+    if isinstance(cfg, FasterRCNNConfig):
+        return FasterRCNN(cfg)
     return DeepLabV3(cfg) if isinstance(cfg, SegmenterConfig) else MobileNet(cfg)
 
 
 def create_model(name: str | TaskConfig, **options: Any) -> nn.Module:
     """Any model by name with random weights: a classifier (``features_only`` and ``out_indices``
     too), a detector or a segmenter."""
-    if isinstance(name, (DetectorConfig, SegmenterConfig)) or (isinstance(name, str)
-                                                              and task_of_name(name) != "classification"):
+    if isinstance(name, HEADED_CONFIGS) or (isinstance(name, str) and task_of_name(name) != "classification"):
         return build_model(parse_model_name(name, **options))
     return models_create_model(name, **options)
 
 
 def task_of(cfg: TaskConfig | nn.Module) -> str:
     cfg = getattr(cfg, "config", cfg)
-    if isinstance(cfg, DetectorConfig):
+    if isinstance(cfg, DETECTOR_CONFIGS):
         return "detection"
     return "segmentation" if isinstance(cfg, SegmenterConfig) else "classification"
 
@@ -69,7 +81,7 @@ def default_preprocess(cfg: TaskConfig) -> Preprocess:
     """The input a model expects when its weights record nothing else: classifiers resize the
     shorter side and center-crop (timm/torchvision); detectors and segmenters squash the whole image
     to the input size (TF's SSDs, Google's DeepLab files), since cropping would cut objects off."""
-    if isinstance(cfg, (DetectorConfig, SegmenterConfig)):
+    if isinstance(cfg, HEADED_CONFIGS):
         return Preprocess(cfg.resolution, 1.0, cfg.backbone.mean, cfg.backbone.std, resize="squash")
     return Preprocess.for_config(cfg)
 
@@ -91,6 +103,10 @@ def config_to_dict(cfg: TaskConfig) -> dict[str, Any]:
         d = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
         d.update(task="detection", backbone=config_to_dict(cfg.backbone), anchors=dataclasses.asdict(cfg.anchors))
         return d
+    if isinstance(cfg, FasterRCNNConfig):
+        d = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+        d.update(task="detection", framework="faster_rcnn", backbone=config_to_dict(cfg.backbone))
+        return d
     if isinstance(cfg, SegmenterConfig):
         d = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
         d.update(task="segmentation", backbone=config_to_dict(cfg.backbone))
@@ -109,6 +125,9 @@ def _fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
 def config_from_dict(d: dict[str, Any]) -> TaskConfig:
     d = dict(d)
     task = d.pop("task", "classification")
+    if task == "detection" and d.pop("framework", "ssd") == "faster_rcnn":
+        backbone = config_from_dict(d.pop("backbone"))
+        return FasterRCNNConfig(backbone, **_fields(FasterRCNNConfig, d))  # type: ignore[arg-type]
     if task == "detection":
         backbone = config_from_dict(d.pop("backbone"))
         anchors = AnchorConfig(**_fields(AnchorConfig, d.pop("anchors")))

@@ -1,10 +1,13 @@
 """What detectors and segmenters share: a MobileNet backbone named inside their own names
-(``<alpha>-<Head>-MobileNet[V2]-<res>``), and options split between that backbone and the head."""
+(``<alpha>-<Head>-MobileNet[V2]-<res>``), options split between that backbone and the head, and
+where a classifier's tensors go in the model (fine-tuning from classification weights)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+from torch import nn
 
 from ..models import ModelConfig, parse_name
 
@@ -29,6 +32,19 @@ class BackboneProperties:
     def net_name(self) -> str:
         """The backbone as it appears in the model's name."""
         return "MobileNetV2" if self.backbone.family == "v2" else "MobileNet"
+
+
+class HasBackbone:
+    """A task model built around a MobileNet: where each tensor of a classifier goes (``--init``)
+    and which modules hold them (``--freeze-backbone``). By default all of it is ``backbone``."""
+
+    backbone: nn.Module
+
+    def backbone_modules(self) -> tuple[nn.Module, ...]:
+        return (self.backbone,)
+
+    def backbone_key(self, classifier_key: str) -> str:
+        return f"backbone.{classifier_key}"
 
 
 def backbone_from_name(alpha: str | None, net: str, resolution: int) -> ModelConfig:

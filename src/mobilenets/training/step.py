@@ -15,12 +15,16 @@ from ..utils.device import Precision
 from .config import ResolvedConfig
 from .optim import lr_lambda, make_optimizer, param_groups
 
-Criterion = Callable[[Any, Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+#: ``criterion(forward, inputs, targets)``: runs the model (``forward``: it, or its DDP wrapper) and
+#: returns the loss and a count of hits. The criterion calls the model because not every model's
+#: forward is ``model(x)``: a Faster R-CNN computes its losses itself, from ``model(x, targets)``.
+Criterion = Callable[[nn.Module, torch.Tensor, Any], tuple[torch.Tensor, torch.Tensor]]
 
 
 def cross_entropy(label_smoothing: float = 0.0) -> Criterion:
     """Classification: (loss, number of correct top-1 predictions)."""
-    def loss(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(forward: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = forward(x)
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing), (logits.detach().argmax(1) == y).sum()
     return loss
 
@@ -28,7 +32,7 @@ def cross_entropy(label_smoothing: float = 0.0) -> Criterion:
 class TrainStep:
     """One optimization step.
 
-    ``criterion(outputs, targets, inputs)`` gives the loss and a count of hits (correct top-1
+    ``criterion(forward, inputs, targets)`` gives the loss and a count of hits (correct top-1
     predictions for classification); both come back as device tensors, so that the loop never
     waits for the device unless it wants to print.
     """
@@ -46,8 +50,7 @@ class TrainStep:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast():
-            out = self.forward(x)
-            loss, hits = self.criterion(out, y, x)
+            loss, hits = self.criterion(self.forward, x, y)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()

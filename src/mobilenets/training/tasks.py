@@ -25,7 +25,8 @@ from ..data.transforms import DetectionTransform, SegmentationTransform
 from ..models import Preprocess
 from ..tasks import TaskConfig, default_preprocess, parse_model_name
 from ..tasks.classification import ClassificationMeter, EvalResult
-from ..tasks.detection.boxes import unpad
+from ..tasks.detection.boxes import Detections, unpad
+from ..tasks.detection.faster_rcnn import FasterRCNN, torchvision_targets
 from ..tasks.detection.loss import ssd_loss
 from ..tasks.detection.metrics import CocoMeter, DetectionEvalResult
 from ..tasks.detection.model import SSD
@@ -115,30 +116,36 @@ class Detection(_TargetTask):
         return TransformedPairs(ds, DetectionTransform(pre, False))
 
     def criterion(self, model: nn.Module, cfg: ResolvedConfig) -> Criterion:
-        ssd = _unwrap(model)
+        detector = _unwrap(model)
+        no_hits = torch.zeros((), dtype=torch.long)
 
-        def loss(out: tuple[torch.Tensor, torch.Tensor], targets: list[dict[str, Any]],
-                 x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def rcnn_loss(forward: nn.Module, x: torch.Tensor,
+                      targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+            return sum(forward(x, torchvision_targets(targets)).values()), no_hits.to(x.device)
+
+        def loss(forward: nn.Module, x: torch.Tensor,
+                 targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+            assert isinstance(detector, SSD)
+            codes, logits = forward(x)
             size = (int(x.shape[-2]), int(x.shape[-1]))
-            value, _ = ssd_loss(out[0], out[1], targets, ssd.anchors(size, x.device), size, ssd.config.box_scales)
-            return value, torch.zeros((), dtype=torch.long, device=x.device)
-        return loss
+            value, _ = ssd_loss(codes, logits, targets, detector.anchors(size, x.device), size,
+                                detector.config.box_scales)
+            return value, no_hits.to(x.device)
+        return rcnn_loss if isinstance(detector, FasterRCNN) else loss
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
                  precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
                  progress: bool = False) -> DetectionEvalResult:
-        ssd = _unwrap(model)
-        ssd.eval()
+        detector = _unwrap(model)
+        detector.eval()
         meter, loss_sum, images, skipped = CocoMeter(classes), 0.0, 0, []
         for x, targets in _eval_batches(loader, device, channels_last, progress, skipped):
             with precision.autocast():
-                out = ssd(x)
-            size = (int(x.shape[-2]), int(x.shape[-1]))
-            anchors = ssd.anchors(size, device)
-            loss_sum += float(ssd_loss(out[0], out[1], targets, anchors, size, ssd.config.box_scales)[0]) * len(x)
+                loss, detections = _loss_and_detections(detector, x, targets)
+            loss_sum += float(loss) * len(x)
             images += len(x)
-            for det, t in zip(unpad(*ssd.postprocess(out[0], out[1], anchors)), targets):
+            for det, t in zip(detections, targets):
                 meter.update(det, pre.boxes_to_image(det.boxes.cpu(), t["orig_size"]), t)
         return _gathered_result(meter, loss_sum, images, skipped, ctx)
 
@@ -165,8 +172,9 @@ class Segmentation(_TargetTask):
     def criterion(self, model: nn.Module, cfg: ResolvedConfig) -> Criterion:
         ignore = _unwrap_segmenter(model).config.ignore_index
 
-        def loss(logits: torch.Tensor, targets: list[dict[str, Any]],
-                 x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def loss(forward: nn.Module, x: torch.Tensor,
+                 targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = forward(x)
             masks = torch.stack([t["mask"] for t in targets]).to(logits.device)
             value = F.cross_entropy(logits.float(), masks, ignore_index=ignore)
             correct = ((logits.argmax(1) == masks) & (masks != ignore)).sum()
@@ -236,9 +244,21 @@ def _gathered_result(meter: Any, loss_sum: float, images: int, skipped: list[str
     return meter.result(loss_sum / max(images, 1), skipped)
 
 
-def _unwrap(model: nn.Module) -> SSD:
+def _loss_and_detections(detector: SSD | FasterRCNN, x: torch.Tensor, targets: list[dict[str, Any]]
+                         ) -> tuple[torch.Tensor, list[Detections]]:
+    """A held-out batch's training loss and its detections (boxes normalized to the input)."""
+    if isinstance(detector, FasterRCNN):
+        return sum(detector.validation_losses(x, torchvision_targets(targets)).values()), detector.detect(x)
+    codes, logits = detector(x)
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    anchors = detector.anchors(size, x.device)
+    loss = ssd_loss(codes, logits, targets, anchors, size, detector.config.box_scales)[0]
+    return loss, unpad(*detector.postprocess(codes, logits, anchors))
+
+
+def _unwrap(model: nn.Module) -> SSD | FasterRCNN:
     m = getattr(model, "module", model)  # DDP
-    assert isinstance(m, SSD)
+    assert isinstance(m, (SSD, FasterRCNN))
     return m
 
 

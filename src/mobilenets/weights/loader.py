@@ -24,7 +24,9 @@ from ..models.fake_quant import emulate_activation_quantization, emulate_integer
 from ..models.registry import published_widths
 from ..models.spec import build_arch
 from ..tasks import (
+    HEADED_CONFIGS,
     DetectorConfig,
+    FasterRCNNConfig,
     SegmenterConfig,
     TaskConfig,
     build_model,
@@ -196,13 +198,15 @@ def _architecture(cfg: TaskConfig) -> tuple[object, ...]:
     a segmenter's ASPP); not the resolution, which any input size serves."""
     if isinstance(cfg, DetectorConfig):
         return (cfg.head, *_architecture(cfg.backbone))
+    if isinstance(cfg, FasterRCNNConfig):
+        return ("faster_rcnn", *_architecture(cfg.backbone))
     if isinstance(cfg, SegmenterConfig):
         return ("aspp" if cfg.aspp else "no-aspp", *_architecture(cfg.backbone))
     return (cfg.family, cfg.alpha, cfg.variant)
 
 
 def with_resolution(cfg: TaskConfig, resolution: int) -> TaskConfig:
-    if isinstance(cfg, (DetectorConfig, SegmenterConfig)):
+    if isinstance(cfg, HEADED_CONFIGS):
         return cfg.replace(backbone=cfg.backbone.replace(resolution=resolution))
     return cfg.replace(resolution=resolution)
 

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..models import ModelConfig
-from ..tasks import DetectorConfig, SegmenterConfig, config_to_dict, default_preprocess, task_of
+from ..tasks import HEADED_CONFIGS, config_to_dict, default_preprocess, task_of
 from ..utils.fsutil import atomic_write
 
 META_KEY = "mobilenets"
@@ -40,7 +40,7 @@ def save_weights(
 ) -> Path:
     """Write ``model``'s weights and metadata to a ``.safetensors`` file, atomically."""
     cfg = getattr(model, "config", None)
-    if not isinstance(cfg, (ModelConfig, DetectorConfig, SegmenterConfig)):
+    if not isinstance(cfg, (ModelConfig, *HEADED_CONFIGS)):
         raise TypeError("save_weights needs a mobilenets model (with .config)")
     if classes is not None and len(classes) != cfg.num_classes:
         raise ValueError(f"{len(classes)} class names for a model with {cfg.num_classes} outputs")

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ...models import MobileNet
+from ..backbone import HasBackbone
 from ...models.layers import ConvBNAct, InvertedResidual, LayerStack
 from ...models.spec import Layer
 from .anchors import generate_anchors
@@ -24,7 +25,7 @@ def _module(layers: tuple[Layer, ...], cfg: DetectorConfig) -> nn.Module:
     return ConvBNAct(layers[0], cfg.backbone) if len(layers) == 1 else LayerStack(layers, cfg.backbone)
 
 
-class SSD(nn.Module):
+class SSD(HasBackbone, nn.Module):
     """SSD or SSDLite on MobileNet V1/V2 (see :mod:`mobilenets.tasks.detection.spec`)."""
 
     def __init__(self, config: DetectorConfig) -> None:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models import MobileNet
+from ..backbone import HasBackbone
 from ...models.layers import ConvBNAct, init_weights
 from .spec import SegmenterArch, SegmenterConfig, build_segmenter_arch
 
@@ -46,7 +47,7 @@ class ASPP(nn.Module):
             bn.train()
 
 
-class DeepLabV3(nn.Module):
+class DeepLabV3(HasBackbone, nn.Module):
     """Mobile DeepLabv3 (see :mod:`mobilenets.tasks.segmentation.spec`)."""
 
     def __init__(self, config: SegmenterConfig) -> None:
