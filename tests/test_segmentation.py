@@ -392,3 +392,22 @@ def test_emulated_logits_are_bit_identical_to_litert(refdata: Path) -> None:
         ref = torch.from_numpy(it.get_tensor(op["outputs"][0])[0].astype(np.int64)).permute(2, 0, 1)
         scale, zero_point = conv.output_grid[:2]
         assert torch.equal(torch.round(y[0] / scale).long() + int(zero_point), ref), layer
+
+
+def test_segmenter_starts_from_a_classifier(tmp_path: Path) -> None:
+    """``--init`` with a classifier's weights: they become the backbone (DeepLab starts from ImageNet);
+    ``--freeze-backbone`` keeps them and their BN statistics while the head trains."""
+    from mobilenets.weights import save_weights
+
+    classifier = mobilenets.create_model("0.25-MobileNet-64", num_classes=5)
+    save_weights(classifier, tmp_path / "cls.safetensors")
+    data = make_voc_segmentation_folder(tmp_path / "voc")
+    res = mobilenets.train(mobilenets.TrainConfig(task="segmentation", data=str(data), epochs=1,
+                                                  out=str(tmp_path / "run"), init=str(tmp_path / "cls.safetensors"),
+                                                  freeze_backbone=True, workers=0, **FAST))
+    after = mobilenets.load_model(res.weights).state_dict()
+    for key, value in classifier.state_dict().items():
+        if not key.startswith("classifier."):
+            assert torch.equal(after[f"backbone.{key}"], value), key
+    fresh = mobilenets.create_model("0.25-DeepLabV3-MobileNet-64").state_dict()
+    assert not torch.equal(after["project.conv.weight"], fresh["project.conv.weight"])
