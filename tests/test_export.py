@@ -71,6 +71,20 @@ def test_torchscript_and_pt2(tmp_path: Path, v2_model: torch.nn.Module, fmt: str
         torch.testing.assert_close(loaded(x), v2_model(x), atol=1e-4, rtol=1e-4)
 
 
+def test_each_task_exports_to_its_formats(tmp_path: Path) -> None:
+    """A segmenter's pt2 holds its upsampling (checked with the logits' tolerance); what a model cannot
+    export to is refused before anything is written, with the formats it takes."""
+    seg = create_model("0.25-DeepLabV3-MobileNetV2-64")
+    res = export(seg, tmp_path / "seg.pt2", "pt2")
+    assert res.ok and res.max_abs_diff <= res.tolerance
+    assert torch.export.load(str(tmp_path / "seg.pt2")).module()(torch.randn(2, 3, 64, 64)).shape == (2, 21, 64, 64)
+    ssd = create_model("0.25-SSDLite-MobileNetV2-96", num_classes=3)
+    for model, fmt in ((ssd, "pt2"), (ssd, "torchscript"), (seg, "torchscript")):
+        with pytest.raises(ValueError, match=f"exports to onnx, onnx-int8, tflite, tflite-int8, pte.*not {fmt}"):
+            export(model, tmp_path / f"x.{fmt}", fmt)
+    assert not list(tmp_path.glob("x.*"))
+
+
 def test_fake_quant_rules() -> None:
     w = torch.tensor([[[[1.0]], [[-0.5]]], [[[0.01]], [[0.02]]]])
     q = fake_quant_weight(w)

@@ -88,6 +88,13 @@ def outputs_difference(ref: Any, out: Any, min_score: float = 0.05) -> float:
     return worst
 
 
+def float_tolerance(ref: Any) -> float:
+    """How far a float export may be from PyTorch: 1e-4, or 4e-6 of the outputs' scale where that is
+    larger (a random segmenter's logits reach ~50; float32 rounding grows with them); detections
+    (a tuple) are matched by :func:`outputs_difference`, 1e-4."""
+    return 1e-4 if isinstance(ref, tuple) else max(1e-4, 4e-6 * float(np.abs(ref).max()))
+
+
 def export_metadata(model: MobileNet) -> dict[str, str]:
     """What a runtime needs besides the graph (model name and config, classes, preprocessing), as one
     JSON record."""

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from torch import nn
+
 from ..models import MobileNet, check_input_size
+from ..tasks import task_of
 from ..tasks.detection.faster_rcnn import FasterRCNN
 from .artifact import ExportResult
 from .onnx import export_onnx
@@ -17,7 +20,17 @@ from .quantize import export_onnx_int8
 from .torch_formats import export_pt2, export_torchscript
 
 FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "pte", "torchscript", "pt2")
-FASTER_RCNN_FORMATS = ("onnx", "onnx-int8")
+
+
+def formats_for(model: nn.Module) -> tuple[tuple[str, ...], str]:
+    """The formats a model exports to, and why not the others."""
+    if isinstance(model, FasterRCNN):
+        return ("onnx", "onnx-int8"), "torchvision's two stages (proposals, RoIAlign, NMS) trace for ONNX only"
+    if task_of(model) == "detection":
+        return FORMATS[:5], "the NMS has data-dependent shapes, which TorchScript and torch.export do not take"
+    if task_of(model) == "segmentation":
+        return FORMATS[:5] + ("pt2",), "its pipeline does not script"
+    return FORMATS, ""
 
 
 def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrate: str | Path | None = None,
@@ -31,9 +44,9 @@ def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrat
         check_input_size(input_size)
     if argmax and format not in ("onnx", "tflite", "pte"):
         raise ValueError("--argmax applies to the onnx, tflite and pte formats")
-    if isinstance(model, FasterRCNN) and format not in FASTER_RCNN_FORMATS:
-        raise ValueError(f"a Faster R-CNN exports to {' and '.join(FASTER_RCNN_FORMATS)}, not {format}: torchvision's "
-                         "two stages (proposals, RoIAlign, NMS) trace for ONNX only")
+    valid, why = formats_for(model)
+    if format not in valid:
+        raise ValueError(f"{model.config.name} exports to {', '.join(valid)}, not {format}: {why}")
     if format == "onnx":
         return export_onnx(model, path, input_size, argmax=argmax)
     if format == "onnx-int8":

@@ -27,7 +27,7 @@ from ..utils.device import cpu_threads, pick_device
 from ..utils.quiet import quiet_native_output
 from ..weights import load_model
 from ..weights.tflite import tflite_metadata
-from .artifact import META_KEY, check_input, outputs_difference
+from .artifact import META_KEY, check_input, float_tolerance, outputs_difference
 
 Outputs = np.ndarray | tuple[np.ndarray, ...]
 PTE_META_METHOD = "mobilenets_metadata"  # a .pte's constant method returning our JSON record as UTF-8 bytes
@@ -44,14 +44,11 @@ def finish(config: TaskConfig | None, outputs: torch.Tensor | tuple[torch.Tensor
 def check_float_export(model: torch.nn.Module, module: torch.nn.Module, size: int,
                        run: Callable[[np.ndarray], Outputs]) -> tuple[float, float]:
     """A float file that ends before the NMS (TFLite, ExecuTorch), run by ``run``, against the PyTorch
-    ``module`` on a seeded batch: the max abs difference and its tolerance - 1e-4, or 4e-6 of the
-    outputs' scale where that is larger (a random segmenter's logits reach ~50; float32 rounding grows
-    with them)."""
+    ``module`` on a seeded batch: the max abs difference and its tolerance (:func:`float_tolerance`)."""
     x = check_input(model, size, batch=2)
     with torch.inference_mode():
         ref = finish(model.config, module(x))
-    tolerance = 1e-4 if isinstance(ref, tuple) else max(1e-4, 4e-6 * float(np.abs(ref).max()))
-    return outputs_difference(ref, run(x.numpy())), tolerance
+    return outputs_difference(ref, run(x.numpy())), float_tolerance(ref)
 
 
 class TorchSession:
