@@ -10,8 +10,15 @@ import torch
 
 from ..models import MobileNet
 from ..utils.fsutil import atomic_path
-from .artifact import META_KEY, ExportResult, check_input, export_metadata, float_tolerance, inference_module, \
-    outputs_difference
+from .artifact import (
+    META_KEY,
+    ExportResult,
+    check_input,
+    export_metadata,
+    float_tolerance,
+    inference_module,
+    outputs_difference,
+)
 from .runtimes import finish
 
 

@@ -5,7 +5,7 @@ where a classifier's tensors go in the model (fine-tuning from classification we
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Self
 
 from torch import nn
 
@@ -32,6 +32,9 @@ class BackboneProperties:
     def net_name(self) -> str:
         """The backbone as it appears in the model's name."""
         return "MobileNetV2" if self.backbone.family == "v2" else "MobileNet"
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
 class HasBackbone:

@@ -78,9 +78,6 @@ class FasterRCNNConfig(BackboneProperties):
     def anchors_per_location(self) -> int:
         return len(self.anchor_sizes) * len(self.aspect_ratios)
 
-    def replace(self, **changes: object) -> FasterRCNNConfig:
-        return dataclasses.replace(self, **changes)
-
 
 def is_faster_rcnn_name(name: str) -> bool:
     return bool(_NAME.match(name.strip().lower()))

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from ...models import MobileNet
-from ..backbone import HasBackbone
 from ...models.layers import ConvBNAct, InvertedResidual, LayerStack
 from ...models.spec import Layer
+from ..backbone import HasBackbone
 from .anchors import generate_anchors
 from .boxes import Detections, decode, select_detections, unpad
 from .spec import DetectorArch, DetectorConfig, build_detector_arch

@@ -77,9 +77,6 @@ class DetectorConfig(BackboneProperties):
         os_ = "" if self.backbone.output_stride == 32 else f"-os{self.backbone.output_stride}"
         return f"{format_alpha(self.backbone.alpha)}-{head}-{self.net_name}-{self.resolution}{os_}"
 
-    def replace(self, **changes: object) -> DetectorConfig:
-        return dataclasses.replace(self, **changes)
-
 
 def is_detector_name(name: str) -> bool:
     return bool(_NAME.match(name.strip().lower()))

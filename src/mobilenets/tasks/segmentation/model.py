@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models import MobileNet
-from ..backbone import HasBackbone
 from ...models.layers import ConvBNAct, init_weights
+from ..backbone import HasBackbone
 from .spec import SegmenterArch, SegmenterConfig, build_segmenter_arch
 
 

@@ -74,9 +74,6 @@ class SegmenterConfig(BackboneProperties):
         return f"{format_alpha(self.backbone.alpha)}-DeepLabV3-{self.net_name}-{self.resolution}{suffix}" + \
             ("-aspp" if self.aspp else "")
 
-    def replace(self, **changes: object) -> SegmenterConfig:
-        return dataclasses.replace(self, **changes)
-
 
 def is_segmenter_name(name: str) -> bool:
     return bool(_NAME.match(name.strip().lower()))
