@@ -94,8 +94,8 @@ class FasterRCNN(HasBackbone, TorchvisionFasterRCNN):
             box_roi_pool=MultiScaleRoIAlign(["0"], c.crop_size, sampling_ratio=2),
             box_head=BoxHead(arch.backbone, arch.split),
             box_predictor=FastRCNNPredictor(arch.box_features, c.num_classes + 1),
-            box_score_thresh=c.score_threshold, box_nms_thresh=c.iou_threshold,
-            box_detections_per_img=c.max_detections)
+            box_batch_size_per_image=c.box_batch_size, box_score_thresh=c.score_threshold,
+            box_nms_thresh=c.iou_threshold, box_detections_per_img=c.max_detections)
         self.config, self.arch = config, arch
         init_weights(self)
         for conv in (self.rpn.head.objectness.conv, self.rpn.head.box.conv):  # torchvision's RPN init

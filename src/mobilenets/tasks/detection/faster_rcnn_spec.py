@@ -49,6 +49,7 @@ class FasterRCNNConfig(BackboneProperties):
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # height / width (torchvision's AnchorGenerator)
     rpn_depth: int = 512  # TF's first_stage_box_predictor_depth
     proposals: int = 300  # kept after the RPN's NMS, in training and at test time (the paper's 300)
+    box_batch_size: int = 64  # proposals per image sampled for the second stage's loss (TF's second_stage_batch_size)
     crop_size: int = 14  # TF's initial_crop_size; no max pooling after it (the paper's MAdds)
     score_threshold: float = 1e-8
     iou_threshold: float = 0.6  # the second stage's per-class NMS (TF's Faster R-CNN configs)
@@ -60,8 +61,8 @@ class FasterRCNNConfig(BackboneProperties):
         if not self.anchor_sizes or min(self.anchor_sizes) < 1 or not self.aspect_ratios \
                 or min(self.aspect_ratios) <= 0:
             raise ValueError("invalid anchors: anchor_sizes are positive pixel sizes, aspect_ratios positive")
-        if self.rpn_depth < 1 or self.proposals < 1 or self.crop_size < 2:
-            raise ValueError("invalid Faster R-CNN: rpn_depth >= 1, proposals >= 1, crop_size >= 2")
+        if self.rpn_depth < 1 or self.proposals < 1 or self.crop_size < 2 or self.box_batch_size < 1:
+            raise ValueError("invalid Faster R-CNN: rpn_depth, proposals and box_batch_size >= 1, crop_size >= 2")
         if not 0 <= self.score_threshold < 1 or not 0 < self.iou_threshold <= 1 or self.max_detections < 1:
             raise ValueError("invalid post-processing: score threshold in [0, 1), IoU threshold in (0, 1], "
                              "max detections >= 1")
