@@ -99,19 +99,15 @@ def _plain(obj: Any) -> Any:
 
 def config_to_dict(cfg: TaskConfig) -> dict[str, Any]:
     """A JSON-ready record of a config (stored in weights files and run folders)."""
+    if not isinstance(cfg, HEADED_CONFIGS):
+        return {k: _plain(v) for k, v in dataclasses.asdict(cfg).items()}
+    d = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    d.update(task=task_of(cfg), backbone=config_to_dict(cfg.backbone))
     if isinstance(cfg, DetectorConfig):
-        d = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-        d.update(task="detection", backbone=config_to_dict(cfg.backbone), anchors=dataclasses.asdict(cfg.anchors))
-        return d
+        d["anchors"] = dataclasses.asdict(cfg.anchors)
     if isinstance(cfg, FasterRCNNConfig):
-        d = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-        d.update(task="detection", framework="faster_rcnn", backbone=config_to_dict(cfg.backbone))
-        return d
-    if isinstance(cfg, SegmenterConfig):
-        d = {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-        d.update(task="segmentation", backbone=config_to_dict(cfg.backbone))
-        return d
-    return {k: _plain(v) for k, v in dataclasses.asdict(cfg).items()}
+        d["framework"] = "faster_rcnn"
+    return d
 
 
 def _fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
@@ -125,14 +121,12 @@ def _fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
 def config_from_dict(d: dict[str, Any]) -> TaskConfig:
     d = dict(d)
     task = d.pop("task", "classification")
+    if task == "classification":
+        return ModelConfig(**_fields(ModelConfig, d))
+    backbone = config_from_dict(d.pop("backbone"))
     if task == "detection" and d.pop("framework", "ssd") == "faster_rcnn":
-        backbone = config_from_dict(d.pop("backbone"))
         return FasterRCNNConfig(backbone, **_fields(FasterRCNNConfig, d))  # type: ignore[arg-type]
     if task == "detection":
-        backbone = config_from_dict(d.pop("backbone"))
         anchors = AnchorConfig(**_fields(AnchorConfig, d.pop("anchors")))
         return DetectorConfig(backbone, anchors=anchors, **_fields(DetectorConfig, d))  # type: ignore[arg-type]
-    if task == "segmentation":
-        backbone = config_from_dict(d.pop("backbone"))
-        return SegmenterConfig(backbone, **_fields(SegmenterConfig, d))  # type: ignore[arg-type,arg-type]
-    return ModelConfig(**_fields(ModelConfig, d))
+    return SegmenterConfig(backbone, **_fields(SegmenterConfig, d))  # type: ignore[arg-type]

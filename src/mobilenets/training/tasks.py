@@ -126,11 +126,7 @@ class Detection(_TargetTask):
         def loss(forward: nn.Module, x: torch.Tensor,
                  targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
             assert isinstance(detector, SSD)
-            codes, logits = forward(x)
-            size = (int(x.shape[-2]), int(x.shape[-1]))
-            value, _ = ssd_loss(codes, logits, targets, detector.anchors(size, x.device), size,
-                                detector.config.box_scales)
-            return value, no_hits.to(x.device)
+            return _ssd_loss(detector, *forward(x), x, targets)[0], no_hits.to(x.device)
         return rcnn_loss if isinstance(detector, FasterRCNN) else loss
 
     @torch.inference_mode()
@@ -250,10 +246,16 @@ def _loss_and_detections(detector: SSD | FasterRCNN, x: torch.Tensor, targets: l
     if isinstance(detector, FasterRCNN):
         return sum(detector.validation_losses(x, torchvision_targets(targets)).values()), detector.detect(x)
     codes, logits = detector(x)
-    size = (int(x.shape[-2]), int(x.shape[-1]))
-    anchors = detector.anchors(size, x.device)
-    loss = ssd_loss(codes, logits, targets, anchors, size, detector.config.box_scales)[0]
+    loss, anchors = _ssd_loss(detector, codes, logits, x, targets)
     return loss, unpad(*detector.postprocess(codes, logits, anchors))
+
+
+def _ssd_loss(ssd: SSD, codes: torch.Tensor, logits: torch.Tensor, x: torch.Tensor,
+              targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """An SSD's loss on a batch ``x`` (targets in its pixels), and the anchors for its size."""
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    anchors = ssd.anchors(size, x.device)
+    return ssd_loss(codes, logits, targets, anchors, size, ssd.config.box_scales)[0], anchors
 
 
 def _unwrap(model: nn.Module) -> SSD | FasterRCNN:
