@@ -51,7 +51,8 @@ def test_executor_equals_plain_model_on_google_weights(refdata: Path, photo_batc
     with torch.inference_mode():
         ref = model(photo_batch)
     out = memory_efficient(model, split=t)(photo_batch)
-    assert (out - ref).abs().max().item() <= 1e-5
+    # Same sums in another order: equal to a few float32 rounding steps of the logits' scale (~17 here).
+    assert (out - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
     assert out.argmax().item() == 89  # macaw
 
 

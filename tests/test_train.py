@@ -124,12 +124,12 @@ def _color_folder(root: Path, n: int = 12, formats: tuple[str, ...] = ("png", "j
 def test_imagefolder_train_val(tmp_path: Path) -> None:
     _color_folder(tmp_path / "data" / "train")
     _color_folder(tmp_path / "data" / "val", n=5)
-    res = train(TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), epochs=8, workers=0,
+    res = train(TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), epochs=12, workers=0,
                             input_size=32, model="0.25-MobileNet-32", batch_size=8, progress=False, amp="off"))
     meta = read_metadata(res.weights)
     assert meta["classes"] == ["blue", "green", "red"]
     assert meta["dataset"]["kind"] == "folder"
-    assert res.top1 > 60  # well above chance (33%) after 8 short epochs
+    assert res.top1 > 60  # well above chance (33%) after 12 short epochs (93-100% for seeds 0-3; 8 gave 60-87%)
     ev = mobilenets.evaluate(res.weights, progress=False)  # the split recorded in the weights
     assert ev.count == 15 and ev.top1 == pytest.approx(res.top1)
 
