@@ -218,6 +218,25 @@ def test_predict_json_and_pictures(google_ssd: SSD, refdata: Path, tmp_path: Pat
                  "0.9"]) == 0
 
 
+def test_predict_emulating_the_files_integer_kernels_is_litert(refdata: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``predict --emulate-quantization`` runs the uint8 file as the device does: LiteRT's detections on
+    the same photo (same preprocessing), each within IoU 0.95 and 0.03 in score."""
+    from mobilenets.cli import main
+
+    args = ["predict", "--weights", str(refdata / "models" / DETECTOR), str(refdata / "images" / "cat.bmp"), "--json"]
+    found = {}
+    for extra in (["--emulate-quantization"], ["--runtime", "litert"]):
+        assert main(args + extra) == 0
+        found[extra[0]] = json.loads(capsys.readouterr().out)["predictions"][0]["detections"]
+    ours, litert = found["--emulate-quantization"], found["--runtime"]
+    assert len(ours) == len(litert) >= 1
+    for a, b in zip(ours, litert):
+        iou = float(box_iou(torch.tensor([a["box"]]), torch.tensor([b["box"]]))[0, 0])
+        assert a["label"] == b["label"] and abs(a["score"] - b["score"]) <= 0.03 and iou >= 0.95, (a, b)
+    assert main(args + ["--emulate-quantization", "--runtime", "onnxruntime"]) != 0
+    assert "runs in torch" in capsys.readouterr().err
+
+
 def test_onnx_export_keeps_the_detections(google_ssd: SSD, refdata: Path, tmp_path: Path) -> None:
     """Box decoding and NMS inside the ONNX graph; ONNX Runtime gives PyTorch's detections on photos."""
     import onnx

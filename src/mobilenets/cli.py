@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from .analysis import paper_tables, profile
 from .analysis.memory import PAPER_MAX_KB, analyze
 from .analysis.paper_tables import format_cell
@@ -58,6 +60,20 @@ RUNTIME = arg("--runtime", default=None, choices=list(RUNTIMES),
               help="auto (default; $MOBILENETS_RUNTIME overrides): the runtime measured fastest for the model on "
                    "this machine, once, cached")
 BATCH_SIZE = arg("--batch-size", type=int, default=1)
+EMULATE = arg("--emulate-quantization", action="store_true",
+              help="a uint8 TFLite file: compute what the device computes (activations rounded to the file's grids, "
+                   "convs and adds as XNNPACK's integer kernels), in torch")
+
+
+def _weights_arg(args: argparse.Namespace) -> str | nn.Module:
+    """The weights as given, or, with --emulate-quantization, the model loaded with its integer arithmetic
+    emulated (a torch module with hooks: it runs in torch only)."""
+    if not args.emulate_quantization:
+        return args.weights
+    if getattr(args, "runtime", None) not in (None, "torch"):
+        raise CLIError(f"--emulate-quantization runs in torch, not --runtime {args.runtime}")
+    args.runtime = "torch"
+    return load_model(args.weights, emulate_quantization=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,13 +263,13 @@ def cmd_train(args: argparse.Namespace) -> int:
       arg("--batch-size", type=int, default=64), arg("--device", default="auto"),
       arg("--workers", type=int, default=None),
       arg("--out", help="folder for eval.json and confusion.png (default: next to the weights)"),
-      arg("--no-progress", dest="progress", action="store_false", help="no progress bar"), JSON)
+      arg("--no-progress", dest="progress", action="store_false", help="no progress bar"), EMULATE, JSON)
 def cmd_eval(args: argparse.Namespace) -> int:
     out = args.out
     if out is None:
         w = Path(args.weights)
         out = w.parent / f"{w.stem}-eval" if os.access(w.parent, os.W_OK) else Path.cwd() / f"{w.stem}-eval"
-    res = evaluate(args.weights, args.data, batch_size=args.batch_size, device=args.device, workers=args.workers,
+    res = evaluate(_weights_arg(args), args.data, batch_size=args.batch_size, device=args.device, workers=args.workers,
                    out=out, progress=args.progress and not args.json)
     for s in res.skipped:
         print(f"unreadable: {s}", file=sys.stderr)
@@ -357,9 +373,11 @@ def cmd_export(args: argparse.Namespace) -> int:
       arg("inputs", nargs="+", metavar="IMAGE_OR_DIR"), arg("--top-k", type=int, default=5, help="classifiers"),
       arg("--score-threshold", type=float, default=0.3, help="detectors: the lowest score reported"),
       arg("--save-vis", metavar="DIR", help="detectors: write each image with its boxes drawn here"),
-      INPUT_SIZE, arg("--batch-size", type=int, default=32), RUNTIME, arg("--device", default="auto"), JSON)
+      INPUT_SIZE, arg("--batch-size", type=int, default=32), RUNTIME, arg("--device", default="auto"), EMULATE,
+      JSON)
 def cmd_predict(args: argparse.Namespace) -> int:
-    res = predict(args.weights, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device,
+    weights = _weights_arg(args)
+    res = predict(weights, args.inputs, top_k=args.top_k, batch_size=args.batch_size, device=args.device,
                   runtime=args.runtime or default_runtime(args.weights), input_size=args.input_size,
                   score_threshold=args.score_threshold,
                   save_vis=args.save_vis)

@@ -7,6 +7,9 @@ Conventions (the papers' and TF's; see the README):
 * ``params``: conv weights + FC weight and bias, no BatchNorm (the papers' "Million Parameters").
 * ``trainable_params``: ``params`` + BN gamma and beta (PyTorch's ``sum(p.numel())``).
 * ``bn_buffers``: BN running mean and variance (Keras counts them in "Total params").
+* Atrous convs (``atrous``): ``"exact"`` counts their output map; ``"tf_space_to_batch"`` counts the
+  padded grid TF computes them on (``tf_compat.space_to_batch_positions``), as TF's profiler and the
+  V2 paper's Table 7 do.
 """
 
 from __future__ import annotations
@@ -19,10 +22,15 @@ from typing import Any
 from torch import nn
 
 from ..models.spec import Arch, Layer, ModelConfig, build_arch, check_input_size, layer_shapes
+from ..models.tf_compat import space_to_batch_positions
 from ..tasks import HEADED_CONFIGS, TaskConfig, parse_model_name
 from ..tasks.detection.faster_rcnn_spec import FasterRCNNConfig, build_faster_rcnn_arch, faster_rcnn_layer_shapes
 from ..tasks.detection.spec import DetectorConfig, build_detector_arch, detector_layer_shapes
 from ..tasks.segmentation.spec import SegmenterConfig, build_segmenter_arch, segmenter_layer_shapes
+
+#: How an atrous conv's positions are counted (see the module docstring).
+ATROUS_COUNTING = ("exact", "tf_space_to_batch")
+Shapes = list[tuple[Layer, tuple[int, int], tuple[int, int]]]
 
 #: Layer types in the V1 paper's Table 2 wording.
 LAYER_TYPES = ("Conv 1x1", "Conv DW 3x3", "Conv 3x3", "Fully Connected")
@@ -119,11 +127,15 @@ def _layer_type(kind: str, kernel: int) -> str:
     return f"Conv {kernel}x{kernel}"
 
 
-def layer_cost(layer: Layer, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> LayerCost:
-    """Params and MAdds of one layer: k*k*(C_in/groups)*C_out weights, each used once per output pixel."""
+def layer_cost(layer: Layer, in_hw: tuple[int, int], out_hw: tuple[int, int], atrous: str = "exact") -> LayerCost:
+    """Params and MAdds of one layer: k*k*(C_in/groups)*C_out weights, each used once per output pixel
+    (per computed position for an atrous conv counted as ``"tf_space_to_batch"``)."""
     w = layer.kernel * layer.kernel * (layer.in_ch // layer.groups) * layer.out_ch
     bias = layer.out_ch if layer.bias else 0
     oh, ow = out_hw
+    ch, cw = out_hw
+    if atrous == "tf_space_to_batch" and layer.dilation > 1:
+        ch, cw = (space_to_batch_positions(side, layer.kernel, layer.dilation) for side in out_hw)
     return LayerCost(
         layer.name,
         _layer_type(layer.kind, layer.kernel),
@@ -131,7 +143,7 @@ def layer_cost(layer: Layer, in_hw: tuple[int, int], out_hw: tuple[int, int]) ->
         (layer.out_ch, oh, ow),
         w + bias,
         bias,
-        w * oh * ow,
+        w * ch * cw,
         layer.out_ch * oh * ow,
     )
 
@@ -143,10 +155,10 @@ def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
     return hw
 
 
-def _profile(name: str, hw: tuple[int, int], shapes: list[tuple[Layer, tuple[int, int], tuple[int, int]]],
-             repeats: dict[str, int] | None = None) -> Profile:
+def _profile(name: str, hw: tuple[int, int], shapes: Shapes, repeats: dict[str, int] | None = None,
+             atrous: str = "exact") -> Profile:
     """``repeats``: layers that run several times per image (a Faster R-CNN's per-proposal layers)."""
-    rows = [_repeated(layer_cost(layer, in_hw, out_hw), (repeats or {}).get(layer.name, 1))
+    rows = [_repeated(layer_cost(layer, in_hw, out_hw, atrous), (repeats or {}).get(layer.name, 1))
             for layer, in_hw, out_hw in shapes]
     bn = sum(layer.out_ch for layer, _, _ in shapes if layer.bn)
     params = sum(r.params for r in rows)
@@ -157,44 +169,52 @@ def _repeated(cost: LayerCost, n: int) -> LayerCost:
     return cost if n == 1 else dataclasses.replace(cost, madds=n * cost.madds, activations=n * cost.activations, runs=n)
 
 
-def profile_arch(arch: Arch, input_size: int | tuple[int, int] | None = None) -> Profile:
+Size = int | tuple[int, int] | None
+
+
+def profile_arch(arch: Arch, input_size: Size = None, atrous: str = "exact") -> Profile:
     """Cost of an expanded architecture; ``input_size`` defaults to the config's resolution."""
     hw = _hw(arch.config.resolution if input_size is None else input_size)
-    return _profile(arch.config.name, hw, layer_shapes(arch, hw))
+    return _profile(arch.config.name, hw, layer_shapes(arch, hw), atrous=atrous)
 
 
-def profile_detector(cfg: DetectorConfig, input_size: int | tuple[int, int] | None = None) -> Profile:
+def profile_detector(cfg: DetectorConfig, input_size: Size = None, atrous: str = "exact") -> Profile:
     """Cost of a detector: backbone, extra layers and predictors (``by_part``)."""
     hw = _hw(cfg.resolution if input_size is None else input_size)
-    return _profile(cfg.name, hw, detector_layer_shapes(build_detector_arch(cfg), hw))
+    return _profile(cfg.name, hw, detector_layer_shapes(build_detector_arch(cfg), hw), atrous=atrous)
 
 
-def profile_faster_rcnn(cfg: FasterRCNNConfig, input_size: int | tuple[int, int] | None = None) -> Profile:
+def profile_faster_rcnn(cfg: FasterRCNNConfig, input_size: Size = None, atrous: str = "exact") -> Profile:
     """Cost of a Faster R-CNN: the first stage on the image (``backbone``, ``rpn``), the second
     (``roi_heads``) once per proposal (``cfg.proposals``)."""
     hw = _hw(cfg.resolution if input_size is None else input_size)
     arch = build_faster_rcnn_arch(cfg)
     return _profile(cfg.name, hw, faster_rcnn_layer_shapes(arch, hw),
-                    {layer.name: cfg.proposals for layer in arch.per_proposal()})
+                    {layer.name: cfg.proposals for layer in arch.per_proposal()}, atrous)
 
 
-def profile_segmenter(cfg: SegmenterConfig, input_size: int | tuple[int, int] | None = None) -> Profile:
+def profile_segmenter(cfg: SegmenterConfig, input_size: Size = None, atrous: str = "exact") -> Profile:
     """Cost of a segmenter: backbone (to its last block), image pooling / ASPP, projection, logits."""
     hw = _hw(cfg.resolution if input_size is None else input_size)
-    return _profile(cfg.name, hw, segmenter_layer_shapes(build_segmenter_arch(cfg), hw))
+    return _profile(cfg.name, hw, segmenter_layer_shapes(build_segmenter_arch(cfg), hw), atrous=atrous)
 
 
 def profile(
     name_or_model: str | TaskConfig | nn.Module,
-    input_size: int | tuple[int, int] | None = None,
+    input_size: Size = None,
     variant: str | None = None,
+    *,
+    atrous: str = "exact",
     **overrides: Any,
 ) -> Profile:
     """Params and multiply-adds of a model, from its spec.
 
     ``name_or_model``: a model name (``"0.75-MobileNet-128"``, ``"0.75-SSD-MobileNet-300"``), a
-    config, or a model. ``input_size`` defaults to the name's resolution.
+    config, or a model. ``input_size`` defaults to the name's resolution. ``atrous``: how dilated
+    convs are counted, ``"exact"`` or TF's ``"tf_space_to_batch"`` (the V2 paper's Table 7).
     """
+    if atrous not in ATROUS_COUNTING:
+        raise ValueError(f"invalid atrous counting {atrous!r}; valid: {', '.join(ATROUS_COUNTING)}")
     if isinstance(name_or_model, nn.Module):
         cfg = getattr(name_or_model, "config", None)
         if not isinstance(cfg, (ModelConfig, *HEADED_CONFIGS)):
@@ -202,11 +222,11 @@ def profile(
     else:
         cfg = parse_model_name(name_or_model, **overrides)
     if isinstance(cfg, DetectorConfig):
-        return profile_detector(cfg, input_size)
+        return profile_detector(cfg, input_size, atrous)
     if isinstance(cfg, FasterRCNNConfig):
-        return profile_faster_rcnn(cfg, input_size)
+        return profile_faster_rcnn(cfg, input_size, atrous)
     if isinstance(cfg, SegmenterConfig):
-        return profile_segmenter(cfg, input_size)
+        return profile_segmenter(cfg, input_size, atrous)
     if variant is not None:
         cfg = cfg.replace(variant=variant)
-    return profile_arch(build_arch(cfg), input_size)
+    return profile_arch(build_arch(cfg), input_size, atrous)

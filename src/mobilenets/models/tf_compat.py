@@ -10,6 +10,8 @@ TF-slim and Keras describe the same things with different numbers than PyTorch:
 * TF "SAME" padding puts the extra row/column of a stride-2 conv at the bottom/right.
 * Google's checkpoints have 1001 classes, index 0 being "background".
 * Their input is mapped to [-1, 1] (mean = std = 0.5 on [0, 1] pixels).
+* TF computes an atrous (dilated) "SAME" conv through space_to_batch, on a grid padded to a multiple
+  of the rate; its profiler counts that grid's positions (what Google's papers print).
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ def bn_momentum_from_tf_decay(decay: float) -> float:
     if not 0 <= decay <= 1:
         raise ValueError(f"TF BatchNorm decay must be in [0, 1], got {decay}")
     return 1.0 - decay
+
+
+def space_to_batch_positions(size: int, kernel: int, rate: int) -> int:
+    """Output positions, along one side, that TF's atrous "SAME" conv computes: ``tf.nn.convolution``
+    pads the input by the kernel's reach, (kernel - 1) * rate, rounds that up to a multiple of the rate,
+    convolves each of the rate x rate phases (space_to_batch) and crops the result back to ``size``.
+    A 33-wide map at rates 6, 12 and 18 is computed 36 wide."""
+    if rate == 1:
+        return size
+    reach = (kernel - 1) * rate
+    return -(-(size + reach) // rate) * rate - reach
 
 
 def drop_prob_from_keep_prob(keep_prob: float) -> float:
