@@ -218,7 +218,7 @@ def test_predict_json_and_pictures(google_ssd: SSD, refdata: Path, tmp_path: Pat
                  "0.9"]) == 0
 
 
-def test_predict_emulating_the_files_integer_kernels_is_litert(refdata: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_emulating_integer_kernels_is_litert(refdata: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``predict --emulate-quantization`` runs the uint8 file as the device does: LiteRT's detections on
     the same photo (same preprocessing), each within IoU 0.95 and 0.03 in score."""
     from mobilenets.cli import main

@@ -31,6 +31,7 @@ from ..tasks.segmentation.spec import SegmenterConfig, build_segmenter_arch, seg
 #: How an atrous conv's positions are counted (see the module docstring).
 ATROUS_COUNTING = ("exact", "tf_space_to_batch")
 Shapes = list[tuple[Layer, tuple[int, int], tuple[int, int]]]
+Size = int | tuple[int, int] | None
 
 #: Layer types in the V1 paper's Table 2 wording.
 LAYER_TYPES = ("Conv 1x1", "Conv DW 3x3", "Conv 3x3", "Fully Connected")
@@ -167,9 +168,6 @@ def _profile(name: str, hw: tuple[int, int], shapes: Shapes, repeats: dict[str, 
 
 def _repeated(cost: LayerCost, n: int) -> LayerCost:
     return cost if n == 1 else dataclasses.replace(cost, madds=n * cost.madds, activations=n * cost.activations, runs=n)
-
-
-Size = int | tuple[int, int] | None
 
 
 def profile_arch(arch: Arch, input_size: Size = None, atrous: str = "exact") -> Profile:

@@ -282,7 +282,8 @@ def _segmenter_row(label: str, name: str, madds: str, params: str, miou: str, no
     """A segmenter's cost against Table 7: params with BN's scale and shift (TF's trainable variables;
     they become the folded biases); MAdds of one pass or, with ``mf``, of the 12 MF passes, counted as
     TF's profiler counts atrous convs (on the space_to_batch grid). The note gives the exact count."""
-    res = profile(name).input_size[0]
+    one = profile(name)
+    res = one.input_size[0]
     sizes = [_scaled(res, s) for s in MF_SCALES for _flip in range(2)] if mf else [res]
 
     def total(atrous: str) -> int:
@@ -290,7 +291,7 @@ def _segmenter_row(label: str, name: str, madds: str, params: str, miou: str, no
 
     exact, tf = total("exact"), total("tf_space_to_batch")
     counted = f"{tf / 1e9:.2f}B as TF counts atrous convs, {exact / 1e9:.2f}B over their output maps"
-    cells = {"MAdds (B)": Cell(madds, tf / 1e9), "Params (M)": Cell(params, profile(name).trainable_params / 1e6)}
+    cells = {"MAdds (B)": Cell(madds, tf / 1e9), "Params (M)": Cell(params, one.trainable_params / 1e6)}
     return PaperRow(label, cells, miou, f"{counted}; {note}" if note else counted)
 
 
