@@ -19,6 +19,24 @@ REPO = Path(__file__).resolve().parents[1]
 REFDATA = Path(os.environ.get("MOBILENETS_REFDATA", REPO.parent / "shared" / "refdata"))
 
 
+def shapes_image(rng: Any, size: tuple[int, int]) -> tuple[Any, list[list[int]], list[str]]:
+    """A photo-like image with 1-3 filled rectangles ('red' or 'blue') and their boxes (x1, y1, x2, y2)."""
+    import numpy as np
+    from PIL import Image
+
+    w, h = size
+    arr = rng.integers(0, 80, (h, w, 3)).astype(np.uint8)
+    boxes, names = [], []
+    for _ in range(int(rng.integers(1, 4))):
+        bw, bh = int(rng.integers(w // 5, w // 2)), int(rng.integers(h // 5, h // 2))
+        x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+        red = bool(rng.integers(2))
+        arr[y: y + bh, x: x + bw] = (220, 40, 40) if red else (40, 40, 220)
+        boxes.append([x, y, x + bw, y + bh])
+        names.append("red" if red else "blue")
+    return Image.fromarray(arr), boxes, names
+
+
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give every BatchNorm non-trivial statistics and affine parameters (so parity tests mean something)."""
     g = torch.Generator().manual_seed(seed)

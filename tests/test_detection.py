@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
+from conftest import shapes_image
 from torchvision.ops import box_iou
 
 import mobilenets
@@ -293,21 +294,6 @@ def test_bench_measures_a_detector() -> None:
 # ------------------------------------------------------------------------------ data, training, evaluation
 
 
-def _shapes_image(rng: np.random.Generator, size: tuple[int, int]) -> tuple[Image.Image, list, list]:
-    """A photo-like image with 1-3 filled rectangles ('red' or 'blue') and their boxes."""
-    w, h = size
-    arr = rng.integers(0, 80, (h, w, 3)).astype(np.uint8)
-    boxes, names = [], []
-    for _ in range(int(rng.integers(1, 4))):
-        bw, bh = int(rng.integers(w // 5, w // 2)), int(rng.integers(h // 5, h // 2))
-        x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
-        red = bool(rng.integers(2))
-        arr[y: y + bh, x: x + bw] = (220, 40, 40) if red else (40, 40, 220)
-        boxes.append([x, y, x + bw, y + bh])
-        names.append("red" if red else "blue")
-    return Image.fromarray(arr), boxes, names
-
-
 def make_coco_folder(root: Path, counts: dict[str, int] = {"train2017": 24, "val2017": 8}) -> Path:
     rng = np.random.default_rng(0)
     cats = [{"id": 3, "name": "red"}, {"id": 7, "name": "blue"}]  # ids with gaps, as in COCO
@@ -316,7 +302,7 @@ def make_coco_folder(root: Path, counts: dict[str, int] = {"train2017": 24, "val
         (root / split).mkdir(parents=True)
         images, anns = [], []
         for i in range(n):
-            img, boxes, names = _shapes_image(rng, (int(rng.integers(80, 120)), int(rng.integers(80, 120))))
+            img, boxes, names = shapes_image(rng, (int(rng.integers(80, 120)), int(rng.integers(80, 120))))
             img.save(root / split / f"{i:04d}.jpg")
             images.append({"id": i + 1, "file_name": f"{i:04d}.jpg", "width": img.width, "height": img.height})
             for b, name in zip(boxes, names):
@@ -336,7 +322,7 @@ def make_voc_folder(root: Path) -> Path:
         (root / d).mkdir(parents=True)
     ids = [f"2008_{i:06d}" for i in range(30)]
     for stem in ids:
-        img, boxes, names = _shapes_image(rng, (110, 90))
+        img, boxes, names = shapes_image(rng, (110, 90))
         img.save(root / "JPEGImages" / f"{stem}.jpg")
         ann = ET.Element("annotation")
         ET.SubElement(ann, "filename").text = f"{stem}.jpg"

@@ -345,14 +345,15 @@ def test_mask_folder_layout_and_errors(tmp_path: Path) -> None:
     assert spec.kind == "masks"
     splits = mask_folder_splits(root)
     assert splits.classes == ["background", "class_1", "class_2"] and len(splits.val) == 3
+    assert [(k, Path(f).name) for k, f, _ in splits.issues.items] == [("unreadable image: left out", "broken.png")]
     (root / "classes.txt").write_text("background\nred\nblue\n")
     res = mobilenets.train(mobilenets.TrainConfig(data=str(root), task="segmentation", epochs=1,
-                                                  out=str(tmp_path / "run"), max_bad_fraction=0.5, **FAST))
+                                                  out=str(tmp_path / "run"), **FAST))
     assert mobilenets.load_model(res.weights).weights_meta["classes"] == ["background", "red", "blue"]
-    assert res.history[0]["bad_samples"] == 1  # the unreadable image is counted, not fatal
+    assert "broken.png" in (tmp_path / "run" / "data_issues.txt").read_text()  # reported, not fatal
     (root / "val" / "images" / "orphan.png").write_bytes((root / "val" / "images" / "0.png").read_bytes())
-    with pytest.raises(ValueError, match="no mask for orphan.png"):
-        mask_folder_splits(root)
+    orphans = [f for k, f, _ in mask_folder_splits(root).issues.items if k == "image without a mask: left out"]
+    assert [Path(f).name for f in orphans] == ["orphan.png"]
     with pytest.raises(ValueError, match="not a segmentation dataset"):
         resolve_data(tmp_path, task="segmentation")
     with pytest.raises(ValueError, match="is not a segmentation model"):

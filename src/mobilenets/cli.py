@@ -356,13 +356,16 @@ def cmd_convert(args: argparse.Namespace) -> None:
       arg("--out", required=True, help="output file"),
       arg("--calibrate", metavar="IMAGE_DIR", help="int8: calibration images (default: synthetic)"),
       arg("--argmax", action="store_true", help="segmenters (onnx, tflite, pte): output the class map, not the logits"),
+      arg("--eval-data", metavar="DATA", help="int8: labeled data whose held-out split scores fp32 and int8 (default: "
+                                              "the dataset the weights record)"),
       INPUT_SIZE, JSON)
 def cmd_export(args: argparse.Namespace) -> int:
     res = export(load_model(args.weights, args.model), args.out, args.format, calibrate=args.calibrate,
-                 input_size=args.input_size, argmax=args.argmax, progress=not args.json)
+                 input_size=args.input_size, argmax=args.argmax, progress=not args.json, eval_data=args.eval_data)
     if args.json:
         _print_json({"path": res.path, "format": res.format, "max_abs_diff": res.max_abs_diff, "ok": res.ok,
-                     "agreement": res.agreement, "calibration": res.calibration, **res.details})
+                     "agreement": res.agreement, "calibration": res.calibration, **res.details,
+                     "labeled": res.labeled.to_dict() if res.labeled is not None else None})
     else:
         print(res.summary())
     return 0 if res.ok else 1

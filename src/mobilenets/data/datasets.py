@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
-from .detection import is_coco_folder, is_voc_folder
+from .detection import detection_kind
 from .images import IMAGE_EXTENSIONS, load_image
 from .segmentation import is_mask_folder, is_voc_segmentation_folder
 from .shards import INDEX, ShardStream, is_shard_folder
 
-DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake", "shards", "coco", "voc")
+DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake", "shards", "coco", "voc", "yolo")
 VAL_FOLDER_NAMES = ("val", "validation", "valid", "test")
 
 
@@ -63,26 +63,26 @@ def resolve_data(data: str | os.PathLike[str] | None, val_split: float = 0.2, se
     root = Path(data).expanduser()
     if not root.exists():
         layouts = {"classification": "an ImageFolder layout, a CIFAR folder, 'digits' or 'fake'",
-                   "detection": "a COCO-format folder (annotations/instances_*.json), a Pascal VOC folder or 'digits'",
-                   "segmentation": "a Pascal VOC folder (SegmentationClass/), {train,val}/{images,masks}/ or "
-                                   "'digits'"}[task]
+                   "detection": "a COCO, Pascal VOC or YOLO dataset folder, or 'digits'",
+                   "segmentation": "a folder of images with a folder of masks (Pascal VOC, images/ + masks/), "
+                                   "or 'digits'"}[task]
         raise FileNotFoundError(f"data folder not found: {root} (use {layouts})")
+    if task == "detection":
+        kind = detection_kind(root)
+        if kind is None:
+            raise ValueError(f"{root}: not a detection dataset; expected COCO JSON (annotations/*.json, or the "
+                             "JSON file itself), Pascal VOC XML (Annotations/ + JPEGImages/, or XML files beside "
+                             "the images) or YOLO txt (data.yaml, or images/ + labels/)")
+        return DataSpec(kind, str(root.resolve()), val_split, seed, task=task)
     if not root.is_dir():
         raise ValueError(f"--data must be a folder, got the file {root}")
-    if task == "detection":
-        if is_coco_folder(root):
-            return DataSpec("coco", str(root.resolve()), val_split, seed, task=task)
-        if is_voc_folder(root):
-            return DataSpec("voc", str(root.resolve()), val_split, seed, task=task)
-        raise ValueError(f"{root}: not a detection dataset; expected annotations/instances_*.json (COCO) or "
-                         "Annotations/ + JPEGImages/ + ImageSets/Main/ (Pascal VOC)")
     if task == "segmentation":
         if is_voc_segmentation_folder(root):
             return DataSpec("voc_seg", str(root.resolve()), val_split, seed, task=task)
         if is_mask_folder(root):
             return DataSpec("masks", str(root.resolve()), val_split, seed, task=task)
-        raise ValueError(f"{root}: not a segmentation dataset; expected JPEGImages/ + SegmentationClass/ + "
-                         "ImageSets/Segmentation/ (Pascal VOC) or {train,val}/images/ + {train,val}/masks/")
+        raise ValueError(f"{root}: not a segmentation dataset; expected an images folder and a masks folder whose "
+                         "files match by name (e.g. images/ + masks/, JPEGImages/ + SegmentationClass/)")
     if is_shard_folder(root):
         return DataSpec("shards", str(root.resolve()), val_split, seed)
     for kind, sub in (("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python")):

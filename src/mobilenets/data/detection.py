@@ -1,4 +1,4 @@
-"""Detection data: COCO-format and Pascal VOC folders, and an embedded default made of real digits.
+"""Detection data: COCO, Pascal VOC and YOLO datasets, and an embedded default made of real digits.
 
 A sample is ``(image, target)``: the image as a PIL image or uint8 tensor, the target a dict with
 ``boxes`` (``[k, 4]`` float, ``x1, y1, x2, y2`` in pixels of the original image), ``labels``
@@ -14,17 +14,13 @@ background: label ``k`` is ``classes[k - 1]``.
   measured with SSDLite at output stride 8 (1000 steps of 16), 2-5x digits (10-40 px, one to four)
   reach held-out mAP@0.5 0.85, 5-7x digits 1.00; at output stride 32 neither learns the digit
   classes in minutes (mAP@0.5 0.12-0.33).
-* **COCO** (``annotations/instances_<split>.json`` + images): categories in id order become
-  labels 1..C; crowd boxes are left out of training and ignored by the evaluation.
-* **VOC** (``Annotations/*.xml``, ``JPEGImages/``, ``ImageSets/Main/{train,val}.txt``): "difficult"
-  objects are left out of training and ignored by the evaluation, as in VOC's own protocol.
+* **COCO** JSON (:mod:`~mobilenets.data.coco`), **Pascal VOC** XML (:mod:`~mobilenets.data.voc`) and
+  **YOLO** txt (:mod:`~mobilenets.data.yolo`) in the layouts labeling tools write, each checked, with
+  every problem recorded by file (:class:`~mobilenets.data.annotations.DataIssues`).
 """
 
 from __future__ import annotations
 
-import json
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,35 +28,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .images import load_image
+from .annotations import DetectionSplits, box_target
+from .coco import coco_files, coco_splits
+from .voc import is_voc_folder, voc_splits
+from .yolo import data_yaml, is_yolo_folder, yolo_splits
 
 DIGIT_CANVAS = 96  # px; the embedded data's image size
 DIGIT_SCALES = (5, 7)  # each 8x8 digit is resized by an integer factor in this range (inclusive)
 DIGITS_PER_CANVAS = (2, 3)  # attempted; a digit that finds no free place after 20 tries is left out
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
-
-
-@dataclass
-class DetectionSplits:
-    train: Dataset
-    val: Dataset
-    classes: list[str]
-
-
-def is_coco_folder(root: Path) -> bool:
-    return any((root / "annotations").glob("instances_*.json"))
-
-
-def is_voc_folder(root: Path) -> bool:
-    return (root / "Annotations").is_dir() and (root / "JPEGImages").is_dir()
-
-
-def _target(boxes: list[list[float]], labels: list[int], image_id: int, ignore: list[bool] | None = None
-            ) -> dict[str, Any]:
-    b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    return {"boxes": b, "labels": torch.tensor(labels, dtype=torch.int64), "image_id": image_id,
-            "ignore": torch.tensor(ignore if ignore is not None else [False] * len(labels), dtype=torch.bool)}
 
 
 # ------------------------------------------------------------------------------ embedded digits
@@ -88,7 +63,7 @@ class DigitCanvases(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
         rng = np.random.default_rng((self.seed, self.epoch if self.fresh else 0, i))
         img, boxes, labs, _ = canvas(rng, self.digits, self.labels, self.size, self.scales, self.per_canvas)
-        return torch.from_numpy(img).permute(2, 0, 1).contiguous(), _target(boxes, labs, i)
+        return torch.from_numpy(img).permute(2, 0, 1).contiguous(), box_target(boxes, labs, i)
 
 
 def canvas(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, size: int, scales: tuple[int, int],
@@ -163,104 +138,30 @@ def digit_canvases(val_split: float = 0.2, seed: int = 0, train_count: int = 120
     return DetectionSplits(train, val, train.classes)
 
 
-# ------------------------------------------------------------------------------ COCO and VOC folders
+# ------------------------------------------------------------------------------ dispatch
 
 
-class _AnnotatedImages(Dataset):
-    """Image files with their targets (``samples``), decoded when read."""
-
-    samples: list[tuple[Path, dict[str, Any]]]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
-        path, target = self.samples[i]
-        return load_image(path), target
-
-
-class CocoFolder(_AnnotatedImages):
-    """One split of a COCO-format folder; labels are 1..C in category-id order."""
-
-    def __init__(self, root: Path, split: str, categories: list[dict[str, Any]] | None = None) -> None:
-        ann = root / "annotations" / f"instances_{split}.json"
-        data = json.loads(ann.read_text())
-        cats = categories if categories is not None else sorted(data.get("categories", []), key=lambda c: c["id"])
-        self.categories = cats
-        self.classes = [c["name"] for c in cats]
-        label_of = {c["id"]: i + 1 for i, c in enumerate(cats)}
-        image_dir = next((d for d in (root / split, root / "images" / split, root / "images", root) if d.is_dir()
-                          and any(d.iterdir())), root)
-        by_image: dict[int, list[dict[str, Any]]] = {}
-        for a in data.get("annotations", []):
-            by_image.setdefault(a["image_id"], []).append(a)
-        self.samples = []
-        for im in sorted(data.get("images", []), key=lambda i: i["id"]):
-            anns = [a for a in by_image.get(im["id"], []) if a["category_id"] in label_of]
-            boxes = [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                     for a in anns]
-            self.samples.append((image_dir / im["file_name"], _target(
-                boxes, [label_of[a["category_id"]] for a in anns], int(im["id"]),
-                [bool(a.get("iscrowd", 0)) for a in anns])))
-
-
-def coco_splits(root: Path) -> DetectionSplits:
-    """``instances_train*.json`` and ``instances_val*.json`` (the val categories follow the train's)."""
-    files = sorted(p.stem.removeprefix("instances_") for p in (root / "annotations").glob("instances_*.json"))
-    train_split = next((s for s in files if s.startswith("train")), None)
-    val_split = next((s for s in files if s.startswith("val")), None)
-    if train_split is None or val_split is None:
-        raise ValueError(f"{root}/annotations: need instances_train*.json and instances_val*.json, found "
-                         f"{', '.join(files) or 'none'}")
-    train = CocoFolder(root, train_split)
-    return DetectionSplits(train, CocoFolder(root, val_split, train.categories), train.classes)
-
-
-class VocFolder(_AnnotatedImages):
-    """One image set of a Pascal VOC folder."""
-
-    def __init__(self, root: Path, ids: list[str], classes: list[str]) -> None:
-        from torchvision.datasets import VOCDetection
-
-        self.classes = classes
-        index = {c: i + 1 for i, c in enumerate(classes)}
-        self.samples = []
-        for n, stem in enumerate(ids):
-            ann = VOCDetection.parse_voc_xml(ET.parse(root / "Annotations" / f"{stem}.xml").getroot())["annotation"]
-            objs = ann.get("object", [])
-            objs = [o for o in (objs if isinstance(objs, list) else [objs]) if o["name"] in index]
-            boxes = [[float(o["bndbox"][k]) for k in ("xmin", "ymin", "xmax", "ymax")] for o in objs]
-            # VOC coordinates are 1-based pixel indices of the first and last pixel
-            boxes = [[x1 - 1, y1 - 1, x2, y2] for x1, y1, x2, y2 in boxes]
-            self.samples.append((root / "JPEGImages" / ann.get("filename", f"{stem}.jpg"), _target(
-                boxes, [index[o["name"]] for o in objs], n, [o.get("difficult", "0") == "1" for o in objs])))
-
-
-def voc_splits(root: Path) -> DetectionSplits:
-    """``ImageSets/Main/train.txt`` and ``val.txt`` (or ``trainval.txt`` and ``test.txt``)."""
-    sets = root / "ImageSets" / "Main"
-    pairs = [("train", "val"), ("trainval", "test")]
-    train_name, val_name = next(((a, b) for a, b in pairs if (sets / f"{a}.txt").is_file()
-                                 and (sets / f"{b}.txt").is_file()), (None, None))
-    if train_name is None:
-        raise ValueError(f"{sets}: need train.txt and val.txt (or trainval.txt and test.txt)")
-    ids = {n: [s.split()[0] for s in (sets / f"{n}.txt").read_text().splitlines() if s.strip()]
-           for n in (train_name, val_name)}
-    names = set()
-    for stem in ids[train_name]:
-        for o in ET.parse(root / "Annotations" / f"{stem}.xml").getroot().iter("object"):
-            names.add(o.findtext("name", "").strip())
-    # a subset of the VOC names keeps VOC's order (the full dataset gives VOC's 20 classes)
-    classes = [c for c in VOC_CLASSES if c in names] if names <= set(VOC_CLASSES) else sorted(names)
-    return DetectionSplits(VocFolder(root, ids[train_name], classes), VocFolder(root, ids[val_name], classes), classes)
+def detection_kind(root: Path) -> str | None:
+    """"coco", "voc" or "yolo" for a detection dataset's folder (or its annotation JSON / data.yaml)."""
+    if data_yaml(root) is not None:
+        return "yolo"
+    if coco_files(root):
+        return "coco"
+    if is_voc_folder(root):
+        return "voc"
+    if is_yolo_folder(root):
+        return "yolo"
+    return None
 
 
 def load_detection_splits(spec: Any) -> DetectionSplits:
     """The train and held-out detection datasets a :class:`~mobilenets.data.DataSpec` names."""
     if spec.kind == "digits":
         return digit_canvases(spec.val_split, spec.seed)
-    if spec.kind == "coco":
-        return coco_splits(Path(spec.root))
-    if spec.kind == "voc":
-        return voc_splits(Path(spec.root))
-    raise ValueError(f"{spec.kind!r} data holds no boxes; detection takes COCO or VOC folders, or 'digits'")
+    readers = {"coco": coco_splits, "voc": voc_splits, "yolo": yolo_splits}
+    if spec.kind not in readers:
+        raise ValueError(f"{spec.kind!r} data holds no boxes; detection takes COCO, VOC or YOLO data, or 'digits'")
+    splits = readers[spec.kind](Path(spec.root), spec.val_split, spec.seed)
+    if len(splits.train) == 0:
+        raise ValueError(f"{spec.root}: none of the training images could be used\n{splits.issues.summary()}")
+    return splits

@@ -30,6 +30,7 @@ class ExportResult:
     agreement: float | None = None  # int8: agreement with fp32 on held-out images (details["agreement_of"])
     calibration: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    labeled: Any = None  # int8: fp32 and int8 scores on labeled held-out images (deploy.evaluate.LabeledScores)
 
     @property
     def ok(self) -> bool:
@@ -46,6 +47,10 @@ class ExportResult:
                  f"held-out images"
         if self.calibration:
             s += f"; calibration: {self.calibration}"
+        if self.labeled is not None:
+            s += f"\n{self.labeled.describe()}"
+        elif self.agreement is not None:
+            s += "\n(no labeled data to score int8 on: pass --eval-data, or export weights that record their dataset)"
         return s
 
 

@@ -15,8 +15,10 @@ from ..models import MobileNet, check_input_size
 from ..tasks import task_of
 from ..tasks.detection.faster_rcnn import FasterRCNN
 from .artifact import ExportResult
+from .evaluate import labeled_data, score_sessions
 from .onnx import export_onnx
 from .quantize import export_onnx_int8
+from .session import open_session
 from .torch_formats import export_pt2, export_torchscript
 
 FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "pte", "torchscript", "pt2")
@@ -34,10 +36,23 @@ def formats_for(model: nn.Module) -> tuple[tuple[str, ...], str]:
 
 
 def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrate: str | Path | None = None,
-           input_size: int | None = None, argmax: bool = False, progress: bool = False) -> ExportResult:
+           input_size: int | None = None, argmax: bool = False, progress: bool = False,
+           eval_data: str | Path | None = None) -> ExportResult:
     """Export ``model`` to ``path`` in ``format`` (:data:`FORMATS`) and check it; ``argmax``
     (segmenters, float ONNX, TFLite and ExecuTorch): the graph ends with the class of every pixel; ``progress``:
-    a progress bar over an int8 export's steps."""
+    a progress bar over an int8 export's steps. An int8 export is also scored against the float model on
+    labeled held-out images (``res.labeled``): ``eval_data``, else the split its weights record."""
+    res = _export(model, path, format, calibrate, input_size, argmax, progress)
+    if format.endswith("-int8"):
+        spec = labeled_data(model, eval_data)
+        if spec is not None:
+            runs = {"fp32": open_session(model, "torch").run, "int8": open_session(res.path, "auto").run}
+            res.labeled = score_sessions(model, spec, runs, input_size=input_size)
+    return res
+
+
+def _export(model: MobileNet, path: str | Path, format: str, calibrate: str | Path | None, input_size: int | None,
+            argmax: bool, progress: bool) -> ExportResult:
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if input_size is not None:

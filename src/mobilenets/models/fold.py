@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -20,3 +21,22 @@ def fold_batchnorm(model: MobileNet) -> MobileNet:
             m.conv = fuse_conv_bn_eval(m.conv.double(), m.bn.double()).to(dtype)
             m.bn = nn.Identity()
     return folded
+
+
+def unfold_batchnorm(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor) -> None:
+    """Give ``bn`` the statistics (``mean``, ``var``) of its input while keeping its inference function.
+
+    A folded file (TFLite) keeps no statistics: its BN is ``x + bias``. In training mode BatchNorm
+    normalizes by the batch's statistics instead, which erases the per-channel scale and offset that
+    the folded conv encodes, and the network falls to chance. With its input's real statistics and
+    the scale and shift that undo them, train-mode BN starts as the function the file encodes, and
+    eval mode computes exactly the same as before.
+    """
+    with torch.no_grad():
+        scale = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()  # eval BN is scale * x + shift
+        shift = bn.bias.double() - bn.running_mean.double() * scale
+        mean, var = mean.double(), var.double().clamp_min(0)
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+        bn.weight.copy_(scale * (var + bn.eps).sqrt())
+        bn.bias.copy_(shift + scale * mean)

@@ -24,12 +24,23 @@ class EvalResult:
     classes: list[str]
     confusion: torch.Tensor  # [true, predicted] counts
     skipped: list[str] = field(default_factory=list)  # unreadable files
+    examples: list[Any] = field(default_factory=list)  # a few held-out images with predictions, for people
 
     @property
     def per_class(self) -> dict[str, float]:
         totals = self.confusion.sum(1).clamp_min(1)
         acc = self.confusion.diag() / totals * 100
         return {c: round(float(a), 4) for c, a in zip(self.classes, acc)}
+
+    @property
+    def precision_recall(self) -> dict[str, dict[str, float]]:
+        """Per class: precision and recall (percent) and the number of held-out images."""
+        c = self.confusion.double()
+        tp, predicted, true = c.diag(), c.sum(0), c.sum(1)
+        prec = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp)) * 100
+        rec = torch.where(true > 0, tp / true.clamp_min(1), torch.zeros_like(tp)) * 100
+        return {n: {"precision": round(float(p), 4), "recall": round(float(r), 4), "support": int(s)}
+                for n, p, r, s in zip(self.classes, prec, rec, true)}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +49,7 @@ class EvalResult:
             "loss": round(self.loss, 6),
             "count": self.count,
             "per_class": self.per_class,
+            "precision_recall": self.precision_recall,
             "confusion": self.confusion.tolist(),
             "skipped": self.skipped,
         }

@@ -45,6 +45,7 @@ DETECTION_PRESETS: dict[str, dict[str, Any]] = {
                  zoom_out=4.0, min_scale=1.0, crop_pct=1.0, amp="auto"),
 }
 DETECTION_PRESETS["voc"] = {**DETECTION_PRESETS["coco"], "model": "1.0-SSDLite-MobileNetV2-300"}
+DETECTION_PRESETS["yolo"] = DETECTION_PRESETS["coco"]
 # Segmentation presets. The embedded canvases: no flips, no scale jitter (min_scale is the lower
 # bound of the jitter, 1 = none), output stride 8 (at 16 the logit grid is too coarse for the
 # strokes), a high learning rate, batch 16 (per image seen it learns the digits' classes much faster
@@ -60,6 +61,15 @@ SEGMENTATION_PRESETS: dict[str, dict[str, Any]] = {
 SEGMENTATION_PRESETS["masks"] = SEGMENTATION_PRESETS["voc_seg"]
 TASK_PRESETS = {"classification": DATA_PRESETS, "detection": DETECTION_PRESETS,
                 "segmentation": SEGMENTATION_PRESETS}
+
+# Fine-tuning (``--init``): a few hundred photos and published weights. They replace the data
+# preset's and the recipe's values, and every flag overrides them (README "Real data" gives the
+# measurements behind them).
+FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
+    "classification": dict(epochs=6, batch_size=32, lr=0.01, warmup_epochs=0.5, min_scale=0.5),
+    "detection": dict(epochs=12, batch_size=16, lr=0.02, warmup_epochs=1.0),
+    "segmentation": dict(epochs=12, batch_size=8, lr=0.01, warmup_epochs=1.0),
+}
 
 # Recipes (README "Training recipes" gives the sources). ``lr`` is per ``lr_batch`` images.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -135,6 +145,7 @@ class TrainConfig:
     init: str | None = _opt(None, "fine-tune from these weights (classifier re-initialised if the class count "
                                   "differs; a detector takes a classifier's as its backbone)")
     freeze_backbone: bool = _opt(False, "train only the classifier (a detector: its extras and heads)")
+    freeze_bn: bool | None = _opt(None, "keep every BatchNorm layer in inference mode (statistics frozen)")
     zero_init_residual: bool | None = _opt(None, "start every residual block as the identity (its projection's BN "
                                                  "scale zeroed; default: on for the embedded digit canvases)")
     # robustness and scale
@@ -158,10 +169,11 @@ class TrainConfig:
         preset = TASK_PRESETS[task].get(spec.kind)
         if preset is None:
             raise ValueError(f"{spec.kind!r} data is for classification, not {task}")
-        filled = {**recipe, **preset, "task": task}  # a preset's value (digits: weight decay) wins
+        tuned = FINETUNE_PRESETS[task] if self.init else {}
+        filled = {**recipe, **preset, **tuned, "task": task}  # a preset's value (digits: weight decay) wins
         values = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
         c = ResolvedConfig(**{**filled, **values})
-        if self.lr is None and "lr" not in preset:
+        if self.lr is None and "lr" not in preset and "lr" not in tuned:
             c.lr = RECIPES[self.recipe]["lr"] * c.batch_size / RECIPES[self.recipe]["lr_batch"]
         if self.workers is None:
             c.workers = default_workers(spec)
@@ -203,6 +215,7 @@ class ResolvedConfig(TrainConfig):
     ssd_augment: bool = False
     zoom_out: float = 1.0
     zero_init_residual: bool = False
+    freeze_bn: bool = False
     workers: int = 0
     amp: str = ""
 

@@ -3,7 +3,6 @@ accuracy and a confusion matrix for classifiers; COCO mAP (pycocotools) for dete
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from ..tasks.segmentation.metrics import SegmentationEvalResult
 from ..utils.device import pick_device, pick_precision
 from ..weights import load_model
 from .distributed import DistContext
-from .plots import plot_confusion
+from .report import EXAMPLES, write_report
 from .tasks import TASKS
 
 
@@ -31,12 +30,16 @@ def evaluate(
     workers: int | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    examples: int = 0,
 ) -> EvalResult | DetectionEvalResult | SegmentationEvalResult:
     """Evaluate a weights file (or a loaded model) on ``data``.
 
     Without ``data``, it uses the held-out split recorded in the weights' metadata (for the
     default training run: the same digits split, so the number equals the training's report).
-    With ``out``, writes ``eval.json`` there (and ``confusion.png`` for a classifier).
+    ``examples`` held-out images are kept with their predictions (``res.examples``; with ``out``,
+    :data:`~mobilenets.training.report.EXAMPLES`). With ``out``, writes there what a person looks at (:func:`~mobilenets.training.report.write_report`):
+    ``eval.json`` (per-class precision/recall, AP or IoU), ``confusion.png``, a detector's
+    ``pr_curves.png`` and ``examples.png`` (held-out images with prediction and truth).
     """
     model = load_model(weights) if not isinstance(weights, nn.Module) else weights
     meta = getattr(model, "weights_meta", {}) or {}
@@ -59,11 +62,7 @@ def evaluate(
     loader = make_loader(task.val_dataset(splits.val, pre), batch_size, collate_fn=task.collate,
                          workers=default_workers(spec) if workers is None else workers, device=dev)
     res = task.evaluate(model, loader, list(classes), dev, pick_precision(amp, dev), True, pre,
-                        DistContext(0, 1, 0, dev), progress)
+                        DistContext(0, 1, 0, dev), progress, examples=EXAMPLES if out is not None else examples)
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "eval.json").write_text(json.dumps(res.to_dict(), indent=1))
-        if isinstance(res, EvalResult):
-            plot_confusion(res.confusion, res.classes, out / "confusion.png")
+        write_report(res, out, list(classes))
     return res

@@ -3,31 +3,113 @@
 A detector or segmenter starts from a classifier's weights like the papers' start from ImageNet:
 the classifier's tensors go where the model's ``backbone_key`` says (``backbone.*``; a Faster
 R-CNN's later blocks are its box head); the classifier layer has no counterpart.
+
+A folded file (TFLite) holds no BatchNorm statistics; :func:`recalibrate_batchnorm` gives those
+layers their input's statistics on the training data before the first step (see
+:func:`mobilenets.models.fold.unfold_batchnorm`), so that train-mode BN starts as the file's function.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
+import torch
 from torch import nn
 
+from ..models.fold import unfold_batchnorm
+from ..tasks import TaskConfig
 from ..tasks.backbone import HasBackbone
-from ..weights import load_foreign_state
+from ..weights import LoadedState, load_init_state
 
 
-def init_from_weights(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
-    """Load every tensor of ``path`` whose name and shape match; return (loaded, re-initialised names)."""
+@dataclass
+class InitReport:
+    """What ``--init`` did: tensors loaded, modules re-initialised, BN layers that came folded."""
+
+    loaded: int
+    reinitialised: list[str]
+    folded_bn: list[str] = field(default_factory=list)
+
+    def describe(self, path: str) -> str:
+        modules = dict.fromkeys(k.rsplit(".", 1)[0].removesuffix(".bn").removesuffix(".conv") for k in self.reinitialised)
+        folded = (f"; {len(self.folded_bn)} BatchNorm layers came folded (no statistics)" if self.folded_bn else "")
+        return f"initialised {self.loaded} tensors from {path}; re-initialised: {', '.join(modules) or 'none'}{folded}"
+
+
+def init_conventions(loaded: LoadedState, config: TaskConfig) -> TaskConfig:
+    """``config`` with the input and layer conventions the init weights were trained with: their
+    mean/std (TF files: [-1, 1]), padding (TF "SAME") and BN epsilon. A network fine-tuned from
+    Google's weights sees its inputs as it did on ImageNet."""
+    source = loaded.config
+    src = source.backbone if hasattr(source, "backbone") else source
+    same = dict(mean=src.mean, std=src.std, padding=src.padding, bn_eps=src.bn_eps)
+    if hasattr(config, "backbone"):
+        return config.replace(backbone=config.backbone.replace(**same))  # type: ignore[union-attr]
+    return config.replace(**same)
+
+
+def init_from_weights(model: nn.Module, loaded: LoadedState | str) -> InitReport:
+    """Load every tensor of the init weights whose name and shape match."""
     headed = isinstance(model, HasBackbone)
-    state = load_foreign_state(path, model.config.backbone if headed else model.config)
+    if not isinstance(loaded, LoadedState):
+        loaded = load_init_state(loaded, model.config.backbone if headed else model.config)
+    state, path = loaded.state, loaded.meta.get("source", {}).get("files", ["the init weights"])[0]
     own = model.state_dict()
     if headed and not any(k in own for k in state):
         state = {model.backbone_key(k): v for k, v in state.items()}  # a classifier's weights
-    loaded = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(k for k in own if k not in loaded and not k.endswith("num_batches_tracked"))
-    if not any(k.endswith(".weight") for k in loaded):
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(k for k in own if k not in usable and not k.endswith("num_batches_tracked"))
+    if not any(k.endswith(".weight") for k in usable):
         raise ValueError(f"{path}: no tensor matches {model.config.name} (is it the same architecture?)")
-    model.load_state_dict(loaded, strict=False)
-    return len(loaded), skipped
+    model.load_state_dict(usable, strict=False)
+    folded = [name for name, m in model.named_modules()
+              if isinstance(m, nn.BatchNorm2d) and f"{name}.running_var" in usable and _identity_statistics(m)]
+    return InitReport(len(usable), skipped, folded)
+
+
+def _identity_statistics(bn: nn.BatchNorm2d) -> bool:
+    """A folded file's BN: mean 0, one variance for every channel (1 - eps), scale 1."""
+    var = bn.running_var
+    return bool((bn.running_mean == 0).all() and (bn.weight == 1).all() and (var == var[0]).all()
+                and abs(float(var[0]) + bn.eps - 1) < 1e-3)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, names: Iterable[str], batches: Iterable[torch.Tensor],
+                          forward: Any = None) -> int:
+    """Set the named BN layers' statistics to their inputs' mean and variance over ``batches``, keeping
+    the eval-mode function (:func:`unfold_batchnorm`). The model runs in eval mode, so each layer
+    sees what the file's network computes. Returns the number of images used."""
+    modules = dict(model.named_modules())
+    sums: dict[str, list[torch.Tensor | int]] = {}
+
+    def hook(name: str) -> Any:
+        def record(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0].double()
+            s = sums.setdefault(name, [0, 0, 0])
+            s[0] = s[0] + x.sum((0, 2, 3))
+            s[1] = s[1] + (x * x).sum((0, 2, 3))
+            s[2] = int(s[2]) + x.numel() // x.shape[1]
+        return record
+
+    handles = [modules[n].register_forward_pre_hook(hook(n)) for n in names]
+    was_training = model.training
+    model.eval()
+    images = 0
+    try:
+        for x in batches:
+            (forward or model)(x)
+            images += len(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    for n, (s1, s2, count) in sums.items():
+        mean = s1 / count  # type: ignore[operator]
+        unfold_batchnorm(modules[n], mean, s2 / count - mean * mean)  # type: ignore[operator, arg-type]
+    return images
 
 
 def _frozen_modules(model: nn.Module) -> tuple[nn.Module, ...]:
@@ -41,8 +123,13 @@ def freeze_backbone(model: nn.Module) -> None:
         p.requires_grad = id(p) not in frozen
 
 
-def set_train_mode(model: nn.Module, frozen_backbone: bool) -> None:
+def set_train_mode(model: nn.Module, frozen_backbone: bool, frozen_bn: bool = False) -> None:
+    """Training mode, but frozen layers keep their BN statistics, and with ``frozen_bn`` every BN does."""
     model.train()
-    if frozen_backbone:  # frozen layers keep their BN statistics
+    if frozen_backbone:
         for m in _frozen_modules(model):
             m.eval()
+    if frozen_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()

@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,18 +25,33 @@ from tqdm.auto import tqdm
 
 from ..data import EpochSampler, make_loader, resolve_data
 from ..models import Preprocess, zero_init_residual
-from ..tasks import build_model
+from ..tasks import TaskConfig, build_model, config_from_dict
 from ..utils.device import Precision, pick_precision
 from ..utils.fsutil import atomic_write_text
 from ..utils.textfmt import render_table
-from ..weights import save_weights
+from ..weights import LoadedState, load_init_state, read_metadata, save_weights
 from . import distributed as dist
 from .checkpoint import EpochSums, Run, TrainState, rng_state, seed_everything, set_rng_state
 from .config import RESUMABLE_OPTIONS, ResolvedConfig, TrainConfig
-from .finetune import freeze_backbone, init_from_weights, set_train_mode
+from .diagnose import stall_signs, stall_warning
+from .evaluate import evaluate
+from .finetune import (
+    InitReport,
+    freeze_backbone,
+    init_conventions,
+    init_from_weights,
+    recalibrate_batchnorm,
+    set_train_mode,
+)
 from .plots import plot_curves
+from .report import EXAMPLES, write_report
 from .step import TrainStep, build_train_step
 from .tasks import TASKS, Task
+
+
+DATA_ISSUES_FILE = "data_issues.txt"  # every problem found in the data, one per line
+#: Training images whose BN-layer inputs give a folded file's layers their statistics (``--init``).
+RECALIBRATION_IMAGES = 256
 
 
 class TrainingDiverged(RuntimeError):
@@ -128,6 +144,7 @@ class Trainer:
     partial: EpochSums = field(default_factory=EpochSums)
     history: list[dict[str, Any]] = field(default_factory=list)
     resume_rng: dict[str, Any] | None = None
+    bad_examples: list[str] = field(default_factory=list)  # "path: reason" of the first unreadable images
 
     @property
     def eval_model(self) -> nn.Module:
@@ -175,25 +192,31 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
     spec = resolve_data(cfg.data, cfg.val_split, cfg.seed, cfg.task)
     splits = task.splits(spec)
     classes = list(splits.classes)
-    model_cfg = task.model_config(cfg, classes)
+    issues = getattr(splits, "issues", None)
+    if issues and ctx.is_main:
+        atomic_write_text(run.path / DATA_ISSUES_FILE, issues.text())
+        print(f"{issues.summary()}\n  (every one: {run.path / DATA_ISSUES_FILE})")
+    state = run.restore()
+    model_cfg, init = _model_config(cfg, task, classes, run, state)
     model = build_model(model_cfg)
     if cfg.zero_init_residual:
         zero_init_residual(model)
     pre = task.preprocess(model_cfg, cfg)
-    state = run.restore()
+    report = None
     if state is not None:
         if state.classes != classes:
             raise ValueError(f"the data's classes {classes[:8]} differ from the checkpoint's {state.classes[:8]}; "
                              "resume with the same data")
         model.load_state_dict(state.model)
-    elif cfg.init:
-        n, reinit = init_from_weights(model, cfg.init)
+    elif init is not None:
+        report = init_from_weights(model, init)
         if ctx.is_main:
-            modules = dict.fromkeys(k.rsplit(".", 1)[0].removesuffix(".bn").removesuffix(".conv") for k in reinit)
-            print(f"initialised {n} tensors from {cfg.init}; re-initialised: {', '.join(modules) or 'none'}")
+            print(report.describe(str(cfg.init)))
     model = _place(model, cfg, ctx)
     precision = pick_precision(cfg.amp, ctx.device)
     loaders = _loaders(cfg, task, splits, pre, ctx)
+    if report is not None and report.folded_bn and not cfg.freeze_bn:
+        _recalibrate(model, report, loaders["loader"], cfg, ctx)
     step_fn = build_train_step(model, cfg, loaders["steps_per_epoch"], ctx.device, precision,
                                task.criterion(model, cfg), forward=dist.wrap(model, ctx))
     trainer = Trainer(cfg, run, ctx, task, model, step_fn, precision, pre, classes, title=f"{cfg.model} on {spec.kind}",
@@ -208,6 +231,33 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
                 trainer.write_outputs()  # a kill between the state and its files: finish them from the state
     dist.barrier(ctx)
     return trainer
+
+
+def _model_config(cfg: ResolvedConfig, task: Task, classes: list[str], run: Run, state: TrainState | None
+                  ) -> tuple[TaskConfig, LoadedState | None]:
+    """The model's configuration, and the init weights when they are to be loaded. Fine-tuning takes
+    the init weights' input and layer conventions; a resumed run takes its saved weights' config."""
+    model_cfg = task.model_config(cfg, classes)
+    if not cfg.init:
+        return model_cfg, None
+    if state is not None and run.last.is_file():
+        return config_from_dict(read_metadata(run.last)["config"]), None
+    init = load_init_state(cfg.init, getattr(model_cfg, "backbone", model_cfg))
+    return init_conventions(init, model_cfg), (init if state is None else None)
+
+
+def _recalibrate(model: nn.Module, report: InitReport, loader: DataLoader, cfg: ResolvedConfig,
+                 ctx: dist.DistContext) -> None:
+    """Statistics for the BN layers a folded file left without (on rank 0's view: DDP broadcasts
+    its module state)."""
+    steps = max(1, math.ceil(RECALIBRATION_IMAGES / cfg.batch_size))
+    batches = (x.to(ctx.device).contiguous(memory_format=torch.channels_last) if cfg.channels_last else
+               x.to(ctx.device) for x, _, _ in itertools.islice(loader, steps) if len(x))
+    t0 = time.perf_counter()
+    n = recalibrate_batchnorm(model, report.folded_bn, batches)
+    if ctx.is_main:
+        print(f"estimated the statistics of {len(report.folded_bn)} folded BatchNorm layers on {n} training images "
+              f"({time.perf_counter() - t0:.0f} s)")
 
 
 def _place(model: nn.Module, cfg: ResolvedConfig, ctx: dist.DistContext) -> nn.Module:
@@ -231,10 +281,15 @@ def _loaders(cfg: ResolvedConfig, task: Task, splits: Any, pre: Preprocess,
     val_sampler = None if streamed else EpochSampler(len(val_ds), shuffle=False, seed=0, rank=ctx.rank,
                                                      world_size=ctx.world_size, pad=False)
     per_rank = len(sampler) if sampler is not None else math.ceil(len(train_ds) / ctx.world_size)
-    steps = math.ceil(per_rank / cfg.batch_size)
+    if per_rank < 2:
+        raise ValueError(f"{len(train_ds)} training image(s): BatchNorm needs batches of at least 2; add images")
+    # a last batch of one image would meet BatchNorm in training mode with one value per channel on a 1x1 map
+    # (an error): that epoch's one left-over image is skipped (the order is shuffled, so not always the same)
+    drop_last = not streamed and per_rank % cfg.batch_size == 1
+    steps = per_rank // cfg.batch_size if drop_last else math.ceil(per_rank / cfg.batch_size)
     return dict(train_ds=train_ds, sampler=sampler, val_sampler=val_sampler, steps_per_epoch=steps,
                 loader=make_loader(train_ds, cfg.batch_size, sampler=sampler, workers=cfg.workers, device=ctx.device,
-                                   seed=cfg.seed, collate_fn=task.collate),
+                                   seed=cfg.seed, collate_fn=task.collate, drop_last=drop_last),
                 val_loader=make_loader(val_ds, cfg.batch_size, sampler=val_sampler, workers=cfg.workers,
                                        device=ctx.device, collate_fn=task.collate))
 
@@ -277,7 +332,7 @@ def train_one_epoch(t: Trainer, epoch: int, stop: StopFlag) -> EpochSums:
     """One pass over the training data (what is left of it after a mid-epoch checkpoint)."""
     cfg, dev = t.cfg, t.ctx.device
     skip = _start_epoch(t, epoch)
-    set_train_mode(t.model, cfg.freeze_backbone)
+    set_train_mode(t.model, cfg.freeze_backbone, cfg.freeze_bn)
     loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     seen, bad, t0 = 0, 0, time.perf_counter()
@@ -286,6 +341,7 @@ def train_one_epoch(t: Trainer, epoch: int, stop: StopFlag) -> EpochSums:
                leave=False, dynamic_ncols=True)
     for batch_idx, (x, y, bad_files) in enumerate(bar, start=skip + 1):
         bad += len(bad_files)
+        t.bad_examples = (t.bad_examples + bad_files)[:3]
         if len(y) == 0:
             continue
         loss, corr = t.step_fn(x.to(dev, non_blocking=True), _to_device(y, dev))
@@ -322,8 +378,9 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
     """Evaluate, record, checkpoint (the state first, then the files derived from it) and report."""
     cfg = t.cfg
     if sums.bad and sums.bad > cfg.max_bad_fraction * (sums.seen + sums.bad):
-        raise ValueError(f"{sums.bad} of {sums.seen + sums.bad} training images were unreadable "
-                         f"(more than {cfg.max_bad_fraction:.0%}); fix the data or raise --max-bad-fraction")
+        raise ValueError(f"{sums.bad} of {sums.seen + sums.bad} training images could not be read (more than "
+                         f"{cfg.max_bad_fraction:.0%}; e.g. {'; '.join(t.bad_examples) or 'on another rank'}); fix "
+                         "the data or raise --max-bad-fraction")
     if t.val_sampler is not None:
         t.val_sampler.set_epoch(0)
     # Evaluated in fp32 whatever the training precision, with rank 0's BN statistics on every rank:
@@ -336,6 +393,9 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
     row = {"epoch": epoch + 1, "step": t.step, "train_loss": sums.loss / max(sums.seen, 1), **train_acc,
            **t.task.row(ev), "lr": t.step_fn.optimizer.param_groups[0]["lr"],
            "img_per_s": sums.seen / max(sums.seconds, 1e-9), "epoch_s": sums.seconds, "bad_samples": sums.bad}
+    signs = stall_signs(t.task.name, t.classes, epoch + 1, row["train_loss"], ev)
+    if signs:
+        row["warning"] = "; ".join(signs)
     t.history.append(row)
     if row[t.task.metrics[0]] > t.best_metric:
         t.best_metric, t.best_epoch = row[t.task.metrics[0]], epoch + 1
@@ -344,8 +404,11 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
     t.save_state()
     if t.ctx.is_main:
         if sums.bad:
-            print(f"warning: skipped {sums.bad} unreadable training image(s) in epoch {epoch + 1}")
+            print(f"warning: skipped {sums.bad} unreadable training image(s) in epoch {epoch + 1} (e.g. "
+                  f"{'; '.join(t.bad_examples)})")
         t.write_outputs()
+        if signs:
+            print(stall_warning(signs, epoch + 1, cfg.lr, cfg.init, cfg.freeze_bn), file=sys.stderr)
         if cfg.progress:
             shown = "  ".join(f"{k.replace('_', ' ')} {row[k]:.2f}" for k in ("train_acc", *t.task.metrics) if k in row)
             print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  {shown}  "
@@ -375,6 +438,8 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
                 if stop.requested:
                     raise TrainingInterrupted(f"stopped by signal after epoch {epoch + 1}; checkpoint saved. "
                                               f"Continue with: mobilenets train --resume {run.path}")
+        if ctx.is_main and run.best.is_file():
+            _report(trainer)
         return _result(trainer, time.perf_counter() - t_start)
     finally:
         dist.teardown(ctx)
@@ -406,6 +471,14 @@ def _open_run(config: TrainConfig | None, resume: str | Path | None,
     if main:
         run.remove_stale_files()
     return run, cfg
+
+
+def _report(t: Trainer) -> None:
+    """What a person looks at, for the best weights on the held-out split, in the run folder."""
+    files = write_report(evaluate(t.run.best, device=str(t.ctx.device), workers=t.cfg.workers, progress=False,
+                                  examples=EXAMPLES), t.run.path, t.classes)
+    if t.cfg.progress:
+        print(f"held-out report of the best epoch: {', '.join(f.name for f in files)}")
 
 
 def _result(t: Trainer, wall_s: float) -> TrainResult:

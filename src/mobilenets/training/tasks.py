@@ -36,6 +36,7 @@ from ..utils.device import Precision
 from ..weights.labels import voc_segmentation_classes
 from . import distributed as dist
 from .config import ResolvedConfig
+from .report import BOX_SCORE, Example, to_uint8
 from .step import Criterion, cross_entropy
 
 
@@ -67,8 +68,10 @@ class Classification:
 
     def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
                  precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
-                 progress: bool = False) -> EvalResult:
-        return dist.reduce_eval(run_eval(model, loader, classes, device, precision, channels_last, progress), ctx)
+                 progress: bool = False, examples: int = 0) -> EvalResult:
+        res = run_eval(model, loader, classes, device, precision, channels_last, progress, examples=examples,
+                       pre=pre)
+        return dist.reduce_eval(res, ctx)
 
     def row(self, ev: EvalResult) -> dict[str, float]:
         return {"val_loss": ev.loss, "val_top1": ev.top1, "val_top5": ev.top5}
@@ -132,18 +135,22 @@ class Detection(_TargetTask):
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
                  precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
-                 progress: bool = False) -> DetectionEvalResult:
+                 progress: bool = False, examples: int = 0) -> DetectionEvalResult:
         detector = _unwrap(model)
         detector.eval()
-        meter, loss_sum, images, skipped = CocoMeter(classes), 0.0, 0, []
+        meter, loss_sum, images, skipped, kept = CocoMeter(classes), 0.0, 0, [], []
         for x, targets in _eval_batches(loader, device, channels_last, progress, skipped):
             with precision.autocast():
                 loss, detections = _loss_and_detections(detector, x, targets)
             loss_sum += float(loss) * len(x)
             images += len(x)
-            for det, t in zip(detections, targets):
+            for i, (det, t) in enumerate(zip(detections, targets)):
                 meter.update(det, pre.boxes_to_image(det.boxes.cpu(), t["orig_size"]), t)
-        return _gathered_result(meter, loss_sum, images, skipped, ctx)
+                if len(kept) < examples:
+                    kept.append(_detection_example(x[i], det, t, classes, pre))
+        res = _gathered_result(meter, loss_sum, images, skipped, ctx)
+        res.examples = kept
+        return res
 
     def row(self, ev: DetectionEvalResult) -> dict[str, float]:
         return {"val_loss": ev.loss, "val_map": 100 * ev.map, "val_map50": 100 * ev.map50, "val_map75": 100 * ev.map75}
@@ -180,21 +187,25 @@ class Segmentation(_TargetTask):
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
                  precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
-                 progress: bool = False) -> SegmentationEvalResult:
+                 progress: bool = False, examples: int = 0) -> SegmentationEvalResult:
         net = _unwrap_segmenter(model)
         net.eval()
-        meter, loss_sum, images, skipped = ConfusionMeter(classes, net.config.ignore_index), 0.0, 0, []
+        meter, loss_sum, images, skipped, kept = ConfusionMeter(classes, net.config.ignore_index), 0.0, 0, [], []
         for x, targets in _eval_batches(loader, device, channels_last, progress, skipped):
             with precision.autocast():
                 low = net.forward_logits(x)
-            for logits, t in zip(low.float(), targets):  # scored at each image's own size
+            for i, (logits, t) in enumerate(zip(low.float(), targets)):  # scored at each image's own size
                 full = F.interpolate(logits[None], size=t["orig_size"], mode="bilinear",
                                      align_corners=net.config.align_corners)[0]
                 mask = t["orig_mask"].to(device).long()
                 loss_sum += float(F.cross_entropy(full[None], mask[None], ignore_index=net.config.ignore_index))
                 meter.update(full.argmax(0), mask)
+                if len(kept) < examples:
+                    kept.append(_segmentation_example(x[i], full.argmax(0), mask, pre))
             images += len(x)
-        return _gathered_result(meter, loss_sum, images, skipped, ctx)
+        res = _gathered_result(meter, loss_sum, images, skipped, ctx)
+        res.examples = kept
+        return res
 
     def row(self, ev: SegmentationEvalResult) -> dict[str, float]:
         return {"val_loss": ev.loss, "val_miou": 100 * ev.miou, "val_pixel_acc": 100 * ev.pixel_acc}
@@ -210,12 +221,16 @@ def run_eval(
     channels_last: bool = True,
     progress: bool = False,
     desc: str = "eval",
+    examples: int = 0,
+    pre: Preprocess | None = None,
 ) -> EvalResult:
-    """Evaluate ``model`` on a loader yielding ``(images, labels, unreadable)`` batches."""
+    """Evaluate ``model`` on a loader yielding ``(images, labels, unreadable)`` batches; the first
+    ``examples`` images are kept with their predictions (``pre`` turns them back into pixels)."""
     model.eval()
     precision = precision or Precision(None, device.type)
     meter = ClassificationMeter(classes, device)
     skipped: list[str] = []
+    kept: list[Example] = []
     for x, y, bad in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
         skipped += bad
         if not len(y):
@@ -226,7 +241,36 @@ def run_eval(
         with precision.autocast():
             logits = model(x)
         meter.update(logits, y.to(device, non_blocking=True))
-    return meter.result(skipped)
+        if len(kept) < examples and pre is not None:
+            probs = logits.float().softmax(1).cpu()
+            for i in range(min(len(y), examples - len(kept))):
+                p, truth = int(probs[i].argmax()), int(y[i])
+                kept.append(Example(to_uint8(x[i], pre), f"{classes[p]} {float(probs[i, p]):.2f}\n(truth: "
+                                    f"{classes[truth]})", p == truth))
+    res = meter.result(skipped)
+    res.examples = kept
+    return res
+
+
+def _detection_example(x: torch.Tensor, det: Detections, t: dict[str, Any], classes: list[str],
+                       pre: Preprocess) -> Example:
+    """A held-out image as the detector saw it, its detections (score >= BOX_SCORE) and its true boxes."""
+    h, w = x.shape[-2:]
+    keep = det.scores.cpu() >= BOX_SCORE
+    boxes = det.boxes.cpu()[keep] * torch.tensor([w, h, w, h])
+    names = [f"{classes[int(k) - 1]} {float(s):.2f}" for k, s in zip(det.labels.cpu()[keep], det.scores.cpu()[keep])]
+    return Example(to_uint8(x, pre), f"{len(boxes)} found, {len(t['boxes'])} true", None, boxes, names,
+                   t["boxes"].cpu())
+
+
+def _segmentation_example(x: torch.Tensor, pred: torch.Tensor, truth: torch.Tensor, pre: Preprocess) -> Example:
+    """A held-out image as the segmenter saw it, with its predicted and true masks at that size."""
+    size = tuple(x.shape[-2:])
+    resize = (lambda m: F.interpolate(m[None, None].float(), size=size, mode="nearest")[0, 0].long().cpu())
+    p, gt = resize(pred), resize(truth)
+    valid = gt != 255
+    acc = float((p[valid] == gt[valid]).float().mean()) if valid.any() else 0.0
+    return Example(to_uint8(x, pre), f"pixel accuracy {100 * acc:.1f}%", None, pred_mask=p, true_mask=gt)
 
 
 def _gathered_result(meter: Any, loss_sum: float, images: int, skipped: list[str], ctx: dist.DistContext) -> Any:

@@ -6,10 +6,10 @@ writes ours and theirs; ``native`` is our self-describing safetensors; ``tflite`
 downloadable files with their hashes and reported accuracies. Loading never executes code.
 """
 
-from .loader import LoadedState, load_foreign_state, load_model, load_state
+from .loader import LoadedState, load_init_state, load_model, load_state
 from .native import WeightsError, read_metadata, save_weights
 from .writer import convert_weights
 from .zoo_keys import convert_state_dict
 
-__all__ = ["LoadedState", "WeightsError", "convert_state_dict", "convert_weights", "load_foreign_state", "load_model",
+__all__ = ["LoadedState", "WeightsError", "convert_state_dict", "convert_weights", "load_init_state", "load_model",
            "load_state", "read_metadata", "save_weights"]

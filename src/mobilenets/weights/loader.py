@@ -283,10 +283,10 @@ def load_model(weights: str | Path, model: str | TaskConfig | None = None, *, dr
     return net.eval()
 
 
-def load_foreign_state(path: str | Path, hint: TaskConfig) -> dict[str, torch.Tensor]:
-    """A state dict in our key names from any supported weights file (for fine-tuning ``--init``);
+def load_init_state(path: str | Path, hint: TaskConfig) -> LoadedState:
+    """Any supported weights file (or published id) in our key names, for fine-tuning (``--init``);
     ``hint`` is the architecture the file most likely holds (a detector's backbone for a classifier file)."""
     try:
-        return load_state(path, hint).state
+        return load_state(path, hint)
     except WeightsError:
-        return load_state(path).state
+        return load_state(path)

@@ -32,6 +32,9 @@ class DetectionEvalResult:
     per_class: dict[str, float] = field(default_factory=dict)  # AP @ 0.50:0.95 per class
     loss: float = float("nan")
     skipped: list[str] = field(default_factory=list)
+    per_class_ap50: dict[str, float] = field(default_factory=dict)
+    pr_curves: dict[str, list[float]] = field(default_factory=dict)  # precision at recall 0, 0.01 .. 1, IoU 0.5
+    examples: list[Any] = field(default_factory=list)  # a few held-out images with detections, for people
 
     @property
     def primary(self) -> float:
@@ -40,7 +43,7 @@ class DetectionEvalResult:
     def to_dict(self) -> dict[str, Any]:
         d = {k: round(getattr(self, k), 6) for k in STAT_NAMES}
         return {**d, "loss": round(self.loss, 6), "count": self.count, "per_class": self.per_class,
-                "skipped": self.skipped}
+                "per_class_ap50": self.per_class_ap50, "pr_curves": self.pr_curves, "skipped": self.skipped}
 
 
 class CocoMeter:
@@ -88,7 +91,7 @@ class CocoMeter:
             gt.createIndex()
             if not self.dt:
                 stats = np.zeros(12)
-                per_class = {c: 0.0 for c in self.classes}
+                precision = np.zeros((10, 101, len(self.classes)))
             else:
                 ev = COCOeval(gt, gt.loadRes(self.dt), "bbox")
                 ev.evaluate()
@@ -96,9 +99,12 @@ class CocoMeter:
                 ev.summarize()
                 stats = np.maximum(ev.stats, 0.0)  # -1 means "no such boxes": report 0
                 precision = ev.eval["precision"][:, :, :, 0, -1]  # IoUs x recalls x classes, all areas, 100 dets
-                per_class = {}
-                for k, c in enumerate(self.classes):
-                    p = precision[:, :, k]
-                    per_class[c] = round(float(p[p > -1].mean()) if (p > -1).any() else 0.0, 6)
+        per_class, ap50, curves = {}, {}, {}
+        for k, c in enumerate(self.classes):
+            p = precision[:, :, k]
+            per_class[c] = round(float(p[p > -1].mean()) if (p > -1).any() else 0.0, 6)
+            ap50[c] = round(float(p[0][p[0] > -1].mean()) if (p[0] > -1).any() else 0.0, 6)
+            curves[c] = [round(float(v), 4) for v in np.maximum(p[0], 0.0)]
         return DetectionEvalResult(*(float(s) for s in stats[:6]), count=len(self.images), classes=self.classes,
-                                   per_class=per_class, loss=loss, skipped=skipped or [])
+                                   per_class=per_class, loss=loss, skipped=skipped or [], per_class_ap50=ap50,
+                                   pr_curves=curves)

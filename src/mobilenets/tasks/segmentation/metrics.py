@@ -19,6 +19,8 @@ class SegmentationEvalResult:
     per_class: dict[str, float] = field(default_factory=dict)  # IoU per class (NaN: absent everywhere)
     loss: float = float("nan")
     skipped: list[str] = field(default_factory=list)
+    confusion: torch.Tensor | None = None  # pixels [true, predicted]
+    examples: list[Any] = field(default_factory=list)  # a few held-out images with predicted masks, for people
 
     @property
     def primary(self) -> float:
@@ -64,4 +66,5 @@ class ConfusionMeter:
         miou = float(iou[present].mean()) if present.any() else 0.0
         acc = float(tp.sum() / m.sum()) if m.sum() > 0 else 0.0
         return SegmentationEvalResult(miou, acc, self.images, self.classes,
-                                      {c: float(v) for c, v in zip(self.classes, iou.tolist())}, loss, skipped or [])
+                                      {c: float(v) for c, v in zip(self.classes, iou.tolist())}, loss, skipped or [],
+                                      self.matrix.clone())

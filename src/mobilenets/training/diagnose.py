@@ -1,0 +1,51 @@
+"""Training that stops learning says so: after each epoch, the signs that a run is learning nothing -
+a training loss at chance level, held-out predictions that have collapsed to one class, a detector
+that finds no held-out object - turn into a warning that names the likely causes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+#: A training loss within this fraction of ln(C) is at chance level.
+CHANCE_MARGIN = 0.03
+
+
+def collapsed_to(confusion: torch.Tensor, classes: list[str]) -> str | None:
+    """The one class every held-out prediction names, when the truth holds several; else None."""
+    predicted = (confusion.sum(0) > 0).nonzero().flatten().tolist()
+    present = int((confusion.sum(1) > 0).sum())
+    return classes[predicted[0]] if len(predicted) == 1 and present > 1 else None
+
+
+def stall_signs(task: str, classes: list[str], epoch: int, train_loss: float, ev: Any) -> list[str]:
+    """What in this epoch's numbers says that the model learns nothing (empty when it learns)."""
+    signs = []
+    chance = math.log(len(classes)) if task == "classification" and len(classes) > 1 else None
+    if chance is not None and train_loss >= chance * (1 - CHANCE_MARGIN):
+        signs.append(f"the training loss {train_loss:.4f} is at chance level (ln {len(classes)} = {chance:.4f})")
+    confusion = getattr(ev, "confusion", None)
+    if confusion is not None:
+        names = classes if task == "classification" else list(ev.classes)
+        one = collapsed_to(confusion, names)
+        if one is not None:
+            what = "image" if task == "classification" else "pixel"
+            signs.append(f"every held-out {what} is predicted as {one!r}")
+    if task == "detection" and epoch >= 2 and getattr(ev, "map50", 1.0) == 0:
+        signs.append("no held-out object is found (mAP@0.5 0)")
+    return signs
+
+
+def stall_warning(signs: list[str], epoch: int, lr: float, init: str | None, freeze_bn: bool) -> str:
+    causes = [f"a learning rate too high for this model and data (now {lr:g}; try --lr {lr / 10:g})"]
+    if init:
+        causes.append("BatchNorm that does not match the init weights (--freeze-bn with weights of another input "
+                      "range; a folded file's layers without statistics)" if freeze_bn else
+                      "init weights whose input normalization differs from the data's (check the weights' "
+                      "preprocessing)")
+    causes += ["labels that do not match the images (check a few by eye; `mobilenets eval` saves examples)",
+               "too few images of some classes for the model (--freeze-backbone learns from fewer)"]
+    return (f"warning: the model is not learning after epoch {epoch}: " + "; ".join(signs) + ".\n  Likely causes: "
+            + "; ".join(causes) + ".")

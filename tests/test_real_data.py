@@ -1,0 +1,472 @@
+"""Real data as users bring it: the annotation layouts labeling tools write, every bad-annotation case
+reported by file, small sets that do not crash; fine-tuning from folded (TFLite) weights; training
+that learns nothing says so; int8 exports scored with labels; the report a run leaves."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import shapes_image
+from PIL import Image
+
+import mobilenets
+from mobilenets.data import resolve_data
+from mobilenets.data.detection import load_detection_splits
+from mobilenets.data.segmentation import load_segmentation_splits
+
+FAST_DET = dict(model="0.25-SSDLite-MobileNet-96", progress=False, batch_size=4, epochs=1)
+
+
+def _kinds(splits: Any) -> dict[str, int]:
+    return splits.issues.counts()
+
+
+def _files_of(splits: Any, kind: str) -> list[str]:
+    return [Path(f).name for k, f, _ in splits.issues.items if k.startswith(kind)]
+
+
+def _load(root: Path, **kw: Any) -> Any:
+    return load_detection_splits(resolve_data(root, task="detection", **kw))
+
+
+def _voc_xml(path: Path, filename: str, objects: list[tuple[str, list[int]]], size: tuple[int, int] | None) -> None:
+    ann = ET.Element("annotation")
+    ET.SubElement(ann, "filename").text = filename
+    if size is not None:
+        s = ET.SubElement(ann, "size")
+        ET.SubElement(s, "width").text, ET.SubElement(s, "height").text = str(size[0]), str(size[1])
+    for name, b in objects:
+        obj = ET.SubElement(ann, "object")
+        ET.SubElement(obj, "name").text = name
+        bb = ET.SubElement(obj, "bndbox")
+        for k, v in zip(("xmin", "ymin", "xmax", "ymax"), (b[0] + 1, b[1] + 1, b[2], b[3])):
+            ET.SubElement(bb, k).text = str(v)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(ann).write(path)
+
+
+def _shapes(n: int, seed: int = 0) -> list[tuple[Image.Image, list[list[int]], list[str]]]:
+    rng = np.random.default_rng(seed)
+    return [shapes_image(rng, (int(rng.integers(80, 120)), int(rng.integers(80, 120)))) for _ in range(n)]
+
+
+# ------------------------------------------------------------------------------ detection layouts
+
+
+def test_voc_with_image_sets_finds_images_by_id(tmp_path: Path) -> None:
+    """A labeling service's VOC export: ``<filename>`` rewritten (``000001_jpg.rf.<hash>.jpg``), the file is
+    ``JPEGImages/000001.jpg``: found by its id, as VOC's devkit finds it."""
+    root = tmp_path / "voc"
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    ids = [f"{i:06d}" for i in range(10)]
+    for i, (img, boxes, names) in zip(ids, _shapes(10)):
+        img.save(root / "JPEGImages" / f"{i}.jpg")
+        _voc_xml(root / "Annotations" / f"{i}.xml", f"{i}_jpg.rf.29da{i}.jpg", list(zip(names, boxes)), img.size)
+    (root / "ImageSets/Main/train.txt").write_text("\n".join(ids[:7]))
+    (root / "ImageSets/Main/val.txt").write_text("\n".join(ids[7:]))
+    splits = _load(root)
+    assert (len(splits.train), len(splits.val)) == (7, 3) and not splits.issues
+    assert splits.train.samples[0][0].name == "000000.jpg" and set(splits.classes) == {"red", "blue"}
+
+
+def test_loose_voc_xml_split_by_val_split(tmp_path: Path) -> None:
+    """XML files in ``annotations/`` beside ``images/``, no split (the raccoon layout); and a Roboflow export
+    with ``train/`` and ``valid/`` holding images and XML side by side."""
+    root = tmp_path / "loose"
+    for k, (img, boxes, names) in enumerate(_shapes(20)):
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        img.save(root / "images" / f"pic-{k}.jpg")
+        _voc_xml(root / "annotations" / f"pic-{k}.xml", f"pic-{k}.jpg", list(zip(names, boxes)), img.size)
+    splits = _load(root, val_split=0.25, seed=3)
+    assert (len(splits.train), len(splits.val)) == (15, 5) and not splits.issues
+    again = _load(root, val_split=0.25, seed=3)
+    assert [p for p, _ in again.val.samples] == [p for p, _ in splits.val.samples]  # seeded
+    rf = tmp_path / "roboflow"
+    for split, n in (("train", 8), ("valid", 3)):
+        for k, (img, boxes, names) in enumerate(_shapes(n, seed=len(split))):
+            (rf / split).mkdir(parents=True, exist_ok=True)
+            img.save(rf / split / f"{split}{k}_jpg.rf.abc.jpg")
+            _voc_xml(rf / split / f"{split}{k}_jpg.rf.abc.xml", f"{split}{k}_jpg.rf.abc.jpg", list(zip(names, boxes)),
+                     img.size)
+    splits = _load(rf)
+    assert (len(splits.train), len(splits.val)) == (8, 3)
+    assert all(p.parent.name == "valid" for p, _ in splits.val.samples)
+
+
+def _coco(images: list[dict], anns: list[dict], cats: list[dict]) -> str:
+    return json.dumps({"info": {}, "images": images, "annotations": anns, "categories": cats})
+
+
+def _coco_split(folder: Path, shapes: list, cat_ids: dict[str, int], start: int = 0) -> tuple[list, list]:
+    images, anns = [], []
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, (img, boxes, names) in enumerate(shapes):
+        name = f"im{start + k}_png.rf.{k:04x}.jpg"
+        img.save(folder / name)
+        images.append({"id": k, "file_name": name, "width": img.width, "height": img.height})
+        anns += [{"id": len(anns), "image_id": k, "category_id": cat_ids[n], "iscrowd": 0,
+                  "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]} for b, n in zip(boxes, names)]
+    return images, anns
+
+
+def test_coco_with_any_file_names_and_ids_from_zero(tmp_path: Path) -> None:
+    """``annotations/custom_train.json`` + ``custom_val.json`` (the facemask layout), category ids from 0;
+    ``--data`` one JSON file (split by --val-split); Roboflow's ``train/_annotations.coco.json`` with its
+    placeholder supercategory."""
+    root = tmp_path / "custom"
+    cats = [{"id": 0, "name": "red", "supercategory": "N/A"}, {"id": 1, "name": "blue", "supercategory": "N/A"}]
+    (root / "annotations").mkdir(parents=True)
+    for split, n in (("train", 12), ("val", 4)):
+        images, anns = _coco_split(root / f"{split}2017", _shapes(n, seed=n), {"red": 0, "blue": 1}, 100 * n)
+        (root / "annotations" / f"custom_{split}.json").write_text(_coco(images, anns, cats))
+    splits = _load(root)
+    assert (len(splits.train), len(splits.val)) == (12, 4) and splits.classes == ["red", "blue"] and not splits.issues
+    labels = torch.cat([t["labels"] for _, t in splits.train.samples])
+    assert set(labels.tolist()) == {1, 2}  # ids 0 and 1 -> labels 1 and 2 (0 is the background)
+    one = _load(root / "annotations" / "custom_train.json", val_split=0.25)
+    assert (len(one.train), len(one.val)) == (9, 3)
+    rf = tmp_path / "rf"
+    cats = [{"id": 0, "name": "shapes", "supercategory": "none"}, {"id": 1, "name": "red", "supercategory": "shapes"},
+            {"id": 2, "name": "blue", "supercategory": "shapes"}]
+    for split, n in (("train", 6), ("valid", 3)):
+        images, anns = _coco_split(rf / split, _shapes(n, seed=n), {"red": 1, "blue": 2})
+        (rf / split / "_annotations.coco.json").write_text(_coco(images, anns, cats))
+    splits = _load(rf)
+    assert splits.classes == ["red", "blue"] and (len(splits.train), len(splits.val)) == (6, 3)
+    assert list(_kinds(splits)) == ["category with no boxes that is the others' supercategory: left out"]
+
+
+def _yolo_rows(boxes: list[list[int]], names: list[str], size: tuple[int, int]) -> str:
+    w, h = size
+    return "".join(f"{int(n == 'blue')} {(b[0] + b[2]) / 2 / w} {(b[1] + b[3]) / 2 / h} {(b[2] - b[0]) / w} "
+                   f"{(b[3] - b[1]) / h}\n" for b, n in zip(boxes, names))
+
+
+def test_yolo_layouts(tmp_path: Path) -> None:
+    """Ultralytics' ``images/{train,val}`` + ``labels/{train,val}`` + data.yaml (names as a mapping), Roboflow's
+    ``{train,valid}/{images,labels}`` with its ``../train/images`` paths, and a bare ``images/`` + ``labels/``;
+    a polygon row becomes its box; an image without a label file is a background image, counted."""
+    root = tmp_path / "ultra"
+    shapes = _shapes(10)
+    for k, (img, boxes, names) in enumerate(shapes):
+        split = "train" if k < 7 else "val"
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        img.save(root / "images" / split / f"{k}.jpg")
+        if k != 3:
+            (root / "labels" / split / f"{k}.txt").write_text(_yolo_rows(boxes, names, img.size))
+    (root / "data.yaml").write_text(yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/val",
+                                                    "names": {0: "red", 1: "blue"}}))
+    splits = _load(root)
+    assert splits.classes == ["red", "blue"] and (len(splits.train), len(splits.val)) == (7, 3)
+    img, boxes, names = shapes[0]
+    got = splits.train.samples[0][1]["boxes"]
+    assert torch.allclose(got, torch.tensor(boxes, dtype=torch.float32), atol=1e-3)
+    assert _kinds(splits) == {"images without a label file: trained on as having no objects": 1}
+    rf = tmp_path / "rf"
+    for split, part in (("train", shapes[:7]), ("valid", shapes[7:])):
+        for k, (img, boxes, names) in enumerate(part):
+            for d in ("images", "labels"):
+                (rf / split / d).mkdir(parents=True, exist_ok=True)
+            img.save(rf / split / "images" / f"{k}.jpg")
+            rows = _yolo_rows(boxes, names, img.size)
+            if k == 0:  # a segment: class x1 y1 x2 y2 x3 y3
+                b = boxes[0]
+                w, h = img.size
+                c = int(names[0] == "blue")
+                rows = f"{c} {b[0] / w} {b[1] / h} {b[2] / w} {b[1] / h} {b[2] / w} {b[3] / h}\n" + rows.split("\n", 1)[1]
+            (rf / split / "labels" / f"{k}.txt").write_text(rows)
+    (rf / "data.yaml").write_text(yaml.safe_dump({"train": "../train/images", "val": "../valid/images", "nc": 2,
+                                                  "names": ["red", "blue"]}))
+    splits = _load(rf)
+    assert (len(splits.train), len(splits.val)) == (7, 3) and not splits.issues
+    assert torch.allclose(splits.train.samples[0][1]["boxes"][0], torch.tensor(shapes[0][1][0], dtype=torch.float32),
+                          atol=1e-3)
+    bare = tmp_path / "bare"
+    for k, (img, boxes, names) in enumerate(shapes):
+        for d in ("images", "labels"):
+            (bare / d).mkdir(parents=True, exist_ok=True)
+        img.save(bare / "images" / f"{k}.png")
+        (bare / "labels" / f"{k}.txt").write_text(_yolo_rows(boxes, names, img.size))
+    (bare / "classes.txt").write_text("red\nblue\n")
+    splits = _load(bare, val_split=0.3)
+    assert splits.classes == ["red", "blue"] and (len(splits.train), len(splits.val)) == (7, 3)
+
+
+# ------------------------------------------------------------------------------ bad annotations
+
+
+def test_bad_coco_annotations_are_counted_by_file(tmp_path: Path) -> None:
+    """Every bad case is recorded with its file, the rest trains; a syntax error names the file and place."""
+    root = tmp_path / "bad"
+    shapes = _shapes(8)
+    images, anns = _coco_split(root / "images", shapes, {"red": 1, "blue": 2})
+    w2 = images[2]["width"]
+    anns += [
+        {"id": 900, "image_id": 0, "category_id": 9, "bbox": [1, 1, 10, 10]},  # unknown category
+        {"id": 901, "image_id": 0, "category_id": 1, "bbox": [5, 5, -4, 10]},  # negative width
+        {"id": 902, "image_id": 1, "category_id": 1, "bbox": [5, 5, 0, 0]},  # zero area
+        {"id": 903, "image_id": 2, "category_id": 1, "bbox": [w2 - 10, 5, 40, 10]},  # past the edge: clipped
+        {"id": 904, "image_id": 2, "category_id": 1, "bbox": [w2 + 50, 5, 10, 10]},  # outside: left out
+        {"id": 905, "image_id": 77, "category_id": 1, "bbox": [1, 1, 10, 10]},  # image id not in images
+    ]
+    images[3]["width"] = 0  # a size of 0: the file's own is used
+    images.append({"id": 8, "file_name": "missing.jpg", "width": 10, "height": 10})
+    (root / "images" / "fake.jpg").write_bytes(b"\x00not an image")
+    images.append({"id": 9, "file_name": "fake.jpg", "width": 10, "height": 10})
+    Image.open(root / "images" / images[4]["file_name"]).save(root / "images" / "really.jpg", format="PNG")
+    images.append({"id": 10, "file_name": "really.jpg", "width": images[4]["width"], "height": images[4]["height"]})
+    (root / "annotations.json").write_text(_coco(images, anns, [{"id": 1, "name": "red"}, {"id": 2, "name": "blue"}]))
+    splits = _load(root / "annotations.json")
+    kinds = _kinds(splits)
+    assert kinds["annotation of an unknown category: left out"] == 1
+    assert kinds["box of zero or negative size: left out"] == 2
+    assert kinds["box past the image edge: clipped"] == 1
+    assert kinds["box outside the image: left out"] == 1
+    assert kinds["annotation of an image id that 'images' does not list: left out"] == 1
+    assert kinds["image size in the annotations differs from the file: the file's is used"] == 1
+    assert _files_of(splits, "image file not found") == ["missing.jpg"]
+    assert _files_of(splits, "unreadable image") == ["fake.jpg"]
+    assert _files_of(splits, "extension does not match") == ["really.jpg"]
+    assert len(splits.train) + len(splits.val) == 9  # 8 photos + the PNG named .jpg
+    clipped = [t for p, t in splits.train.samples + splits.val.samples if p.name == images[2]["file_name"]][0]
+    assert float(clipped["boxes"][:, 2].max()) == w2
+    (root / "annotations.json").write_text('{"images": [\n{"id": 1,}]}')
+    with pytest.raises(ValueError, match=r"annotations.json: not valid JSON: .* line 2, column 10"):
+        _load(root / "annotations.json")
+
+
+def test_bad_voc_annotations_and_missing_images(tmp_path: Path) -> None:
+    root = tmp_path / "voc"
+    shapes = _shapes(8)
+    for k, (img, boxes, names) in enumerate(shapes):
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        if k != 5:
+            img.save(root / "images" / f"{k}.jpg")
+        objects = list(zip(names, boxes))
+        if k == 1:
+            objects.append(("green", [1, 1, 10, 10]))  # only in this file: a class of its own
+        _voc_xml(root / "xml" / f"{k}.xml", f"{k}.jpg", objects, (0, 0) if k == 2 else img.size)
+    (root / "xml" / "6.xml").write_text("<annotation><object><name>red</name></annotation>")
+    splits = _load(root, val_split=0.25)
+    kinds = _kinds(splits)
+    assert _files_of(splits, "malformed XML") == ["6.xml"]
+    assert _files_of(splits, "image file not found") == ["5.xml"]
+    assert _files_of(splits, "size tag of 0") == ["2.xml"]
+    assert "green" in splits.classes and sum(kinds.values()) == 3
+    assert len(splits.train) + len(splits.val) == 6
+
+
+def test_small_detection_sets_train(tmp_path: Path) -> None:
+    """Five images at batch size 4: the last batch of one would meet BatchNorm on a 1x1 map; it trains."""
+    root = tmp_path / "five"
+    for k, (img, boxes, names) in enumerate(_shapes(7)):
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        img.save(root / "images" / f"{k}.jpg")
+        _voc_xml(root / "annotations" / f"{k}.xml", f"{k}.jpg", list(zip(names, boxes)), img.size)
+    res = mobilenets.train(mobilenets.TrainConfig(data=str(root), val_split=0.25, out=str(tmp_path / "run"),
+                                                  **FAST_DET))
+    assert res.history[0]["step"] == 1 and res.map50 is not None  # 5 training images at batch 4: one step
+
+
+def test_missing_and_unreadable_are_different_messages(tmp_path: Path) -> None:
+    from mobilenets.data import UnreadableImage, load_image
+
+    (tmp_path / "bad.jpg").write_bytes(b"garbage")
+    with pytest.raises(UnreadableImage, match="missing.jpg: file not found"):
+        load_image(tmp_path / "missing.jpg")
+    with pytest.raises(UnreadableImage, match="bad.jpg: not a readable image"):
+        load_image(tmp_path / "bad.jpg")
+
+
+# ------------------------------------------------------------------------------ segmentation layouts
+
+
+def _photo(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def test_segmentation_folders_matched_by_stem(tmp_path: Path) -> None:
+    """Any two folders matched by file stem, split by --val-split; binary 0/255 masks are background and
+    foreground; a mask of another size is resized (nearest) and reported; orphans on either side are reported."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "seg"
+    for k in range(10):
+        (root / "img").mkdir(parents=True, exist_ok=True)
+        (root / "gt").mkdir(parents=True, exist_ok=True)
+        _photo(rng, (50, 40)).save(root / "img" / f"p{k}.jpg")
+        m = np.zeros((40, 50), np.uint8)
+        m[5:20, 5:25] = 255
+        Image.fromarray(m if k != 3 else m[::2, ::2]).save(root / "gt" / f"p{k}_mask.png")
+    _photo(rng, (50, 40)).save(root / "img" / "lonely.jpg")
+    spec = resolve_data(root, task="segmentation", val_split=0.2)
+    splits = load_segmentation_splits(spec, [])
+    assert spec.kind == "masks" and splits.classes == ["background", "foreground"]
+    assert (len(splits.train), len(splits.val)) == (8, 2)
+    assert _files_of(splits, "mask of another size") == ["p3_mask.png"]
+    assert _files_of(splits, "image without a mask") == ["lonely.jpg"]
+    pair = next(i for i, (p, _) in enumerate(splits.train.pairs + splits.val.pairs) if p.stem == "p3")
+    ds = splits.train if pair < len(splits.train) else splits.val
+    img, mask = ds[pair % len(splits.train) if ds is splits.train else pair - len(splits.train)]
+    assert tuple(mask.shape) == (40, 50) and set(mask.unique().tolist()) == {0, 1}
+
+
+def test_segmentation_palette_and_colour_masks(tmp_path: Path) -> None:
+    """Palette masks hold class ids (255 = ignore); RGB colour masks get a class per colour, named by CVAT's
+    labelmap.txt; photos and masks in train/ and val/ folders keep that split."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "pal"
+    for split, n in (("train", 5), ("val", 2)):
+        for k in range(n):
+            (root / split / "JPEGImages").mkdir(parents=True, exist_ok=True)
+            (root / split / "SegmentationClass").mkdir(parents=True, exist_ok=True)
+            _photo(rng, (32, 32)).save(root / split / "JPEGImages" / f"{k}.jpg")
+            m = np.zeros((32, 32), np.uint8)
+            m[4:12, 4:12], m[20:28, 20:28], m[12, :] = 1, 3, 255
+            p = Image.fromarray(m, "P")
+            p.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [224, 224, 192] * 252)
+            p.save(root / split / "SegmentationClass" / f"{k}.png")
+    splits = load_segmentation_splits(resolve_data(root, task="segmentation"), [])
+    assert (len(splits.train), len(splits.val)) == (5, 2) and splits.classes[:4] == ["background", "class_1",
+                                                                                        "class_2", "class_3"]
+    assert set(splits.train[0][1].unique().tolist()) == {0, 1, 3, 255}
+    col = tmp_path / "cvat"
+    (col / "images").mkdir(parents=True)
+    (col / "masks").mkdir()
+    for k in range(6):
+        _photo(rng, (30, 20)).save(col / "images" / f"f{k}.jpg")
+        m = np.zeros((20, 30, 3), np.uint8)
+        m[2:8, 2:8], m[10:18, 10:20] = (250, 50, 83), (61, 245, 61)
+        Image.fromarray(m).save(col / "masks" / f"f{k}.png")
+    (col / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\ncar:250,50,83::\n"
+                                      "tree:61,245,61::\n")
+    splits = load_segmentation_splits(resolve_data(col, task="segmentation"), [])
+    assert splits.classes == ["background", "car", "tree"]
+    _, mask = splits.train[0]
+    assert mask[3, 3] == 1 and mask[12, 12] == 2 and mask[0, 0] == 0
+
+
+# ------------------------------------------------------------------------------ fine-tuning from folded weights
+
+
+def test_unfolding_batchnorm_keeps_the_function_and_trains_as_it() -> None:
+    """A folded model's BN (identity statistics + folded bias) given its inputs' statistics: eval mode is
+    unchanged, and train mode (batch statistics) now computes about what the folded model computes."""
+    from mobilenets.models.fold import fold_batchnorm
+    from mobilenets.training.finetune import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    ref = mobilenets.create_model("0.25-MobileNet-64", num_classes=3).eval()
+    for m in ref.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.1, 4)
+            m.running_mean.normal_(0, 0.5)
+    folded = fold_batchnorm(ref)
+    model = mobilenets.create_model("0.25-MobileNet-64", num_classes=3)
+    state = {}
+    for name, m in folded.named_modules():  # a TFLite file's form: folded conv, BN = x + bias
+        if hasattr(m, "conv") and isinstance(getattr(ref.get_submodule(name), "bn", None), torch.nn.BatchNorm2d):
+            n = m.conv.weight.shape[0]
+            state.update({f"{name}.conv.weight": m.conv.weight, f"{name}.bn.bias": m.conv.bias,
+                          f"{name}.bn.weight": torch.ones(n), f"{name}.bn.running_mean": torch.zeros(n),
+                          f"{name}.bn.running_var": torch.full((n,), 1 - 1e-5)})
+    state.update({k: v for k, v in folded.state_dict().items() if k.startswith("classifier")})
+    model.load_state_dict(state, strict=False)
+    model.eval()
+    x = torch.randn(16, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        assert torch.allclose(before, ref(x), atol=1e-4)
+        assert not torch.allclose(copy.deepcopy(model).train()(x), before, atol=0.1)  # batch statistics erase it
+        names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert recalibrate_batchnorm(model, names, [x[:8], x[8:]]) == 16
+        model.eval()
+        assert torch.allclose(model(x), before, atol=1e-4)
+        model.train()
+        assert torch.allclose(model(x), before, atol=0.05 * float(before.abs().max()))
+
+
+def _two_colours(root: Path, n: int = 24) -> Path:
+    """Photos of two kinds: mostly red or mostly blue noise."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", n), ("val", n // 2)):
+        for cls, colour in (("red", (200, 40, 40)), ("blue", (40, 40, 200))):
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for k in range(count // 2):
+                arr = rng.integers(0, 90, (48, 48, 3)).astype(np.int64)
+                arr[8:40, 8:40] += np.array(colour) // 2
+                Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(root / split / cls / f"{k}.jpg")
+    return root
+
+
+def test_finetune_from_a_folded_tflite_file(refdata: Path, tmp_path: Path) -> None:
+    """``--init`` Google's float V1 0.25 TFLite file: its folded BN layers get statistics before the first
+    step, the fine-tuning recipe is the default (in config.yaml), the model takes the file's conventions
+    ([-1, 1] input, TF padding), and it learns."""
+    data = _two_colours(tmp_path / "data")
+    res = mobilenets.train(mobilenets.TrainConfig(data=str(data), model="0.25-MobileNet-64", epochs=2, progress=False,
+                                                  init=str(refdata / "models" / "mobilenet_v1_0.25_224.tflite"),
+                                                  out=str(tmp_path / "run"), batch_size=8))
+    cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert cfg["lr"] == 0.01 and cfg["batch_size"] == 8 and cfg["init"].endswith(".tflite")
+    model = mobilenets.load_model(res.weights)
+    assert model.config.padding == "tf_same" and model.config.mean == (0.5, 0.5, 0.5)
+    bn = model.blocks[3].pointwise.bn
+    assert not torch.allclose(bn.running_var, torch.full_like(bn.running_var, bn.running_var[0]))
+    assert res.top1 >= 90 and all("warning" not in h for h in res.history)
+    assert {"eval.json", "confusion.png", "examples.png"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert set(ev["precision_recall"]) == {"blue", "red"} and ev["precision_recall"]["red"]["support"] == 6
+
+
+def test_stall_is_diagnosed() -> None:
+    from mobilenets.training.diagnose import stall_signs, stall_warning
+    from mobilenets.tasks.classification import EvalResult
+
+    conf = torch.tensor([[5, 0], [7, 0]])
+    ev = EvalResult(41.7, 100, 0.69, 12, ["a", "b"], conf)
+    signs = stall_signs("classification", ["a", "b"], 1, math.log(2) + 1e-3, ev)
+    assert len(signs) == 2 and "chance level" in signs[0] and "'a'" in signs[1]
+    assert "--lr 0.001" in stall_warning(signs, 1, 0.01, "w.tflite", False)
+    learning = EvalResult(80, 100, 0.4, 12, ["a", "b"], torch.tensor([[5, 0], [2, 5]]))
+    assert stall_signs("classification", ["a", "b"], 1, 0.4, learning) == []
+
+
+def test_a_run_that_learns_nothing_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Labels that say nothing about the images: the loss stays at ln 2, and the run says so."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 16), ("val", 8)):
+        for cls in ("a", "b"):
+            (tmp_path / "d" / split / cls).mkdir(parents=True)
+            for k in range(n // 2):
+                Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / "d" / split / cls / f"{k}.png")
+    res = mobilenets.train(mobilenets.TrainConfig(data=str(tmp_path / "d"), model="0.25-MobileNet-32", epochs=1,
+                                                  lr=1e-6, progress=False, out=str(tmp_path / "run"), batch_size=8,
+                                                  label_smoothing=0.0, amp="off"))
+    assert "chance level" in res.history[0]["warning"]
+    assert "not learning after epoch 1" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ int8 with labels
+
+
+@pytest.mark.parametrize("fmt", ["onnx-int8", "tflite-int8"])
+def test_int8_export_is_scored_on_labeled_images(fmt: str, tmp_path: Path) -> None:
+    data = _two_colours(tmp_path / "data", n=16)
+    res = mobilenets.train(mobilenets.TrainConfig(data=str(data), model="0.25-MobileNet-32", epochs=2, progress=False,
+                                                  out=str(tmp_path / "run"), batch_size=8))
+    out = mobilenets.export(mobilenets.load_model(res.weights), tmp_path / f"m.{fmt.split('-')[0]}", fmt,
+                            calibrate=data / "train")
+    assert out.labeled is not None and out.labeled.images == 8 and out.labeled.metric == "top1"
+    assert out.labeled.scores["fp32"] == pytest.approx(res.top1)
+    assert 0 <= out.labeled.scores["int8"] <= 100 and "held-out top-1 %" in out.summary()
