@@ -99,15 +99,22 @@ def test_two_processes_evaluate_the_whole_split(task: str, tmp_path: Path) -> No
 
 
 def test_detection_training_counts_unreadable_images(tmp_path: Path) -> None:
-    """A COCO image that cannot be decoded is skipped and counted, in training and in evaluation."""
+    """A COCO image that is not an image is left out when the data is read, and reported; one whose data
+    is cut short (its header reads) is skipped and counted when decoded, in training and in evaluation."""
     data = make_coco_folder(tmp_path / "coco")
     (data / "train2017" / "0003.jpg").write_bytes(b"\xff\xd8 not a jpeg")
-    (data / "val2017" / "0001.jpg").write_bytes(b"garbage")
+    for split, name in (("train2017", "0005.jpg"), ("val2017", "0001.jpg")):
+        whole = (data / split / name).read_bytes()
+        (data / split / name).write_bytes(whole[: len(whole) // 2])
     res = train(TrainConfig(data=str(data), epochs=1, out=str(tmp_path / "run"), workers=0, amp="off",
                             max_bad_fraction=0.2, **DET_FAST))
     assert res.history[0]["bad_samples"] == 1
+    assert "unreadable image: left out\t" in (tmp_path / "run" / "data_issues.txt").read_text()
     ev = mobilenets.evaluate(res.weights, progress=False, workers=0)
     assert ev.count == 7 and len(ev.skipped) == 1 and "0001.jpg" in ev.skipped[0]
-    with pytest.raises(ValueError, match="unreadable"):
+    with pytest.raises(ValueError, match="could not be read"):
         train(TrainConfig(data=str(data), epochs=1, out=str(tmp_path / "run2"), workers=0, amp="off",
+                          max_bad_fraction=0.04, **DET_FAST))
+    with pytest.raises(ValueError, match="1 of 32 images could not be used"):
+        train(TrainConfig(data=str(data), epochs=1, out=str(tmp_path / "run3"), workers=0, amp="off",
                           max_bad_fraction=0.0, **DET_FAST))

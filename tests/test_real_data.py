@@ -22,6 +22,7 @@ import mobilenets
 from mobilenets.data import resolve_data
 from mobilenets.data.detection import load_detection_splits
 from mobilenets.data.segmentation import load_segmentation_splits
+from mobilenets.weights import convert_weights
 
 FAST_DET = dict(model="0.25-SSDLite-MobileNet-96", progress=False, batch_size=4, epochs=1)
 
@@ -470,3 +471,47 @@ def test_int8_export_is_scored_on_labeled_images(fmt: str, tmp_path: Path) -> No
     assert out.labeled is not None and out.labeled.images == 8 and out.labeled.metric == "top1"
     assert out.labeled.scores["fp32"] == pytest.approx(res.top1)
     assert 0 <= out.labeled.scores["int8"] <= 100 and "held-out top-1 %" in out.summary()
+
+
+@pytest.mark.slow  # ~60 s: two epochs of 1.0-MobileNetV2 at 128 px on 500 photos
+def test_finetune_google_v2_on_real_photos(refdata: Path, tmp_path: Path) -> None:
+    """The issue's case: Google's uint8 QAT V2 file fine-tuned on real photos (5 classes of clothing; the
+    majority class is 30% of the held-out images) learns far above chance: it fell to the majority class
+    before its BN layers got statistics."""
+    data = refdata / "datasets" / "clothing"
+    if not data.is_dir():
+        pytest.skip(f"{data} not found")
+    res = mobilenets.train(mobilenets.TrainConfig(data=str(data), model="1.0-MobileNetV2-128", epochs=2,
+                                                  init=str(refdata / "models" / "mobilenet_v2_1.0_224_quant.tflite"),
+                                                  out=str(tmp_path / "run"), progress=False))
+    assert res.top1 >= 75, res.history
+    assert all("warning" not in h for h in res.history)
+
+
+@pytest.mark.parametrize("source", ["tflite-float", "tflite-uint8", "tflite-int8-ptq", "torchvision", "timm", "keras"])
+def test_finetune_starts_from_every_weights_format(source: str, refdata: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Every format we read initializes a fine-tune with its conventions; only folded files (TFLite) need
+    their BN statistics estimated, and after that the network computes what the file computes."""
+    models = refdata / "models"
+    files = {"tflite-float": models / "mobilenet_v1_0.25_224.tflite",
+             "tflite-uint8": models / "mobilenet_v1_0.25_224_quant.tflite",
+             "tflite-int8-ptq": models / "tf2_mobilenet_v2_1.0_224_ptq.tflite"}
+    if source in files:
+        init = files[source]
+        name = "1.0-MobileNetV2-64" if "v2" in init.name else "0.25-MobileNet-64"
+    else:
+        name = "0.25-MobileNet-64" if source != "torchvision" else "1.0-MobileNetV2-64"
+        src = mobilenets.save_weights(mobilenets.create_model(name, num_classes=1000), tmp_path / "src.safetensors")
+        suffix = ".weights.h5" if source == "keras" else ".pth"
+        init = convert_weights(src, tmp_path / f"init{suffix}", target=source)
+    data = _two_colours(tmp_path / "data", n=8)
+    res = mobilenets.train(mobilenets.TrainConfig(data=str(data), model=name, epochs=1, progress=False,
+                                                  init=str(init), out=str(tmp_path / "run"), batch_size=4))
+    model = mobilenets.load_model(res.weights)
+    tf = source.startswith("tflite") or source == "keras"
+    assert (model.config.padding == "tf_same") == tf and (model.config.bn_eps == 1e-3) == tf
+    assert (tuple(model.config.mean) == (0.5, 0.5, 0.5)) == tf
+    printed = capsys.readouterr().out
+    assert ("BatchNorm layers came folded" in printed) == source.startswith("tflite")
+    assert ("estimated the statistics" in printed) == source.startswith("tflite")

@@ -40,12 +40,11 @@ class DataIssues:
     """
 
     items: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, file, detail)
+    images_left_out: int = 0  # images (with their annotations) that the data cannot use
 
-    def add(self, kind: str, file: str | Path, detail: str = "") -> None:
+    def add(self, kind: str, file: str | Path, detail: str = "", image_left_out: bool = False) -> None:
         self.items.append((kind, str(file), detail))
-
-    def extend(self, other: DataIssues) -> None:
-        self.items += other.items
+        self.images_left_out += image_left_out
 
     def __len__(self) -> int:
         return len(self.items)
@@ -72,7 +71,7 @@ class DataIssues:
         return "".join(f"{k}\t{f}\t{d}\n" for k, f, d in self.items)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"counts": self.counts(), "files": self.files(),
+        return {"counts": self.counts(), "files": self.files(), "images_left_out": self.images_left_out,
                 "items": [{"kind": k, "file": f, "detail": d} for k, f, d in self.items]}
 
 
@@ -148,9 +147,9 @@ def probe_images(paths: Sequence[Path], issues: DataIssues, progress: bool = Fal
                           disable=not progress or len(unique) < 2000, leave=False))
     for info in infos:
         if info.problem == "file not found":
-            issues.add("image file not found: left out", info.path)
+            issues.add("image file not found: left out", info.path, image_left_out=True)
         elif info.problem:
-            issues.add("unreadable image: left out", info.path, info.problem)
+            issues.add("unreadable image: left out", info.path, info.problem, image_left_out=True)
         elif info.format in _FORMAT_EXTENSIONS and info.path.suffix.lower() not in _FORMAT_EXTENSIONS[info.format]:
             issues.add("extension does not match the content: read as it is", info.path,
                        f"the file is {info.format}")

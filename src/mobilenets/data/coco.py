@@ -83,12 +83,17 @@ def _categories(data: dict[str, Any], path: Path, issues: DataIssues) -> list[di
 
 
 def _image_folder(data: dict[str, Any], path: Path, root: Path) -> Path:
-    """The folder the file's ``file_name``s are relative to: the one where most of them exist."""
+    """The folder the file's ``file_name``s are relative to: the one where most of them exist; among
+    equals, the one named for the same split (``val2017/`` for ``instances_val2017.json``: COCO-style
+    exports reuse file names across splits), then the nearest."""
     names = [im["file_name"] for im in data["images"][:200] if isinstance(im, dict) and "file_name" in im]
     near = [root] if root.is_dir() else [path.parent, path.parent.parent]
     candidates = list(dict.fromkeys([path.parent, path.parent.parent, *near, *(d for n in near for d in image_dirs(n))]))
-    found = [sum((d / n).is_file() for n in names) for d in candidates]
-    return candidates[found.index(max(found))]  # ties: the nearest folder
+    base = near[0] if root.is_dir() else path.parent.parent
+    role = split_role(path, base)
+    ranked = [(sum((d / n).is_file() for n in names), role is not None and split_role(d, base) == role, -i)
+              for i, d in enumerate(candidates)]
+    return candidates[-max(ranked)[2]]
 
 
 def coco_samples(data: dict[str, Any], path: Path, root: Path, label_of_id: dict[Any, int],
@@ -98,7 +103,7 @@ def coco_samples(data: dict[str, Any], path: Path, root: Path, label_of_id: dict
     images: dict[Any, dict[str, Any]] = {}
     for im in data["images"]:
         if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
-            issues.add("image entry without an id or file_name: left out", path, str(im)[:80])
+            issues.add("image entry without an id or file_name: left out", path, str(im)[:80], image_left_out=True)
         elif im["id"] in images:
             issues.add("image id listed twice: the second left out", path, f"id {im['id']}")
         else:

@@ -241,7 +241,7 @@ def mask_encoding(masks: list[Path], root: Path, issues: DataIssues) -> tuple[Ma
             arr, is_palette = _read_mask_array(m)
             palette |= is_palette
         except UnreadableImage as e:
-            issues.add("unreadable mask: its image left out", m, e.reason)
+            issues.add("unreadable mask: its image left out", m, e.reason, image_left_out=True)
             continue
         sizes[m] = arr.shape[:2]
         if arr.ndim == 3:
@@ -324,7 +324,7 @@ def voc_segmentation_splits(root: Path, voc_classes: list[str]) -> SegmentationS
             image, mask = images.find(i), root / "SegmentationClass" / f"{i}.png"
             if image is None or not mask.is_file():
                 issues.add("image or mask named in the image set not found: left out", sets / f"{name}.txt",
-                           f"{i}: {'no image' if image is None else 'no mask ' + mask.name}")
+                           f"{i}: {'no image' if image is None else 'no mask ' + mask.name}", image_left_out=True)
             else:
                 pairs.append((image, mask))
         split_pairs.append(pairs)
@@ -345,7 +345,7 @@ def _matched(images_dir: Path, masks_dir: Path, issues: DataIssues) -> list[tupl
     pairs = [(f, by_stem[f.stem]) for f in images if f.stem in by_stem]
     for f in images:
         if f.stem not in by_stem:
-            issues.add("image without a mask: left out", f, f"no {f.stem}.png in {masks_dir}")
+            issues.add("image without a mask: left out", f, f"no {f.stem}.png in {masks_dir}", image_left_out=True)
     used = {m for _, m in pairs}
     for m in masks:
         if m not in used:

@@ -85,7 +85,7 @@ def read_voc_xml(path: Path, issues: DataIssues) -> VocRecord | None:
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as e:
-        issues.add("malformed XML: its image left out", path, str(e))
+        issues.add("malformed XML: its image left out", path, str(e), image_left_out=True)
         return None
     rec = VocRecord(path, (root.findtext("filename") or "").strip(),
                     Path((root.findtext("path") or "").strip().replace("\\", "/")).name)
@@ -121,7 +121,7 @@ def voc_samples(records: list[tuple[VocRecord, Path | None]], classes: list[str]
     for n, (rec, image) in enumerate(records):
         if image is None:
             issues.add("image file not found: left out", rec.xml,
-                       f"looked for {rec.xml.stem}.* and {rec.filename or '(no <filename>)'}")
+                       f"looked for {rec.xml.stem}.* and {rec.filename or '(no <filename>)'}", image_left_out=True)
             continue
         info = infos[image]
         if info.size is None:
@@ -174,7 +174,7 @@ def _standard_splits(root: Path, issues: DataIssues) -> DetectionSplits | None:
         for x in xmls:
             if not x.is_file():
                 issues.add("annotation file named in the image set not found: its image left out", x,
-                           f"listed in ImageSets/Main/{name}.txt")
+                           f"listed in ImageSets/Main/{name}.txt", image_left_out=True)
         present = [(x, i) for x, i in zip(xmls, ids) if x.is_file()]
         parts.append(_read([x for x, _ in present], images, issues, [i for _, i in present]))
     classes = _classes([r for r, _ in parts[0]])

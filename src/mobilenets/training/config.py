@@ -145,11 +145,12 @@ class TrainConfig:
     init: str | None = _opt(None, "fine-tune from these weights (classifier re-initialised if the class count "
                                   "differs; a detector takes a classifier's as its backbone)")
     freeze_backbone: bool = _opt(False, "train only the classifier (a detector: its extras and heads)")
-    freeze_bn: bool | None = _opt(None, "keep every BatchNorm layer in inference mode (statistics frozen)")
+    freeze_bn: bool | None = _opt(None, "keep the backbone's BatchNorm layers in inference mode (their statistics "
+                                        "frozen: the init weights'; default: on when fine-tuning with --init)")
     zero_init_residual: bool | None = _opt(None, "start every residual block as the identity (its projection's BN "
                                                  "scale zeroed; default: on for the embedded digit canvases)")
     # robustness and scale
-    max_bad_fraction: float = _opt(0.1, "stop if more training images are unreadable")
+    max_bad_fraction: float = _opt(0.1, "stop if a larger share of the images is missing or unreadable")
     save_every_steps: int = _opt(0, "also checkpoint every N steps (long epochs)")
     sync_bn: bool = _opt(False, "SyncBatchNorm under torchrun")
     progress: bool = _opt(True, "progress bars")

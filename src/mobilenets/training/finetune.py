@@ -124,12 +124,14 @@ def freeze_backbone(model: nn.Module) -> None:
 
 
 def set_train_mode(model: nn.Module, frozen_backbone: bool, frozen_bn: bool = False) -> None:
-    """Training mode, but frozen layers keep their BN statistics, and with ``frozen_bn`` every BN does."""
+    """Training mode, but a frozen backbone keeps its BN statistics, and with ``frozen_bn`` the backbone's
+    BN layers run in inference mode (their affine parameters still learn); a detector's or segmenter's
+    new layers normalize by their batches either way."""
     model.train()
-    if frozen_backbone:
-        for m in _frozen_modules(model):
+    for m in _frozen_modules(getattr(model, "module", model)):
+        if frozen_backbone:
             m.eval()
-    if frozen_bn:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
+        elif frozen_bn:
+            for bn in m.modules():
+                if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+                    bn.eval()

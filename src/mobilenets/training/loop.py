@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from ..data import EpochSampler, make_loader, resolve_data
+from ..data.annotations import DataIssues
 from ..models import Preprocess, zero_init_residual
 from ..tasks import TaskConfig, build_model, config_from_dict
 from ..utils.device import Precision, pick_precision
@@ -193,9 +194,8 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
     splits = task.splits(spec)
     classes = list(splits.classes)
     issues = getattr(splits, "issues", None)
-    if issues and ctx.is_main:
-        atomic_write_text(run.path / DATA_ISSUES_FILE, issues.text())
-        print(f"{issues.summary()}\n  (every one: {run.path / DATA_ISSUES_FILE})")
+    if issues:
+        _report_issues(issues, len(splits.train) + len(splits.val), cfg, run, ctx)
     state = run.restore()
     model_cfg, init = _model_config(cfg, task, classes, run, state)
     model = build_model(model_cfg)
@@ -231,6 +231,19 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
                 trainer.write_outputs()  # a kill between the state and its files: finish them from the state
     dist.barrier(ctx)
     return trainer
+
+
+def _report_issues(issues: DataIssues, usable: int, cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> None:
+    """Print the data's problems, keep the list in the run folder, and stop when more than
+    ``max_bad_fraction`` of the images cannot be used."""
+    if ctx.is_main:
+        atomic_write_text(run.path / DATA_ISSUES_FILE, issues.text())
+        print(f"{issues.summary()}\n  (every one: {run.path / DATA_ISSUES_FILE})")
+    total = usable + issues.images_left_out
+    if issues.images_left_out > cfg.max_bad_fraction * total:
+        raise ValueError(f"{issues.images_left_out} of {total} images could not be used (missing, unreadable or "
+                         f"badly annotated; more than {cfg.max_bad_fraction:.0%}): fix the data or raise "
+                         f"--max-bad-fraction. The list: {run.path / DATA_ISSUES_FILE}")
 
 
 def _model_config(cfg: ResolvedConfig, task: Task, classes: list[str], run: Run, state: TrainState | None
