@@ -252,12 +252,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 }.get(result.task, lambda: f"top-1 {result.top1:.2f}% (top-5 {result.top5:.2f}%)")()
         print(f"\nbest held-out {best} at epoch {result.best_epoch} "
               f"of {result.epochs}; {result.wall_s:.0f} s, {result.precision}\nweights: {result.weights}\n"
-              f"run folder: {result.run_dir} (metrics.jsonl, curves.png, state.pt)")
+              f"run folder: {result.run_dir} (metrics.jsonl, curves.png, eval.json, examples.png, state.pt)")
     return 0
 
 
-@verb("eval", "evaluate weights: top-1/top-5, per-class accuracy, confusion matrix PNG; COCO mAP for detectors; "
-      "mIoU for segmenters",
+@verb("eval", "evaluate weights: top-1/top-5, per-class precision/recall, confusion matrix and examples PNGs; COCO "
+      "mAP and precision-recall curves for detectors; mIoU for segmenters",
       arg("--weights", required=True, help="weights file (.safetensors from `train`, or a foreign format)"),
       arg("--data", help="data to evaluate on (default: the held-out split recorded in the weights)"),
       arg("--batch-size", type=int, default=64), arg("--device", default="auto"),
@@ -278,7 +278,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     unreadable = f" ({len(res.skipped)} unreadable)" if res.skipped else ""
     if isinstance(res, DetectionEvalResult):
-        print(render_table(["class", "AP %"], [[c, f"{100 * a:.2f}"] for c, a in res.per_class.items()]))
+        print(render_table(["class", "AP %", "AP@0.5 %"], [[c, f"{100 * a:.2f}", f"{100 * res.per_class_ap50[c]:.2f}"]
+                                                          for c, a in res.per_class.items()]))
         print(f"\nmAP {100 * res.map:.2f}  mAP@0.5 {100 * res.map50:.2f}  mAP@0.75 {100 * res.map75:.2f}  small "
               f"{100 * res.map_small:.2f}  medium {100 * res.map_medium:.2f}  large {100 * res.map_large:.2f}  "
               f"(COCO, pycocotools) on {res.count} images{unreadable}\nresults: {Path(out) / 'eval.json'}")
@@ -288,9 +289,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"\nmIoU {100 * res.miou:.2f}  pixel accuracy {100 * res.pixel_acc:.2f}  on {res.count} images"
               f"{unreadable}\nresults: {Path(out) / 'eval.json'}")
         return 0
-    print(render_table(["class", "accuracy %"], [[c, f"{a:.2f}"] for c, a in res.per_class.items()]))
+    print(render_table(["class", "precision %", "recall %", "images"],
+                       [[c, f"{v['precision']:.2f}", f"{v['recall']:.2f}", v["support"]]
+                        for c, v in res.precision_recall.items()], align="lrrr"))
     print(f"\ntop-1 {res.top1:.2f}%  top-5 {res.top5:.2f}%  loss {res.loss:.4f}  on {res.count} images{unreadable}\n"
-          f"confusion matrix: {Path(out) / 'confusion.png'}")
+          f"confusion matrix: {Path(out) / 'confusion.png'}; held-out examples: {Path(out) / 'examples.png'}")
     return 0
 
 

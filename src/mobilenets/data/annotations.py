@@ -83,13 +83,23 @@ class DetectionSplits:
     issues: DataIssues = field(default_factory=DataIssues)
 
 
-def box_target(boxes: Any, labels: Sequence[int], image_id: int, ignore: Sequence[bool] | None = None
-               ) -> dict[str, Any]:
+def box_target(boxes: Any, labels: Sequence[int], image_id: int, ignore: Sequence[bool] | None = None,
+               size: tuple[int, int] | None = None) -> dict[str, Any]:
     """A detection target: ``boxes`` ``[k, 4]`` (x1, y1, x2, y2 pixels), ``labels`` 1..C, ``ignore``
-    (crowd or difficult: neither trained on nor counted by the evaluation)."""
+    (crowd or difficult: neither trained on nor counted by the evaluation), and the image's ``size``
+    (height, width) when known before decoding it."""
     b = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
-    return {"boxes": b, "labels": torch.tensor(list(labels), dtype=torch.int64), "image_id": image_id,
-            "ignore": torch.tensor(list(ignore) if ignore is not None else [False] * len(labels), dtype=torch.bool)}
+    target = {"boxes": b, "labels": torch.tensor(list(labels), dtype=torch.int64), "image_id": image_id,
+              "ignore": torch.tensor(list(ignore) if ignore is not None else [False] * len(labels), dtype=torch.bool)}
+    return target if size is None else {**target, "size": size}
+
+
+def normalized_boxes(ds: Dataset) -> torch.Tensor:
+    """Every box of an annotated dataset, ``x1, y1, x2, y2`` as fractions of its image (empty when the
+    dataset does not list its images' sizes)."""
+    out = [t["boxes"] / torch.tensor([t["size"][1], t["size"][0]] * 2, dtype=torch.float32)
+           for _, t in getattr(ds, "samples", []) if "size" in t]
+    return torch.cat(out) if out else torch.zeros(0, 4)
 
 
 class AnnotatedImages(Dataset):

@@ -135,7 +135,7 @@ def coco_samples(data: dict[str, Any], path: Path, root: Path, label_of_id: dict
         boxes, keep = check_boxes(xyxy, info.size, files[i], issues)
         kept = [anns[k] for k in keep]
         samples.append((files[i], box_target(boxes, [label_of_id[a["category_id"]] for a in kept], n,
-                                             [bool(a.get("iscrowd", 0)) for a in kept])))
+                                             [bool(a.get("iscrowd", 0)) for a in kept], info.size)))
     return samples
 
 

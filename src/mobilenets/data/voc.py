@@ -138,7 +138,8 @@ def voc_samples(records: list[tuple[VocRecord, Path | None]], classes: list[str]
         xyxy = np.array([[o.box[0] - 1, o.box[1] - 1, o.box[2], o.box[3]] for o in objs]).reshape(-1, 4)
         boxes, keep = check_boxes(xyxy, info.size, rec.xml, issues)
         kept = [objs[k] for k in keep]
-        samples.append((image, box_target(boxes, [index[o.name] for o in kept], n, [o.difficult for o in kept])))
+        samples.append((image, box_target(boxes, [index[o.name] for o in kept], n, [o.difficult for o in kept],
+                                                  info.size)))
     return samples
 
 

@@ -138,7 +138,7 @@ def yolo_samples(images: list[Path], classes: list[str] | None, issues: DataIssu
         boxes, keep = check_boxes(xyxy, info.size, label, issues)
         labels = [keep_rows[k][0] + 1 for k in keep]
         top = max([top, *(c - 1 for c in labels)])
-        samples.append((image, box_target(boxes, labels, n)))
+        samples.append((image, box_target(boxes, labels, n, size=info.size)))
     if unlabeled:
         issues.add("images without a label file: trained on as having no objects", f"{unlabeled} image(s)",
                    "YOLO's convention for background images")

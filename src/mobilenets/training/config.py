@@ -66,7 +66,7 @@ TASK_PRESETS = {"classification": DATA_PRESETS, "detection": DETECTION_PRESETS,
 # preset's and the recipe's values, and every flag overrides them (README "Real data" gives the
 # measurements behind them).
 FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
-    "classification": dict(epochs=6, batch_size=32, lr=0.01, warmup_epochs=0.5, min_scale=0.5),
+    "classification": dict(epochs=6, batch_size=32, lr=0.002, warmup_epochs=0.5, min_scale=0.5, freeze_bn=True),
     "detection": dict(epochs=12, batch_size=16, lr=0.02, warmup_epochs=1.0),
     "segmentation": dict(epochs=12, batch_size=8, lr=0.01, warmup_epochs=1.0),
 }
@@ -133,6 +133,8 @@ class TrainConfig:
     ssd_augment: bool | None = _opt(None, "detection: SSD's augmentations (photometric distortion, zoom-out, IoU "
                                           "crop; default: on for photos, off for the embedded canvases)")
     zoom_out: float | None = _opt(None, "detection: largest zoom-out factor (SSD augmentation; 1 = off)")
+    fit_anchors: bool | None = _opt(None, "detection: fit the smallest anchors to the training boxes (default: on "
+                                          "when fine-tuning)")
     # execution
     workers: int | None = _opt(None, "data-loader worker processes (default: 0 in memory, up to 4 for files)")
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
@@ -145,6 +147,9 @@ class TrainConfig:
     init: str | None = _opt(None, "fine-tune from these weights (classifier re-initialised if the class count "
                                   "differs; a detector takes a classifier's as its backbone)")
     freeze_backbone: bool = _opt(False, "train only the classifier (a detector: its extras and heads)")
+    freeze_stages: int | None = _opt(None, "freeze the backbone's first N resolution stages (the stem's and the blocks' "
+                                           "at strides 2, 4, 8, 16, 32: generic features, and the costliest "
+                                           "backward passes; default 0, or the fine-tuning recipe's)")
     freeze_bn: bool | None = _opt(None, "keep the backbone's BatchNorm layers in inference mode (their statistics "
                                         "frozen: the init weights'; default: on when fine-tuning with --init)")
     zero_init_residual: bool | None = _opt(None, "start every residual block as the identity (its projection's BN "
@@ -215,8 +220,10 @@ class ResolvedConfig(TrainConfig):
     crop_pct: float = 0.0
     ssd_augment: bool = False
     zoom_out: float = 1.0
+    fit_anchors: bool = False
     zero_init_residual: bool = False
     freeze_bn: bool = False
+    freeze_stages: int = 0
     workers: int = 0
     amp: str = ""
 
@@ -239,6 +246,8 @@ def _validate(c: ResolvedConfig) -> None:
         raise ValueError(f"invalid label smoothing {c.label_smoothing!r}; it must be in [0, 1)")
     if not 0 <= c.ema_decay < 1:
         raise ValueError(f"invalid EMA decay {c.ema_decay!r}; it must be in [0, 1) (0 = off)")
+    if not 0 <= c.freeze_stages <= 5:
+        raise ValueError(f"invalid freeze_stages {c.freeze_stages!r}; it must be 0..5 (the backbone's stages)")
     if c.workers < 0:
         raise ValueError(f"invalid workers {c.workers!r}; it must be >= 0")
     if not 0 <= c.max_bad_fraction <= 1:

@@ -1,6 +1,7 @@
 """Training that stops learning says so: after each epoch, the signs that a run is learning nothing -
-a training loss at chance level, held-out predictions that have collapsed to one class, a detector
-that finds no held-out object - turn into a warning that names the likely causes."""
+a training loss at chance level with held-out accuracy no better than the largest class, held-out
+predictions that have collapsed to one class, a detector that finds no held-out object - turn into a
+warning that names the likely causes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 #: A training loss within this fraction of ln(C) is at chance level.
 CHANCE_MARGIN = 0.03
+MIN_STEPS = 100
 
 
 def collapsed_to(confusion: torch.Tensor, classes: list[str]) -> str | None:
@@ -20,12 +22,17 @@ def collapsed_to(confusion: torch.Tensor, classes: list[str]) -> str | None:
     return classes[predicted[0]] if len(predicted) == 1 and present > 1 else None
 
 
-def stall_signs(task: str, classes: list[str], epoch: int, train_loss: float, ev: Any) -> list[str]:
-    """What in this epoch's numbers says that the model learns nothing (empty when it learns)."""
+def stall_signs(task: str, classes: list[str], epoch: int, train_loss: float, ev: Any, steps: int = 0) -> list[str]:
+    """What in this epoch's numbers says that the model learns nothing (empty when it learns). A first
+    epoch of fewer than :data:`MIN_STEPS` steps says nothing yet: a new classifier names one class for a
+    few steps."""
+    if epoch < 2 and steps < MIN_STEPS:
+        return []
     signs = []
     chance = math.log(len(classes)) if task == "classification" and len(classes) > 1 else None
-    if chance is not None and train_loss >= chance * (1 - CHANCE_MARGIN):
-        signs.append(f"the training loss {train_loss:.4f} is at chance level (ln {len(classes)} = {chance:.4f})")
+    if chance is not None and train_loss >= chance * (1 - CHANCE_MARGIN) and ev.top1 <= _majority(ev) + 10:
+        signs.append(f"the training loss {train_loss:.4f} is at chance level (ln {len(classes)} = {chance:.4f}) and "
+                     f"held-out top-1 {ev.top1:.1f}% is no better than always naming the largest class")
     confusion = getattr(ev, "confusion", None)
     if confusion is not None:
         names = classes if task == "classification" else list(ev.classes)
@@ -33,9 +40,15 @@ def stall_signs(task: str, classes: list[str], epoch: int, train_loss: float, ev
         if one is not None:
             what = "image" if task == "classification" else "pixel"
             signs.append(f"every held-out {what} is predicted as {one!r}")
-    if task == "detection" and epoch >= 2 and getattr(ev, "map50", 1.0) == 0:
+    if task == "detection" and getattr(ev, "map50", 1.0) == 0:
         signs.append("no held-out object is found (mAP@0.5 0)")
     return signs
+
+
+def _majority(ev: Any) -> float:
+    """Held-out top-1 (%) of always naming the most frequent class."""
+    totals = ev.confusion.sum(1)
+    return 100.0 * float(totals.max()) / max(float(totals.sum()), 1.0)
 
 
 def stall_warning(signs: list[str], epoch: int, lr: float, init: str | None, freeze_bn: bool) -> str:

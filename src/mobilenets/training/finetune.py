@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..models.fold import unfold_batchnorm
+from ..models.spec import build_arch
 from ..tasks import TaskConfig
 from ..tasks.backbone import HasBackbone
 from ..weights import LoadedState, load_init_state
@@ -70,10 +71,11 @@ def init_from_weights(model: nn.Module, loaded: LoadedState | str) -> InitReport
 
 
 def _identity_statistics(bn: nn.BatchNorm2d) -> bool:
-    """A folded file's BN: mean 0, one variance for every channel (1 - eps), scale 1."""
+    """A folded file's BN as our loader writes it: mean 0, variance 1 - eps (an identity), scale 1 (a BN
+    never trained has variance 1)."""
     var = bn.running_var
     return bool((bn.running_mean == 0).all() and (bn.weight == 1).all() and (var == var[0]).all()
-                and abs(float(var[0]) + bn.eps - 1) < 1e-3)
+                and abs(float(var[0]) - (1 - bn.eps)) < 1e-7)
 
 
 @torch.no_grad()
@@ -117,21 +119,34 @@ def _frozen_modules(model: nn.Module) -> tuple[nn.Module, ...]:
     return model.backbone_modules() if isinstance(model, HasBackbone) else (model.stem, model.blocks, model.head)
 
 
-def freeze_backbone(model: nn.Module) -> None:
-    frozen = {id(p) for m in _frozen_modules(model) for p in m.parameters()}
+def early_stages(model: nn.Module, stages: int) -> tuple[nn.Module, ...]:
+    """The stem and blocks of the backbone's first ``stages`` resolution stages (strides 2, 4, 8, 16 and
+    32: the spec's ``feature_info``), where the features are generic edges and textures."""
+    if stages <= 0:
+        return ()
+    trunk = model.backbone if isinstance(model, HasBackbone) else model
+    features = build_arch(model.config.backbone if isinstance(model, HasBackbone) else model.config).features
+    last = int(features[min(stages, len(features)) - 1].module.split(".")[1])
+    return (trunk.stem, *list(trunk.blocks)[: last + 1])
+
+
+def freeze(model: nn.Module, frozen_backbone: bool, stages: int = 0) -> None:
+    """No gradients for the backbone (``frozen_backbone``) or for its first ``stages`` stages."""
+    modules = _frozen_modules(model) if frozen_backbone else early_stages(model, stages)
+    frozen = {id(p) for m in modules for p in m.parameters()}
     for p in model.parameters():
         p.requires_grad = id(p) not in frozen
 
 
-def set_train_mode(model: nn.Module, frozen_backbone: bool, frozen_bn: bool = False) -> None:
-    """Training mode, but a frozen backbone keeps its BN statistics, and with ``frozen_bn`` the backbone's
-    BN layers run in inference mode (their affine parameters still learn); a detector's or segmenter's
-    new layers normalize by their batches either way."""
+def set_train_mode(model: nn.Module, frozen_backbone: bool, frozen_bn: bool = False, frozen_stages: int = 0) -> None:
+    """Training mode, but frozen layers (the backbone, or its first ``frozen_stages`` stages) keep their
+    BN statistics, and with ``frozen_bn`` the whole backbone's BN layers run in inference mode (their
+    affine parameters still learn); a detector's or segmenter's new layers normalize by their batches."""
     model.train()
-    for m in _frozen_modules(getattr(model, "module", model)):
-        if frozen_backbone:
-            m.eval()
-        elif frozen_bn:
-            for bn in m.modules():
-                if isinstance(bn, nn.modules.batchnorm._BatchNorm):
-                    bn.eval()
+    inner = getattr(model, "module", model)
+    for m in _frozen_modules(inner) if frozen_backbone else early_stages(inner, frozen_stages):
+        m.eval()
+    if frozen_bn:
+        for bn in (b for m in _frozen_modules(inner) for b in m.modules()):
+            if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+                bn.eval()

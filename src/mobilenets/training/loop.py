@@ -38,7 +38,7 @@ from .diagnose import stall_signs, stall_warning
 from .evaluate import evaluate
 from .finetune import (
     InitReport,
-    freeze_backbone,
+    freeze,
     init_conventions,
     init_from_weights,
     recalibrate_batchnorm,
@@ -197,7 +197,7 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
     if issues:
         _report_issues(issues, len(splits.train) + len(splits.val), cfg, run, ctx)
     state = run.restore()
-    model_cfg, init = _model_config(cfg, task, classes, run, state)
+    model_cfg, init = _model_config(cfg, task, splits, run, state)
     model = build_model(model_cfg)
     if cfg.zero_init_residual:
         zero_init_residual(model)
@@ -246,15 +246,16 @@ def _report_issues(issues: DataIssues, usable: int, cfg: ResolvedConfig, run: Ru
                          f"--max-bad-fraction. The list: {run.path / DATA_ISSUES_FILE}")
 
 
-def _model_config(cfg: ResolvedConfig, task: Task, classes: list[str], run: Run, state: TrainState | None
+def _model_config(cfg: ResolvedConfig, task: Task, splits: Any, run: Run, state: TrainState | None
                   ) -> tuple[TaskConfig, LoadedState | None]:
-    """The model's configuration, and the init weights when they are to be loaded. Fine-tuning takes
-    the init weights' input and layer conventions; a resumed run takes its saved weights' config."""
-    model_cfg = task.model_config(cfg, classes)
-    if not cfg.init:
-        return model_cfg, None
+    """The model's configuration, and the init weights when they are to be loaded. The configuration is
+    fitted to the data (a detector's anchors, with ``fit_anchors``); fine-tuning takes the init weights'
+    input and layer conventions; a resumed run takes its saved weights' configuration."""
     if state is not None and run.last.is_file():
         return config_from_dict(read_metadata(run.last)["config"]), None
+    model_cfg = task.fit_to_data(task.model_config(cfg, list(splits.classes)), splits, cfg)
+    if not cfg.init:
+        return model_cfg, None
     init = load_init_state(cfg.init, getattr(model_cfg, "backbone", model_cfg))
     return init_conventions(init, model_cfg), (init if state is None else None)
 
@@ -274,8 +275,8 @@ def _recalibrate(model: nn.Module, report: InitReport, loader: DataLoader, cfg: 
 
 
 def _place(model: nn.Module, cfg: ResolvedConfig, ctx: dist.DistContext) -> nn.Module:
-    if cfg.freeze_backbone:
-        freeze_backbone(model)
+    if cfg.freeze_backbone or cfg.freeze_stages:
+        freeze(model, cfg.freeze_backbone, cfg.freeze_stages)
     model.to(ctx.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -345,7 +346,7 @@ def train_one_epoch(t: Trainer, epoch: int, stop: StopFlag) -> EpochSums:
     """One pass over the training data (what is left of it after a mid-epoch checkpoint)."""
     cfg, dev = t.cfg, t.ctx.device
     skip = _start_epoch(t, epoch)
-    set_train_mode(t.model, cfg.freeze_backbone, cfg.freeze_bn)
+    set_train_mode(t.model, cfg.freeze_backbone, cfg.freeze_bn, cfg.freeze_stages)
     loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     seen, bad, t0 = 0, 0, time.perf_counter()
@@ -406,7 +407,7 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
     row = {"epoch": epoch + 1, "step": t.step, "train_loss": sums.loss / max(sums.seen, 1), **train_acc,
            **t.task.row(ev), "lr": t.step_fn.optimizer.param_groups[0]["lr"],
            "img_per_s": sums.seen / max(sums.seconds, 1e-9), "epoch_s": sums.seconds, "bad_samples": sums.bad}
-    signs = stall_signs(t.task.name, t.classes, epoch + 1, row["train_loss"], ev)
+    signs = stall_signs(t.task.name, t.classes, epoch + 1, row["train_loss"], ev, t.step)
     if signs:
         row["warning"] = "; ".join(signs)
     t.history.append(row)

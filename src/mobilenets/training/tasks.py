@@ -19,17 +19,20 @@ from tqdm.auto import tqdm
 
 from ..data import DataSpec, collate, load_splits, train_transform, with_transform
 from ..data.detection import load_detection_splits
+from ..data.annotations import normalized_boxes
 from ..data.loaders import TransformedPairs, collate_targets
 from ..data.segmentation import load_segmentation_splits
 from ..data.transforms import DetectionTransform, SegmentationTransform
 from ..models import Preprocess
 from ..tasks import TaskConfig, default_preprocess, parse_model_name
 from ..tasks.classification import ClassificationMeter, EvalResult
+from ..tasks.detection.anchors import fit_anchors
 from ..tasks.detection.boxes import Detections, unpad
 from ..tasks.detection.faster_rcnn import FasterRCNN, torchvision_targets
 from ..tasks.detection.loss import ssd_loss
 from ..tasks.detection.metrics import CocoMeter, DetectionEvalResult
 from ..tasks.detection.model import SSD
+from ..tasks.detection.spec import DetectorConfig, build_detector_arch
 from ..tasks.segmentation.metrics import ConfusionMeter, SegmentationEvalResult
 from ..tasks.segmentation.model import DeepLabV3
 from ..utils.device import Precision
@@ -55,6 +58,9 @@ class Classification:
 
     def preprocess(self, model_cfg: TaskConfig, cfg: ResolvedConfig) -> Preprocess:
         return Preprocess.for_config(model_cfg, cfg.input_size, cfg.crop_pct)
+
+    def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> TaskConfig:
+        return model_cfg
 
     def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
         return (with_transform(splits.train, train_transform(pre, cfg.min_scale, cfg.hflip)),
@@ -89,6 +95,14 @@ class _TargetTask:
     def preprocess(self, model_cfg: TaskConfig, cfg: ResolvedConfig) -> Preprocess:
         pre = default_preprocess(model_cfg)
         return pre if cfg.input_size is None else pre.replace(input_size=cfg.input_size)
+
+    def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> TaskConfig:
+        """The model's configuration adapted to the training data (a detector: its anchors)."""
+        if not (cfg.fit_anchors and isinstance(model_cfg, DetectorConfig)):
+            return model_cfg
+        size = cfg.input_size or model_cfg.resolution
+        grids = build_detector_arch(model_cfg).grid_sizes((size, size))
+        return model_cfg.replace(anchors=fit_anchors(model_cfg.anchors, grids, normalized_boxes(splits.train)))
 
 
 def _eval_batches(loader: DataLoader, device: torch.device, channels_last: bool, progress: bool,

@@ -27,6 +27,7 @@ class AnchorConfig:
     interpolated_scale_aspect_ratio: float = 1.0
     reduce_boxes_in_lowest_layer: bool = True
     step: float = 0.0  # round the anchors to this step: TFLite files store them as uint8 with this scale
+    lowest_scale: float = 0.1  # the square box of the reduced lowest layer (TF: 0.1, fixed)
 
     def box_specs(self, num_layers: int) -> list[list[tuple[float, float]]]:
         """(scale, aspect ratio) of every box of every layer."""
@@ -41,7 +42,7 @@ class AnchorConfig:
         specs = []
         for i in range(num_layers):
             if i == 0 and self.reduce_boxes_in_lowest_layer:
-                specs.append([(0.1, 1.0), (scales[0], 2.0), (scales[0], 0.5)])
+                specs.append([(self.lowest_scale, 1.0), (scales[0], 2.0), (scales[0], 0.5)])
                 continue
             layer = [(scales[i], a) for a in self.aspect_ratios]
             if self.interpolated_scale_aspect_ratio > 0:
@@ -72,3 +73,42 @@ def generate_anchors(cfg: AnchorConfig, grid_sizes: Sequence[tuple[int, int]]) -
     if cfg.step > 0:
         anchors = torch.round(anchors / cfg.step) * cfg.step
     return anchors.float()
+
+
+#: Scales :func:`fit_anchors` tries: the lowest layer's square box, and ``min_scale``.
+FIT_LOWEST = (0.1, 0.08, 0.065, 0.05, 0.04, 0.03)
+FIT_MIN = (0.2, 0.15, 0.1)
+
+
+def coverage(cfg: AnchorConfig, grid_sizes: Sequence[tuple[int, int]], boxes: torch.Tensor,
+             threshold: float = 0.5) -> float:
+    """The share of ``boxes`` (``x1, y1, x2, y2`` normalized) that some anchor overlaps with IoU >=
+    ``threshold``: the boxes SSD's matcher can train on by overlap, not only as a box's forced best anchor."""
+    from torchvision.ops import box_iou
+
+    from .boxes import anchors_xyxy
+
+    if not len(boxes):
+        return 1.0
+    anchors = anchors_xyxy(generate_anchors(cfg, grid_sizes))
+    best = torch.cat([box_iou(b, anchors).max(1).values for b in boxes.split(2048)])
+    return float((best >= threshold).float().mean())
+
+
+def fit_anchors(cfg: AnchorConfig, grid_sizes: Sequence[tuple[int, int]], boxes: torch.Tensor) -> AnchorConfig:
+    """The smallest anchors for a dataset's boxes (normalized to the input): of the lowest layer's
+    square box and ``min_scale`` in :data:`FIT_LOWEST` x :data:`FIT_MIN`, the pair that gives the most
+    boxes an anchor they overlap at IoU >= 0.5; TF's defaults unless another pair covers more. Small
+    objects (faces, cells) otherwise match almost no anchor of TF's (0.1 and 0.2 of the image)."""
+    import dataclasses
+
+    best, best_cov = cfg, coverage(cfg, grid_sizes, boxes)
+    for lowest in FIT_LOWEST:
+        for low in FIT_MIN:
+            if low <= lowest:
+                continue
+            cand = dataclasses.replace(cfg, lowest_scale=lowest, min_scale=low)
+            cov = coverage(cand, grid_sizes, boxes)
+            if cov > best_cov + 1e-9:
+                best, best_cov = cand, cov
+    return best
