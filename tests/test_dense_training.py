@@ -112,7 +112,7 @@ def test_detection_training_counts_unreadable_images(tmp_path: Path) -> None:
     assert "unreadable image: left out\t" in (tmp_path / "run" / "data_issues.txt").read_text()
     ev = mobilenets.evaluate(res.weights, progress=False, workers=0)
     assert ev.count == 7 and len(ev.skipped) == 1 and "0001.jpg" in ev.skipped[0]
-    with pytest.raises(ValueError, match="could not be read"):
+    with pytest.raises(ValueError, match="training images were unreadable"):
         train(TrainConfig(data=str(data), epochs=1, out=str(tmp_path / "run2"), workers=0, amp="off",
                           max_bad_fraction=0.04, **DET_FAST))
     with pytest.raises(ValueError, match="1 of 32 images could not be used"):

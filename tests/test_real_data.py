@@ -520,3 +520,60 @@ def test_finetune_starts_from_every_weights_format(source: str, refdata: Path, t
     assert (tuple(model.config.mean) == (0.5, 0.5, 0.5)) == tf
     printed = capsys.readouterr().out
     assert ("BatchNorm layers came folded" in printed) == source.startswith("tflite")
+
+
+# ------------------------------------------------------------------------------ detector fine-tuning options
+
+
+def test_fit_anchors_to_small_boxes() -> None:
+    """Faces of 5% of the image match none of TF's anchors (0.1 and 0.2 of the image) at IoU 0.5; fitted
+    anchors cover more of them. Boxes TF's anchors already cover keep TF's anchors."""
+    from mobilenets.tasks import parse_model_name
+    from mobilenets.tasks.detection.anchors import coverage, fit_anchors
+    from mobilenets.tasks.detection.spec import build_detector_arch
+
+    cfg = parse_model_name("1.0-SSDLite-MobileNetV2-320", num_classes=1)
+    grids = build_detector_arch(cfg).grid_sizes((320, 320))
+    g = torch.Generator().manual_seed(0)
+    centre = torch.rand(500, 2, generator=g) * 0.8 + 0.1
+    small = torch.cat([centre - 0.025, centre + 0.025], 1)
+    fitted = fit_anchors(cfg.anchors, grids, small)
+    assert fitted.lowest_scale < 0.1 and coverage(fitted, grids, small) > coverage(cfg.anchors, grids, small) + 0.2
+    large = torch.cat([centre - 0.3, centre + 0.3], 1).clamp(0, 1)
+    assert fit_anchors(cfg.anchors, grids, large).lowest_scale == 0.1
+
+
+def test_freeze_stages_and_fitted_anchors_in_a_run(tmp_path: Path) -> None:
+    """``--freeze-stages 3`` keeps the stem and the stride 2-8 blocks as they started; ``--fit-anchors``
+    stores the fitted anchors in the weights, which load as the trained model."""
+    from mobilenets.training.finetune import early_stages
+
+    root = tmp_path / "voc"
+    for k, (img, boxes, names) in enumerate(_shapes(12)):
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        img.save(root / "images" / f"{k}.jpg")
+        _voc_xml(root / "annotations" / f"{k}.xml", f"{k}.jpg", list(zip(names, boxes)), img.size)
+    start = mobilenets.save_weights(mobilenets.create_model("0.25-MobileNetV2-96", num_classes=10),
+                                    tmp_path / "start.safetensors")
+    res = mobilenets.train(mobilenets.TrainConfig(data=str(root), model="0.25-SSDLite-MobileNetV2-96", init=str(start),
+                                                  freeze_stages=3, fit_anchors=True, epochs=1, progress=False,
+                                                  batch_size=4, out=str(tmp_path / "run")))
+    trained = mobilenets.load_model(res.weights)
+    before = mobilenets.load_model(start).state_dict()
+    frozen = {n for m in early_stages(trained, 3) for n, _ in m.named_parameters()}
+    assert frozen
+    for name, value in trained.backbone.state_dict().items():
+        if name.startswith(("stem.", "blocks.0.", "blocks.1.", "blocks.2.")) and "running" not in name:
+            assert torch.equal(value, before[name]), name
+    assert not torch.equal(trained.backbone.state_dict()["blocks.10.project.conv.weight"],
+                           before["blocks.10.project.conv.weight"])
+    from mobilenets.data.annotations import normalized_boxes
+    from mobilenets.tasks.detection.anchors import fit_anchors
+    from mobilenets.tasks.detection.spec import build_detector_arch
+
+    splits = _load(root)
+    default = mobilenets.tasks.parse_model_name("0.25-SSDLite-MobileNetV2-96", num_classes=2)
+    grids = build_detector_arch(default).grid_sizes((96, 96))
+    assert trained.config.anchors == fit_anchors(default.anchors, grids, normalized_boxes(splits.train))
+    with pytest.raises(ValueError, match="freeze_stages"):
+        mobilenets.TrainConfig(freeze_stages=6).resolved()

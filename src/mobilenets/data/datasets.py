@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
-from .detection import detection_kind
+from .detection import detection_kind, load_detection_splits
 from .images import IMAGE_EXTENSIONS, load_image
-from .segmentation import is_mask_folder, is_voc_segmentation_folder
+from .segmentation import is_mask_folder, is_voc_segmentation_folder, load_segmentation_splits
 from .shards import INDEX, ShardStream, is_shard_folder
 
 DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake", "shards", "coco", "voc", "yolo")
@@ -204,3 +204,12 @@ def load_splits(spec: DataSpec) -> Splits:
     if len(train) == 0:
         raise ValueError(f"{root}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
     return Splits(train, val, classes)
+
+
+def count_training_images(spec: DataSpec) -> int:
+    """How many training images ``spec`` holds (its annotations are read and checked)."""
+    if spec.task == "detection":
+        return len(load_detection_splits(spec).train)
+    if spec.task == "segmentation":
+        return len(load_segmentation_splits(spec, []).train)
+    return len(load_splits(spec).train)  # type: ignore[arg-type]

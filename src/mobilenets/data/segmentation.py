@@ -101,22 +101,23 @@ def mask_pairs(root: Path) -> list[tuple[Path, Path]]:
     files = {d: sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
              for d in folders}
     maskish = {d: _looks_like_mask(files[d][0]) for d in folders}
-    best: dict[Path, Path] = {}
+    best: dict[Path, tuple[Path, tuple[int, ...]]] = {}
     for a, b in itertools.permutations(folders, 2):
         if maskish[a] or not maskish[b]:
             continue
         overlap = len({f.stem for f in files[a]} & {mask_stem(f) for f in files[b]})
-        if overlap >= max(1, 0.5 * min(len(files[a]), len(files[b]))) and \
-                (a not in best or _name_score(b) > _name_score(best[a])):
-            best[a] = b
-    used = set(best.values())
+        # more shared stems; then the same split (train/images with train/masks), the same parent, the name
+        rank = (overlap, split_role(a, root) == split_role(b, root), a.parent == b.parent, _name_score(b))
+        if overlap >= max(1, 0.5 * min(len(files[a]), len(files[b]))) and (a not in best or rank > best[a][1]):
+            best[a] = (b, rank)
+    pairs = {a: b for a, (b, _) in best.items()}
     for d in folders:  # photo.jpg beside photo_mask.png
         masks = [f for f in files[d] if mask_stem(f) != f.stem]
         photos = [f for f in files[d] if mask_stem(f) == f.stem]
-        if d not in best and d not in used and masks and photos and _looks_like_mask(masks[0]) \
+        if d not in pairs and d not in pairs.values() and masks and photos and _looks_like_mask(masks[0]) \
                 and not _looks_like_mask(photos[0]):
-            best[d] = d
-    return sorted(best.items())
+            pairs[d] = d
+    return sorted(pairs.items())
 
 
 class DigitMasks(Dataset):

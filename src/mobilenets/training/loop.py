@@ -197,7 +197,7 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
     if issues:
         _report_issues(issues, len(splits.train) + len(splits.val), cfg, run, ctx)
     state = run.restore()
-    model_cfg, init = _model_config(cfg, task, splits, run, state)
+    model_cfg, init = _model_config(cfg, task, splits, run, state, ctx)
     model = build_model(model_cfg)
     if cfg.zero_init_residual:
         zero_init_residual(model)
@@ -246,14 +246,16 @@ def _report_issues(issues: DataIssues, usable: int, cfg: ResolvedConfig, run: Ru
                          f"--max-bad-fraction. The list: {run.path / DATA_ISSUES_FILE}")
 
 
-def _model_config(cfg: ResolvedConfig, task: Task, splits: Any, run: Run, state: TrainState | None
-                  ) -> tuple[TaskConfig, LoadedState | None]:
+def _model_config(cfg: ResolvedConfig, task: Task, splits: Any, run: Run, state: TrainState | None,
+                  ctx: dist.DistContext) -> tuple[TaskConfig, LoadedState | None]:
     """The model's configuration, and the init weights when they are to be loaded. The configuration is
     fitted to the data (a detector's anchors, with ``fit_anchors``); fine-tuning takes the init weights'
     input and layer conventions; a resumed run takes its saved weights' configuration."""
     if state is not None and run.last.is_file():
         return config_from_dict(read_metadata(run.last)["config"]), None
-    model_cfg = task.fit_to_data(task.model_config(cfg, list(splits.classes)), splits, cfg)
+    model_cfg, fitted = task.fit_to_data(task.model_config(cfg, list(splits.classes)), splits, cfg)
+    if fitted and ctx.is_main:
+        print(fitted)
     if not cfg.init:
         return model_cfg, None
     init = load_init_state(cfg.init, getattr(model_cfg, "backbone", model_cfg))
@@ -392,7 +394,7 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
     """Evaluate, record, checkpoint (the state first, then the files derived from it) and report."""
     cfg = t.cfg
     if sums.bad and sums.bad > cfg.max_bad_fraction * (sums.seen + sums.bad):
-        raise ValueError(f"{sums.bad} of {sums.seen + sums.bad} training images could not be read (more than "
+        raise ValueError(f"{sums.bad} of {sums.seen + sums.bad} training images were unreadable (more than "
                          f"{cfg.max_bad_fraction:.0%}; e.g. {'; '.join(t.bad_examples) or 'on another rank'}); fix "
                          "the data or raise --max-bad-fraction")
     if t.val_sampler is not None:

@@ -26,7 +26,7 @@ from ..data.transforms import DetectionTransform, SegmentationTransform
 from ..models import Preprocess
 from ..tasks import TaskConfig, default_preprocess, parse_model_name
 from ..tasks.classification import ClassificationMeter, EvalResult
-from ..tasks.detection.anchors import fit_anchors
+from ..tasks.detection.anchors import coverage, fit_anchors
 from ..tasks.detection.boxes import Detections, unpad
 from ..tasks.detection.faster_rcnn import FasterRCNN, torchvision_targets
 from ..tasks.detection.loss import ssd_loss
@@ -59,8 +59,8 @@ class Classification:
     def preprocess(self, model_cfg: TaskConfig, cfg: ResolvedConfig) -> Preprocess:
         return Preprocess.for_config(model_cfg, cfg.input_size, cfg.crop_pct)
 
-    def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> TaskConfig:
-        return model_cfg
+    def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> tuple[TaskConfig, str]:
+        return model_cfg, ""
 
     def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
         return (with_transform(splits.train, train_transform(pre, cfg.min_scale, cfg.hflip)),
@@ -96,13 +96,19 @@ class _TargetTask:
         pre = default_preprocess(model_cfg)
         return pre if cfg.input_size is None else pre.replace(input_size=cfg.input_size)
 
-    def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> TaskConfig:
-        """The model's configuration adapted to the training data (a detector: its anchors)."""
+    def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> tuple[TaskConfig, str]:
+        """The model's configuration adapted to the training data (a detector: its anchors), and what
+        changed."""
         if not (cfg.fit_anchors and isinstance(model_cfg, DetectorConfig)):
-            return model_cfg
+            return model_cfg, ""
         size = cfg.input_size or model_cfg.resolution
         grids = build_detector_arch(model_cfg).grid_sizes((size, size))
-        return model_cfg.replace(anchors=fit_anchors(model_cfg.anchors, grids, normalized_boxes(splits.train)))
+        boxes = normalized_boxes(splits.train)
+        fitted = fit_anchors(model_cfg.anchors, grids, boxes)
+        before, after = coverage(model_cfg.anchors, grids, boxes), coverage(fitted, grids, boxes)
+        return model_cfg.replace(anchors=fitted), (
+            f"anchors fitted to {len(boxes)} training boxes: lowest box {fitted.lowest_scale:g}, min_scale "
+            f"{fitted.min_scale:g}; boxes with an anchor at IoU >= 0.5: {100 * before:.1f}% -> {100 * after:.1f}%")
 
 
 def _eval_batches(loader: DataLoader, device: torch.device, channels_last: bool, progress: bool,
