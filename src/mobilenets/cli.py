@@ -357,7 +357,8 @@ def cmd_convert(args: argparse.Namespace) -> None:
       arg("--model", help="model name when the weights cannot tell"),
       arg("--format", default="onnx", choices=list(FORMATS)),
       arg("--out", required=True, help="output file"),
-      arg("--calibrate", metavar="IMAGE_DIR", help="int8: calibration images (default: synthetic)"),
+      arg("--calibrate", metavar="IMAGE_DIR", help="int8: calibration images (default: the training split of the "
+                                                   "data the weights record, else synthetic)"),
       arg("--argmax", action="store_true", help="segmenters (onnx, tflite, pte): output the class map, not the logits"),
       arg("--eval-data", metavar="DATA", help="int8: labeled data whose held-out split scores fp32 and int8 (default: "
                                               "the dataset the weights record)"),

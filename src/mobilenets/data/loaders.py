@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, Subset
 
 from .datasets import DataSpec
 from .images import UnreadableImage
@@ -154,3 +155,16 @@ def collate_targets(batch: list[Any]) -> tuple[torch.Tensor, list[dict[str, Any]
     if not good:
         return torch.empty(0), [], bad
     return torch.stack([g[0] for g in good]), [g[1] for g in good], bad
+
+
+def image_paths(ds: Dataset) -> list[Path]:
+    """The image files of a dataset read from disk (an ImageFolder, its split, annotated images, image +
+    mask pairs); empty for data held in memory (the embedded digits, CIFAR, synthetic)."""
+    if isinstance(ds, Subset):
+        inner = image_paths(ds.dataset)
+        return [inner[i] for i in ds.indices] if inner else []
+    for attr in ("samples", "pairs"):
+        items = getattr(ds, attr, None)
+        if isinstance(items, list) and items and isinstance(items[0][0], (str, Path)):
+            return [Path(item[0]) for item in items]
+    return []

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..data import DataSpec, Transformed, collate, load_splits, make_loader, resolve_data
 from ..data.detection import load_detection_splits
-from ..data.loaders import TransformedPairs, collate_targets
+from ..data.loaders import TransformedPairs, collate_targets, image_paths
 from ..data.segmentation import load_segmentation_splits
 from ..data.transforms import DetectionTransform, SegmentationTransform
 from ..models import Preprocess
@@ -69,16 +69,29 @@ def labeled_data(model: nn.Module, data: str | Path | None = None) -> DataSpec |
     return spec
 
 
-def _val_loader(model: nn.Module, spec: DataSpec, pre: Preprocess, batch_size: int) -> tuple[Any, list[str]]:
+def _splits(model: nn.Module, spec: DataSpec) -> Any:
     task = task_of(model)
     if task == "detection":
-        splits = load_detection_splits(spec)
+        return load_detection_splits(spec)
+    if task == "segmentation":
+        return load_segmentation_splits(spec, list(voc_segmentation_classes()))
+    return load_splits(spec)
+
+
+def training_images(model: nn.Module, spec: DataSpec) -> list[Path]:
+    """The image files of the training split (empty for data held in memory): an int8 export's
+    calibration when none is given."""
+    return image_paths(_splits(model, spec).train)
+
+
+def _val_loader(model: nn.Module, spec: DataSpec, pre: Preprocess, batch_size: int) -> tuple[Any, list[str]]:
+    task = task_of(model)
+    splits = _splits(model, spec)
+    if task == "detection":
         ds = TransformedPairs(splits.val, DetectionTransform(pre, False))
     elif task == "segmentation":
-        splits = load_segmentation_splits(spec, list(voc_segmentation_classes()))
         ds = TransformedPairs(splits.val, SegmentationTransform(pre, False))
     else:
-        splits = load_splits(spec)
         ds = Transformed(splits.val, pre.eval_transform())
     return (make_loader(ds, batch_size, collate_fn=collate if task == "classification" else collate_targets),
             list(splits.classes))

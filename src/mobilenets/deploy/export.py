@@ -7,6 +7,7 @@ result is returned (and printed by the CLI).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
@@ -15,7 +16,7 @@ from ..models import MobileNet, check_input_size
 from ..tasks import task_of
 from ..tasks.detection.faster_rcnn import FasterRCNN
 from .artifact import ExportResult
-from .evaluate import labeled_data, score_sessions
+from .evaluate import labeled_data, score_sessions, training_images
 from .onnx import export_onnx
 from .quantize import export_onnx_int8
 from .session import open_session
@@ -40,19 +41,22 @@ def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrat
            eval_data: str | Path | None = None) -> ExportResult:
     """Export ``model`` to ``path`` in ``format`` (:data:`FORMATS`) and check it; ``argmax``
     (segmenters, float ONNX, TFLite and ExecuTorch): the graph ends with the class of every pixel; ``progress``:
-    a progress bar over an int8 export's steps. An int8 export is also scored against the float model on
-    labeled held-out images (``res.labeled``): ``eval_data``, else the split its weights record."""
+    a progress bar over an int8 export's steps. An int8 export is calibrated on ``calibrate`` images, else on
+    the training split of the data its weights record (``eval_data``'s, when given), and scored against
+    the float model on that data's labeled held-out images (``res.labeled``)."""
+    spec = labeled_data(model, eval_data) if format.endswith("-int8") else None
+    if calibrate is None and spec is not None:
+        calibrate = training_images(model, spec) or None
     res = _export(model, path, format, calibrate, input_size, argmax, progress)
     if format.endswith("-int8"):
-        spec = labeled_data(model, eval_data)
         if spec is not None:
             runs = {"fp32": open_session(model, "torch").run, "int8": open_session(res.path, "auto").run}
             res.labeled = score_sessions(model, spec, runs, input_size=input_size)
     return res
 
 
-def _export(model: MobileNet, path: str | Path, format: str, calibrate: str | Path | None, input_size: int | None,
-            argmax: bool, progress: bool) -> ExportResult:
+def _export(model: MobileNet, path: str | Path, format: str, calibrate: str | Path | Sequence[Path] | None,
+            input_size: int | None, argmax: bool, progress: bool) -> ExportResult:
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if input_size is not None:

@@ -3,6 +3,7 @@ calibrated on real images (or, labelled as such, synthetic ones), after bias cor
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -58,8 +59,9 @@ def calibration_images(files: Sequence[Path], model: MobileNet, per_image: int =
     return out
 
 
-def calibration_sets(model: MobileNet, calibrate: str | Path | None, size: int, held_out: float = 0.25,
-                     per_image: int | None = None, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+def calibration_sets(model: MobileNet, calibrate: str | Path | Sequence[Path] | None, size: int,
+                     held_out: float = 0.25, per_image: int | None = None, seed: int = 0
+                     ) -> tuple[list[np.ndarray], list[np.ndarray], str]:
     """Calibration samples, held-out samples (a share ``held_out`` of the images, to measure int8/fp32
     agreement on) and a label saying what they are; without images, labelled synthetic ones.
 
@@ -69,7 +71,8 @@ def calibration_sets(model: MobileNet, calibrate: str | Path | None, size: int, 
     if calibrate is None:
         label = "SYNTHETIC (no --calibrate images given: smooth random images; pass real images for a real int8 model)"
         return synthetic_calibration(64, size, seed), synthetic_calibration(32, size, seed + 1), label
-    files = find_images([calibrate])
+    listed = not isinstance(calibrate, (str, Path))
+    files = list(calibrate) if listed else find_images([calibrate])  # type: ignore[arg-type, list-item]
     if not files:
         raise ValueError(f"no images found in {calibrate} for calibration")
     order = np.random.default_rng(seed).permutation(len(files))
@@ -83,7 +86,8 @@ def calibration_sets(model: MobileNet, calibrate: str | Path | None, size: int, 
     if not cal:
         raise ValueError("no readable calibration images")
     crops = f" (x{per_image} crops)" if per_image > 1 else ""
-    return cal, hold, f"{len(cal_files)} images from {calibrate}{crops}"
+    source = f"the training split ({os.path.commonpath([str(f) for f in files])})" if listed else str(calibrate)
+    return cal, hold, f"{len(cal_files)} images from {source}{crops}"
 
 
 def _reader(samples: Sequence[np.ndarray], input_name: str, batch: int = 16) -> Any:
@@ -122,7 +126,7 @@ def _flush_every(samples: int, batch: int = 16) -> int:
     return next(k for k in range(4, max(batches, 4) + 2) if batches % k or k > batches)
 
 
-def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path | None = None,
+def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path | Sequence[Path] | None = None,
                      input_size: int | None = None, held_out: float = 0.25, per_image: int | None = None,
                      seed: int = 0, bias_correction: bool = True, progress: bool = False) -> ExportResult:
     """Static post-training int8 quantization with ONNX Runtime (QDQ, per-channel weights).

@@ -12,6 +12,7 @@ would, but without a custom op that only some interpreters have.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,8 @@ def with_metadata(flat: bytes, record: str) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def export_tflite(model: MobileNet, path: str | Path, *, int8: bool = False, calibrate: str | Path | None = None,
+def export_tflite(model: MobileNet, path: str | Path, *, int8: bool = False,
+                  calibrate: str | Path | Sequence[Path] | None = None,
                   input_size: int | None = None, argmax: bool = False, bias_correction: bool = True,
                   held_out: float = 0.25, per_image: int | None = None, seed: int = 0,
                   progress: bool = False) -> ExportResult:
