@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 
 import mobilenets  # noqa: E402
+from mobilenets.weights.writer import convert_weights  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "refdata"
 DATASETS = SHARED / "datasets"
@@ -62,7 +63,7 @@ def tutorial_reference(data: Path, epochs: int, workdir: Path) -> dict[str, Any]
     from torchvision import datasets, models, transforms
 
     t0 = time.perf_counter()
-    weights = mobilenets.convert_weights(INIT, workdir / "tv.pth", drop_background=True, target="torchvision")
+    weights = convert_weights(INIT, workdir / "tv.pth", drop_background=True, target="torchvision")
     norm = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     tfs = {"train": transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(),
                                         transforms.ToTensor(), norm]),

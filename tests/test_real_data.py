@@ -450,7 +450,6 @@ def test_stall_is_diagnosed() -> None:
 
 def test_a_run_that_learns_nothing_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Labels that say nothing about the images: the loss stays at ln 2, and the run says so."""
-    rng = np.random.default_rng(0)
     for split, n in (("train", 16), ("val", 8)):
         for cls in ("a", "b"):
             (tmp_path / "d" / split / cls).mkdir(parents=True)

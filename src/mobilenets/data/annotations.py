@@ -70,10 +70,6 @@ class DataIssues:
         """Every problem, one per line (``kind<TAB>file<TAB>detail``)."""
         return "".join(f"{k}\t{f}\t{d}\n" for k, f, d in self.items)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"counts": self.counts(), "files": self.files(), "images_left_out": self.images_left_out,
-                "items": [{"kind": k, "file": f, "detail": d} for k, f, d in self.items]}
-
 
 @dataclass
 class DetectionSplits:
