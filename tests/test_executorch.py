@@ -76,6 +76,6 @@ def test_executorch_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "executorch" else real(n, *a))
-    assert measured_runtimes() == ("torch", "onnxruntime", "litert")
+    assert measured_runtimes() == ("torch", "onnxruntime", "openvino", "litert")
     with pytest.raises(ImportError, match=r"pip install 'mobilenets\[executorch\]'"):
         runtimes.require_executorch()

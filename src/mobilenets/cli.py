@@ -22,6 +22,7 @@ from .analysis.paper_tables import format_cell
 from .data.shard_writer import write_shards
 from .deploy import FORMATS, RUNTIMES, export, predict
 from .deploy.predict import DetectionPrediction, SegmentationPrediction
+from .deploy.evaluate import evaluate_in_runtime
 from .deploy.session import default_runtime
 from .models import check_input_size, list_models, parse_name
 from .tasks.detection.metrics import DetectionEvalResult
@@ -263,8 +264,18 @@ def cmd_train(args: argparse.Namespace) -> int:
       arg("--batch-size", type=int, default=64), arg("--device", default="auto"),
       arg("--workers", type=int, default=None),
       arg("--out", help="folder for eval.json and confusion.png (default: next to the weights)"),
+      arg("--runtime", default="torch", choices=list(RUNTIMES),
+          help="run the held-out images through this runtime (our export of the weights) and print the task's "
+               "metric; torch (default) gives the full report"),
       arg("--no-progress", dest="progress", action="store_false", help="no progress bar"), EMULATE, JSON)
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.runtime != "torch":
+        scores = evaluate_in_runtime(_weights_arg(args), args.runtime, args.data, batch_size=args.batch_size)
+        if args.json:
+            _print_json(scores.to_dict())
+        else:
+            print(scores.describe())
+        return 0
     out = args.out
     if out is None:
         w = Path(args.weights)
@@ -417,24 +428,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
       arg("--threads", type=int, default=None, help="default: all cores of this process"),
       arg("--train", action="store_true", help="also measure the training step's images/s"),
       arg("--amp", default="auto", help="training precision for --train: auto, off, bf16, fp16"),
-      arg("--warmup", type=int, default=10), arg("--iters", type=int, default=50), JSON)
+      arg("--warmup", type=int, default=10), arg("--iters", type=int, default=50),
+      arg("--remeasure", action="store_true", help="auto: measure the runtimes again (the choice is cached per "
+                                                   "machine and model)"), JSON)
 def cmd_bench(args: argparse.Namespace) -> None:
     r = bench(args.model, runtime=args.runtime or default_runtime(args.model), batch_size=args.batch_size,
-              input_size=args.input_size,
-              threads=args.threads, train=args.train, train_amp=args.amp, warmup=args.warmup, iters=args.iters)
+              input_size=args.input_size, threads=args.threads, train=args.train, train_amp=args.amp,
+              warmup=args.warmup, iters=args.iters, remeasure=args.remeasure)
     if args.json:
         _print_json(r.to_dict())
         return
     print(f"{r.model} ({r.runtime}, batch {r.batch_size}, {r.input_size}px, {r.threads} threads; "
           f"{r.cpu}: {r.cpu_features})")
-    print(f"  latency  median {r.latency_ms:.2f} ms  p90 {r.p90_ms:.2f} ms  ->  {r.img_per_s:.1f} img/s")
+    raw = f"  ({r.runtime}'s own call: {r.raw_latency_ms:.3f} ms)" if r.raw_latency_ms is not None else ""
+    print(f"  latency  median {r.latency_ms:.3f} ms  p90 {r.p90_ms:.3f} ms  ->  {r.img_per_s:.1f} img/s{raw}")
     print(f"  compute  {r.madds / 1e6:.1f} MAdds/img  ->  {r.gflops:.1f} GFLOP/s achieved, "
           f"{100 * r.peak_fraction:.1f}% of this machine's fp32 peak ({r.peak_gflops:.0f} GFLOP/s: FMA units x "
           f"SIMD width x clock, or the best GEMM if higher)")
     if r.runtime_timings_ms:
-        print("  runtimes " + ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(r.runtime_timings_ms.items(),
-                                                                            key=lambda kv: kv[1]))
-              + " (auto: the fastest; cached)")
+        spread = r.runtime_spread or {}
+        print("  runtimes " + ", ".join(f"{k} {v:.3f} ms (±{50 * spread.get(k, 0):.0f}%)" for k, v in
+                                        sorted(r.runtime_timings_ms.items(), key=lambda kv: kv[1]))
+              + f"\n           each measured alone at {r.runtime_measured_at}; auto: the fastest (--remeasure)")
     if r.train_img_per_s is not None:
         print(f"  training {r.train_img_per_s:.1f} img/s ({r.train_precision}, the `mobilenets train` step)")
 

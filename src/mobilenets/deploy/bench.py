@@ -25,7 +25,8 @@ from ..utils.fsutil import atomic_write_text
 from ..utils.timing import time_fn
 from ..weights import load_model
 from ..weights.published import PUBLISHED, cache_dir
-from .session import FILE_RUNTIMES, choose_runtime, machine_key, open_session
+from .runtimes import to_layout
+from .session import FILE_RUNTIMES, choose_runtime, machine_key, measured_runtimes, open_session
 
 
 @dataclass
@@ -35,7 +36,7 @@ class BenchResult:
     batch_size: int
     input_size: int
     threads: int
-    latency_ms: float  # median per batch
+    latency_ms: float  # median per batch, through the session (what predict gets)
     p90_ms: float
     img_per_s: float
     madds: int  # per image
@@ -46,7 +47,10 @@ class BenchResult:
     cpu_features: str = ""  # int8 and bf16 speed depend on them (VNNI, AVX512-BF16, AMX)
     train_img_per_s: float | None = None
     train_precision: str | None = None
-    runtime_timings_ms: dict[str, float] | None = None  # --runtime auto: what each runtime measured
+    raw_latency_ms: float | None = None  # the runtime's own call (e.g. LiteRT's invoke) on the same input
+    runtime_timings_ms: dict[str, float] | None = None  # --runtime auto: each runtime, measured alone
+    runtime_spread: dict[str, float] | None = None  # --runtime auto: (max - min) / median of its rounds
+    runtime_measured_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -118,20 +122,23 @@ def bench(
     warmup: int = 10,
     iters: int = 50,
     device: str = "cpu",
+    remeasure: bool = False,
 ) -> BenchResult:
-    """Median/p90 latency of one batch through ``runtime`` (a model name gets random weights); with
-    ``auto``, the runtime measured fastest for the model (its timings are in the result)."""
+    """Median/p90 latency of one batch through ``runtime`` (a model name gets random weights), with the
+    runtime's own call on the same input beside it (sessions and raw calls alternate in rounds);
+    with ``auto``, the runtime measured fastest for the model (its table is in the result;
+    ``remeasure`` refreshes it)."""
     if batch_size < 1:
         raise ValueError(f"invalid batch size {batch_size}; it must be >= 1")
     if input_size is not None:
         check_input_size(input_size)
     threads = threads or cpu_threads()
     obj = resolve_model(model_or_weights)
-    timings = None
-    if runtime == "auto" and isinstance(obj, torch.nn.Module):
-        choice = choose_runtime(obj, batch_size, threads=threads, device=device)
-        runtime, timings = choice.runtime, choice.timings_ms
-    session = open_session(obj, runtime, device=device, threads=threads)
+    choice = None
+    if runtime == "auto" and (isinstance(obj, torch.nn.Module) or len(measured_runtimes(obj)) > 1):
+        choice = choose_runtime(obj, batch_size, threads=threads, device=device, remeasure=remeasure)
+        runtime = choice.runtime
+    session = open_session(obj, runtime, device=device, threads=threads, batch_size=batch_size)
     cfg = session.config if session.config is not None else getattr(obj, "config", None)
     if cfg is None:
         name = session.meta.get("model")
@@ -140,8 +147,13 @@ def bench(
         cfg = parse_model_name(name)
     size = cfg.resolution if input_size is None else check_input_size(input_size)
     x = np.random.default_rng(0).standard_normal((batch_size, cfg.in_chans, size, size)).astype(np.float32)
-    xt = torch.from_numpy(x)
-    times = time_fn(lambda: session.run(xt if session.name == "torch" else x), warmup, iters)
+    x = np.ascontiguousarray(to_layout(x, "NCHW", session.layout))  # as predict hands it over
+    raw = session.raw(x, session.layout) if batch_size == 1 else None  # raw calls run one image
+    times, raw_times = [], []
+    for _ in range(3):  # alternating blocks: noise hits both alike
+        times += time_fn(lambda: session.run(x, session.layout), warmup, max(1, iters // 3), 0.35)
+        if raw is not None:
+            raw_times += time_fn(raw, warmup, max(1, iters // 3), 0.35)
     med, p90 = statistics.median(times), float(np.percentile(times, 90))
     madds = profile(cfg, input_size=size).madds
     peak = peak_gflops(threads)
@@ -149,7 +161,10 @@ def bench(
     cpu = cpu_features()
     return BenchResult(cfg.name, session.name, batch_size, size, threads, med * 1e3, p90 * 1e3, batch_size / med,
                        madds, gflops, peak, peak_fraction(gflops, peak), cpu.name, cpu.summary,
-                       runtime_timings_ms=timings)
+                       raw_latency_ms=statistics.median(raw_times) * 1e3 if raw_times else None,
+                       runtime_timings_ms=choice.timings_ms if choice else None,
+                       runtime_spread=choice.spread if choice else None,
+                       runtime_measured_at=choice.measured_at if choice else None)
 
 
 def measure_latencies(models: Sequence[str], runtime: str = "torch", batch_size: int = 1, remeasure: bool = False,

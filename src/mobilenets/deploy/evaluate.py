@@ -136,3 +136,18 @@ def score_sessions(model: nn.Module, spec: DataSpec, runs: dict[str, Run], batch
         scores[name] = float(getattr(res, metric))
     where = spec.root or spec.kind
     return LabeledScores(metric, scores, images, f"{where}, held-out split")
+
+
+def evaluate_in_runtime(weights: str | Path | nn.Module, runtime: str, data: str | Path | None = None,
+                        batch_size: int = 16) -> LabeledScores:
+    """The task's metric of ``weights`` run through ``runtime`` (our export, made once and cached; ``auto``:
+    the fastest) on the held-out split of ``data`` - by default the one the weights record."""
+    from ..weights import load_model
+    from .session import open_session
+
+    model = weights if isinstance(weights, nn.Module) else load_model(weights)
+    spec = labeled_data(model, data)
+    if spec is None:
+        raise ValueError("these weights record no data that is still there: give --data")
+    session = open_session(model, runtime, batch_size=batch_size)
+    return score_sessions(model, spec, {session.name: session.run}, batch_size)

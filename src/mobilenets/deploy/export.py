@@ -19,7 +19,7 @@ from .artifact import ExportResult
 from .evaluate import labeled_data, score_sessions, training_images
 from .onnx import export_onnx
 from .quantize import export_onnx_int8
-from .session import open_session
+from .session import FILE_RUNTIMES, open_session
 from .torch_formats import export_pt2, export_torchscript
 
 FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "pte", "torchscript", "pt2")
@@ -50,7 +50,8 @@ def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrat
     res = _export(model, path, format, calibrate, input_size, argmax, progress)
     if format.endswith("-int8"):
         if spec is not None:
-            runs = {"fp32": open_session(model, "torch").run, "int8": open_session(res.path, "auto").run}
+            runtime = FILE_RUNTIMES[Path(res.path).suffix][0]  # scoring needs no choice of the fastest
+            runs = {"fp32": open_session(model, "torch").run, "int8": open_session(res.path, runtime).run}
             res.labeled = score_sessions(model, spec, runs, input_size=input_size)
     return res
 

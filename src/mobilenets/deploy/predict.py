@@ -69,6 +69,22 @@ class _Files(Dataset):
                      "ignore": torch.zeros(0, dtype=torch.bool), "image_id": i}
 
 
+class _InLayout:
+    """A transform whose image tensor comes out in the session's layout: CHW as it is, or HWC as a view
+    that the batch's stacking copies once (the session then takes the batch without a transpose)."""
+
+    def __init__(self, transform: Any, layout: str) -> None:
+        self.transform, self.layout = transform, layout
+
+    def __call__(self, *args: Any) -> Any:
+        out = self.transform(*args)
+        if self.layout == "NCHW":
+            return out
+        if isinstance(out, tuple):
+            return (out[0].permute(1, 2, 0), *out[1:])
+        return out.permute(1, 2, 0)
+
+
 def predict(
     weights: str | Path | nn.Module,
     inputs: list[str | Path],
@@ -116,10 +132,11 @@ def predict(
     if isinstance(session.config, SegmenterConfig) or meta.get("task") == "segmentation":
         return _segment(session, files, pre, meta.get("classes"), batch_size, workers, save_vis)
     result = PredictResult()
-    for x, idx, bad in make_loader(Transformed(_Files(files), pre.eval_transform()), batch_size, workers=workers):
+    ds = Transformed(_Files(files), _InLayout(pre.eval_transform(), session.layout))
+    for x, idx, bad in make_loader(ds, batch_size, workers=workers):
         result.errors += bad
         if len(idx):
-            tops = classification.top_k(torch.from_numpy(session.run(x)), meta.get("classes"), top_k)
+            tops = classification.top_k(torch.from_numpy(session.run(x, session.layout)), meta.get("classes"), top_k)
             result.predictions += [Prediction(str(files[i]), top) for i, top in zip(idx.tolist(), tops)]
     return result
 
@@ -127,12 +144,12 @@ def predict(
 def _detect(session: Any, files: list[Path], pre: Preprocess, classes: list[str] | None, batch_size: int,
             workers: int, threshold: float, save_vis: str | Path | None) -> PredictResult:
     result = PredictResult()
-    ds = TransformedPairs(_Files(files, with_target=True), DetectionTransform(pre, False))
+    ds = TransformedPairs(_Files(files, with_target=True), _InLayout(DetectionTransform(pre, False), session.layout))
     for x, targets, bad in make_loader(ds, batch_size, workers=workers, collate_fn=collate_targets):
         result.errors += bad
         if not targets:
             continue
-        boxes, scores, labels, counts = session.run(x)
+        boxes, scores, labels, counts = session.run(x, session.layout)
         for b, s, lab, n, t in zip(boxes, scores, labels, counts, targets):
             keep = np.nonzero(s[: int(n)] >= threshold)[0]
             px = pre.boxes_to_image(torch.from_numpy(b[keep]), t["orig_size"]).tolist()
@@ -164,12 +181,12 @@ def _segment(session: Any, files: list[Path], pre: Preprocess, classes: list[str
 
     result = PredictResult()
     align = getattr(session.config, "align_corners", True)  # exports record no config: TF's convention
-    ds = TransformedPairs(_Files(files), _Segmentable(pre))
+    ds = TransformedPairs(_Files(files), _InLayout(_Segmentable(pre), session.layout))
     for x, targets, bad in make_loader(ds, batch_size, workers=workers, collate_fn=collate_targets):
         result.errors += bad
         if not targets:
             continue
-        out = torch.from_numpy(np.asarray(session.run(x)))
+        out = torch.from_numpy(np.asarray(session.run(x, session.layout)))
         for o, t in zip(out, targets):
             if o.dim() == 3:  # logits
                 mask = F.interpolate(o[None].float(), size=t["orig_size"], mode="bilinear", align_corners=align)[0]

@@ -1,10 +1,15 @@
-"""Inference runtimes as sessions: the fastest correct PyTorch eager path, ONNX Runtime, LiteRT
-(TFLite with XNNPACK, on our ``.tflite`` exports or Google's files) and ExecuTorch (our ``.pte``).
+"""Inference runtimes as sessions: the fastest correct PyTorch eager path, ONNX Runtime, OpenVINO (on
+our ``.onnx``), LiteRT (TFLite with XNNPACK, on our ``.tflite`` exports or Google's files) and
+ExecuTorch (our ``.pte``).
 
-Every session takes NCHW float32 batches already preprocessed and returns a classifier's logits,
-or a detector's four outputs (boxes, scores, labels, count: :class:`DetectionPipeline`), so
-``predict`` and ``bench`` can run any of our weights or exported files through any runtime
-(:func:`mobilenets.deploy.session.open_session` picks and opens one).
+Every session takes float32 batches already preprocessed and returns a classifier's logits, or a
+detector's four outputs (boxes, scores, labels, count: :class:`DetectionPipeline`), so ``predict``
+and ``bench`` can run any of our weights or exported files through any runtime
+(:func:`mobilenets.deploy.session.open_session` picks and opens one). Batches are NCHW unless the
+caller says otherwise: ``session.layout`` is the layout the runtime takes without a copy (a TFLite
+graph and channels-last torch take NHWC), and ``run(x, layout=session.layout)`` hands it over as it
+is. ``session.raw(x)`` is the runtime's own call on ``x``, the baseline a session's cost is measured
+against (``benchmarks/runtime_overhead.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from ..weights.tflite import tflite_metadata
 from .artifact import META_KEY, check_input, float_tolerance, outputs_difference
 
 Outputs = np.ndarray | tuple[np.ndarray, ...]
+Array = np.ndarray | torch.Tensor
+LAYOUTS = ("NCHW", "NHWC")
 PTE_META_METHOD = "mobilenets_metadata"  # a .pte's constant method returning our JSON record as UTF-8 bytes
 
 
@@ -39,6 +46,21 @@ def finish(config: TaskConfig | None, outputs: torch.Tensor | tuple[torch.Tensor
     if isinstance(config, DetectorConfig):
         return tuple(o.numpy() for o in select_for(config, *outputs))
     return outputs.numpy() if isinstance(outputs, torch.Tensor) else tuple(o.numpy() for o in outputs)
+
+
+def to_layout(x: Array, layout: str, want: str) -> Array:
+    """``x`` (a batch in ``layout``) in the layout ``want``: the same array when they agree, else a
+    transposed view (its consumer makes the one copy)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+    if layout == want:
+        return x
+    order = (0, 2, 3, 1) if want == "NHWC" else (0, 3, 1, 2)
+    return x.permute(*order) if isinstance(x, torch.Tensor) else x.transpose(order)
+
+
+def numpy(x: Array) -> np.ndarray:
+    return x.numpy() if isinstance(x, torch.Tensor) else x
 
 
 def check_float_export(model: torch.nn.Module, module: torch.nn.Module, size: int,
@@ -52,9 +74,11 @@ def check_float_export(model: torch.nn.Module, module: torch.nn.Module, size: in
 
 
 class TorchSession:
-    """Eval mode, BatchNorm folded, channels-last, ``inference_mode``, all cores."""
+    """Eval mode, BatchNorm folded, channels-last, ``inference_mode``, all cores. An NHWC batch is a
+    channels-last tensor as it is (a view, no copy)."""
 
     name = "torch"
+    layout = "NHWC"
 
     def __init__(self, model: torch.nn.Module, device: str = "cpu", threads: int | None = None) -> None:
         torch.set_num_threads(threads or cpu_threads())
@@ -66,23 +90,41 @@ class TorchSession:
         self._pipelines: dict[tuple[int, int], DetectionPipeline] = {}
         self._rcnn = FasterRCNNPipeline(self.model) if isinstance(self.model, FasterRCNN) else None
 
-    @torch.inference_mode()
-    def run(self, x: np.ndarray | torch.Tensor) -> Outputs:
-        t = torch.as_tensor(x).to(self.device).contiguous(memory_format=torch.channels_last)
+    def _input(self, x: Array, layout: str) -> torch.Tensor:
+        t = torch.as_tensor(to_layout(x, layout, "NHWC")).permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
+        return t.to(self.device).contiguous(memory_format=torch.channels_last)
+
+    def _forward(self, t: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if self._rcnn is not None:
-            return tuple(o.cpu().numpy() for o in self._rcnn(t))
+            return self._rcnn(t)
         if not isinstance(self.model, SSD):
-            return self.model(t).float().cpu().numpy()
+            return self.model(t)
         size = (int(t.shape[-2]), int(t.shape[-1]))
         if size not in self._pipelines:
             self._pipelines[size] = DetectionPipeline(self.model, size).to(self.device)
-        return tuple(o.cpu().numpy() for o in self._pipelines[size](t))
+        return self._pipelines[size](t)
+
+    @torch.inference_mode()
+    def run(self, x: Array, layout: str = "NCHW") -> Outputs:
+        out = self._forward(self._input(x, layout))
+        if isinstance(out, torch.Tensor):
+            return out.float().cpu().numpy()
+        return tuple(o.cpu().numpy() for o in out)
+
+    def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]:
+        t = self._input(x, layout)
+
+        def call() -> object:
+            with torch.inference_mode():
+                return self._forward(t)
+        return call
 
 
 class OnnxSession:
     """ONNX Runtime with all graph optimizations; CUDA when available, else CPU."""
 
     name = "onnxruntime"
+    layout = "NCHW"
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -103,8 +145,8 @@ class OnnxSession:
         self.path = Path(path)
         self.config: TaskConfig | None = None
 
-    def run(self, x: np.ndarray | torch.Tensor) -> Outputs:
-        arr = np.ascontiguousarray(x.numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+    def run(self, x: Array, layout: str = "NCHW") -> Outputs:
+        arr = np.ascontiguousarray(numpy(to_layout(x, layout, "NCHW")), dtype=np.float32)
         if self.static_batch == 1 and len(arr) > 1:  # a graph traced for one image (Faster R-CNN)
             parts = [self.session.run(None, {self.input: arr[i: i + 1]}) for i in range(len(arr))]
             outs = [np.concatenate(p) for p in zip(*parts)]
@@ -112,12 +154,17 @@ class OnnxSession:
             outs = self.session.run(None, {self.input: arr})
         return outs[0] if len(outs) == 1 else tuple(outs)
 
+    def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]:
+        feed = {self.input: np.ascontiguousarray(numpy(to_layout(x, layout, "NCHW")), dtype=np.float32)}
+        return lambda: self.session.run(None, feed)
+
 
 class LitertSession:
-    """LiteRT (XNNPACK on the CPU) on a ``.tflite``: NCHW float batches in, our outputs out.
+    """LiteRT (XNNPACK on the CPU) on a ``.tflite``: float batches in (NHWC, the graph's layout, as they
+    are; NCHW transposed on the way in), our outputs out.
 
-    Inputs are transposed to NHWC and, for an integer input, quantized with the file's scale and zero
-    point; outputs are dequantized. A batch other than the file's is run by resizing the input (one
+    An integer input is quantized with the file's scale and zero point; outputs are dequantized.
+    Tensor details are read once. A batch other than the file's is run by resizing the input (one
     image at a time if the graph cannot be resized). Our files carry their config in their
     metadata; a detector's NMS runs after the graph (:func:`select_for`). Google's files are read by
     our loader for their config, classes and preprocessing; their SSD post-processing op's outputs
@@ -125,6 +172,7 @@ class LitertSession:
     """
 
     name = "litert"
+    layout = "NHWC"
 
     def __init__(self, source: str | Path | bytes, threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -147,34 +195,48 @@ class LitertSession:
             self.config = None if model is None else model.config
             self.meta = {} if model is None else {**model.weights_meta, "model": model.config.name,
                                                   "task": task_of(model.config)}
-        self.input = self.interpreter.get_input_details()[0]
-        self._shape = tuple(int(d) for d in self.input["shape"])
+        inp = self.interpreter.get_input_details()[0]
+        self._index, self._dtype = int(inp["index"]), np.dtype(inp["dtype"])
+        self._in_quant = inp["quantization"] if self._dtype.kind in "iu" else None
+        self._shape = tuple(int(d) for d in inp["shape"])
+        # (index, scale, zero point) of each output; scale 0: a float output
+        self._outputs = [(int(o["index"]), *o["quantization"]) for o in self.interpreter.get_output_details()]
         # Google's classifiers end in a softmax: their log-probabilities are logits (softmax gives them back)
-        out = self.interpreter.get_output_details()[0]["index"]
         ops = self.interpreter._get_ops_details()
-        self._log = any(op["op_name"] == "SOFTMAX" and out in op["outputs"] for op in ops)
+        self._log = any(op["op_name"] == "SOFTMAX" and self._outputs[0][0] in op["outputs"] for op in ops)
 
-    def _invoke(self, x: np.ndarray) -> list[np.ndarray]:
-        it, inp = self.interpreter, self.input
+    def _set_input(self, x: np.ndarray) -> None:
+        it = self.interpreter
         if x.shape != self._shape:
-            it.resize_tensor_input(inp["index"], list(x.shape))
+            it.resize_tensor_input(self._index, list(x.shape))
             it.allocate_tensors()
             self._shape = x.shape
-        scale, zero_point = inp["quantization"]
-        if np.dtype(inp["dtype"]).kind in "iu":
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale + zero_point), info.min, info.max)
-        it.set_tensor(inp["index"], np.ascontiguousarray(x, dtype=inp["dtype"]))
+        if self._in_quant is not None and x.dtype != self._dtype:  # float in: onto the input's integer grid
+            scale, zero_point = self._in_quant
+            info = np.iinfo(self._dtype)
+            q = np.multiply(x, np.float32(1 / scale), dtype=np.float32, order="C")  # one new array, then in place
+            q += np.float32(zero_point)
+            np.rint(q, out=q)
+            x = np.clip(q, info.min, info.max, out=q)
+        if x.dtype == self._dtype and x.flags.c_contiguous:
+            it.set_tensor(self._index, x)
+        else:  # one pass: cast and transpose straight into the interpreter's input buffer
+            buf = it.tensor(self._index)()
+            np.copyto(buf, x, casting="unsafe")
+            del buf  # the interpreter refuses to run while a view of its buffers is alive
+
+    def _invoke(self, x: np.ndarray) -> list[np.ndarray]:
+        self._set_input(x)
+        it = self.interpreter
         it.invoke()
         outs = []
-        for o in it.get_output_details():
-            out = it.get_tensor(o["index"])
-            scale, zero_point = o["quantization"]
+        for index, scale, zero_point in self._outputs:
+            out = it.get_tensor(index)
             outs.append((out.astype(np.float32) - zero_point) * scale if scale else out)
         return outs
 
-    def run(self, x: np.ndarray | torch.Tensor) -> Outputs:
-        arr = (x.numpy() if isinstance(x, torch.Tensor) else x).transpose(0, 2, 3, 1)
+    def run(self, x: Array, layout: str = "NCHW") -> Outputs:
+        arr = numpy(to_layout(x, layout, "NHWC"))
         try:
             outs = self._invoke(arr)
         except (ValueError, RuntimeError):  # a graph with static shapes: one image at a time
@@ -188,9 +250,13 @@ class LitertSession:
             return (boxes[..., [1, 0, 3, 2]], scores, classes.astype(np.int64) + 1, count.astype(np.int64))
         return finish(self.config, tuple(torch.from_numpy(o) for o in outs))
 
+    def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]:
+        self._set_input(numpy(to_layout(x, layout, "NHWC")))
+        return self.interpreter.invoke
+
     def _invoke_shape_reset(self) -> None:
         shape = [1, *self._shape[1:]]
-        self.interpreter.resize_tensor_input(self.input["index"], shape)
+        self.interpreter.resize_tensor_input(self._index, shape)
         self.interpreter.allocate_tensors()
         self._shape = tuple(shape)
 
@@ -211,6 +277,7 @@ class ExecutorchSession:
     (the program's static batch), our outputs out; config and classes from the program's metadata."""
 
     name = "executorch"
+    layout = "NCHW"
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         require_executorch()
@@ -233,11 +300,82 @@ class ExecutorchSession:
         self.path = Path(path)
         self.image_shape = tuple(self.method.metadata.input_tensor_meta(0).sizes())[1:]
 
-    def run(self, x: np.ndarray | torch.Tensor) -> Outputs:
-        t = torch.as_tensor(x, dtype=torch.float32)
+    def _input(self, x: Array, layout: str) -> torch.Tensor:
+        t = torch.as_tensor(numpy(to_layout(x, layout, "NCHW")), dtype=torch.float32)
         if tuple(t.shape[1:]) != self.image_shape:
             raise ValueError(f"{self.path} takes {'x'.join(map(str, self.image_shape))} images (its program's "
                              f"static shape), not {'x'.join(map(str, t.shape[1:]))}: export at that --input-size")
-        parts = [self.method.execute([t[i: i + 1].contiguous()]) for i in range(len(t))]
-        outs = [torch.cat(p) for p in zip(*parts)]
+        return t.contiguous()
+
+    def run(self, x: Array, layout: str = "NCHW") -> Outputs:
+        t = self._input(x, layout)
+        if len(t) == 1:
+            outs = list(self.method.execute([t]))
+        else:
+            parts = [self.method.execute([t[i: i + 1]]) for i in range(len(t))]
+            outs = [torch.cat(p) for p in zip(*parts)]
         return finish(self.config, outs[0] if len(outs) == 1 else tuple(outs))
+
+    def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]:
+        inputs = [self._input(x, layout)[:1]]
+        return lambda: self.method.execute(inputs)
+
+
+def onnx_metadata(path: str | Path) -> dict[str, Any]:
+    """Our JSON record in an ONNX file's metadata (empty for another's file)."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return json.loads(props[META_KEY]) if META_KEY in props else {}
+
+
+def openvino_installed() -> bool:
+    """OpenVINO is an optional extra (``mobilenets[openvino]``)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+class OpenvinoSession:
+    """OpenVINO's CPU plugin on our ``.onnx`` (fp32, or the QDQ int8 export, which it runs in int8):
+    NCHW batches in, our outputs out. fp32 graphs run in fp32 (``INFERENCE_PRECISION_HINT``: the plugin
+    would otherwise choose bf16 on CPUs with AVX512-BF16 or AMX), tuned for latency."""
+
+    name = "openvino"
+    layout = "NCHW"
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        if not openvino_installed():
+            raise ImportError("OpenVINO is not installed: pip install 'mobilenets[openvino]'")
+        import openvino as ov
+
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+            self.compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads or cpu_threads(),
+                                                              "PERFORMANCE_HINT": "LATENCY",
+                                                              "INFERENCE_PRECISION_HINT": "f32"})
+        except RuntimeError as e:
+            raise ValueError(f"{path}: not a model OpenVINO can run ({str(e).splitlines()[0]})") from None
+        self.request = self.compiled.create_infer_request()
+        self._outputs = len(self.compiled.outputs)
+        self._shared: np.ndarray | None = None
+        self.meta: dict[str, Any] = onnx_metadata(path)
+        self.config: TaskConfig | None = None  # as OnnxSession: the graph's outputs are final
+        self.path = Path(path)
+
+    def _set_input(self, x: Array, layout: str) -> None:
+        import openvino as ov
+
+        arr = np.ascontiguousarray(numpy(to_layout(x, layout, "NCHW")), dtype=np.float32)
+        if arr is not self._shared:  # the request reads the array itself, so the same array needs no new tensor
+            self.request.set_input_tensor(0, ov.Tensor(arr, shared_memory=True))
+            self._shared = arr  # kept alive while the request points at its memory
+
+    def run(self, x: Array, layout: str = "NCHW") -> Outputs:
+        self._set_input(x, layout)
+        self.request.infer()
+        outs = [self.request.get_output_tensor(i).data.copy() for i in range(self._outputs)]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]:
+        self._set_input(x, layout)
+        return self.request.infer

@@ -1,5 +1,11 @@
 """Opening a session: any weights we load, an exported file or a model object, in a chosen runtime -
-or, with ``runtime="auto"``, in the runtime measured fastest for that model on this machine."""
+or, with ``runtime="auto"``, in the runtime measured fastest for that model on this machine.
+
+auto measures each runtime alone: every runtime runs in a worker process of its own
+(:mod:`mobilenets.deploy.worker`), one at a time, and a worker answers only once its own threads
+have gone idle, so no runtime's spinning thread pool slows the next. Rounds interleave the runtimes
+(rotating order) until the fastest is ahead by more than the noise, or the rounds run out; runtimes
+within the noise of the fastest (3%, as ratios within rounds) are a tie, kept stable from run to run."""
 
 from __future__ import annotations
 
@@ -7,8 +13,13 @@ import hashlib
 import json
 import os
 import statistics
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -19,38 +30,65 @@ from ..tasks.detection.faster_rcnn import FasterRCNN
 from ..utils.device import cpu_name, cpu_threads
 from ..utils.fsutil import atomic_write_text
 from ..utils.timing import time_fn
-from ..weights import load_model
+from ..weights import load_model, save_weights
 from ..weights.published import cache_dir
 from .onnx import export_onnx
-from .runtimes import ExecutorchSession, LitertSession, OnnxSession, TorchSession, executorch_installed
+from .runtimes import (
+    ExecutorchSession,
+    LitertSession,
+    OnnxSession,
+    OpenvinoSession,
+    TorchSession,
+    executorch_installed,
+    openvino_installed,
+)
 
-RUNTIMES = ("auto", "torch", "onnxruntime", "litert", "executorch")
-FILE_RUNTIMES = {".onnx": "onnxruntime", ".tflite": "litert", ".pte": "executorch"}
-Session = TorchSession | OnnxSession | LitertSession | ExecutorchSession
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino", "litert", "executorch")
+# the runtimes that run each exported format (the first: what auto picks without measuring)
+FILE_RUNTIMES = {".onnx": ("onnxruntime", "openvino"), ".tflite": ("litert",), ".pte": ("executorch",)}
+EXPORT_SUFFIX = {"onnxruntime": "onnx", "openvino": "onnx", "litert": "tflite", "executorch": "pte"}
+Session = TorchSession | OnnxSession | OpenvinoSession | LitertSession | ExecutorchSession
+NOISE = 0.03  # runtimes within 3% of the fastest (median of within-round ratios) are a tie
+PREFERENCE = ("litert", "onnxruntime", "openvino", "executorch", "torch")  # a tie's order without a past choice
 
 
-def measured_runtimes(model: torch.nn.Module | None = None) -> tuple[str, ...]:
-    """What "auto" chooses among: every installed runtime (ExecuTorch is an optional extra) that runs
-    ``model`` (a Faster R-CNN exports to ONNX only)."""
+def installed_runtimes() -> tuple[str, ...]:
+    """Every runtime this machine can run (ExecuTorch and OpenVINO are optional extras)."""
+    return (("torch", "onnxruntime") + (("openvino",) if openvino_installed() else ()) + ("litert",)
+            + (("executorch",) if executorch_installed() else ()))
+
+
+def measured_runtimes(model: torch.nn.Module | str | Path | None = None) -> tuple[str, ...]:
+    """What "auto" chooses among: every installed runtime that runs ``model`` (a Faster R-CNN exports
+    to ONNX only; an exported file runs in the runtimes of its format)."""
     if isinstance(model, FasterRCNN):
         return ("torch", "onnxruntime")
-    return ("torch", "onnxruntime", "litert") + (("executorch",) if executorch_installed() else ())
+    installed = installed_runtimes()
+    if isinstance(model, str | Path):
+        return tuple(r for r in FILE_RUNTIMES.get(Path(model).suffix, ()) if r in installed)
+    return installed
 
 
 def default_runtime(source: str | Path | None = None) -> str:
     """The CLI's default runtime: ``$MOBILENETS_RUNTIME`` if set (e.g. ``torch`` to skip measuring), else
-    auto - and auto for a ``.onnx`` or ``.pte`` ``source``, which only its own runtime runs."""
+    auto. A ``.onnx`` or ``.pte`` ``source`` runs in a runtime of its format: the one set if it is one,
+    else auto, or without measuring (``torch`` set) the format's first."""
     value = os.environ.get("MOBILENETS_RUNTIME", "auto")
     if value not in RUNTIMES:
         raise ValueError(f"MOBILENETS_RUNTIME={value!r} is not a runtime; valid: {', '.join(RUNTIMES)}")
-    if source is not None and Path(str(source)).suffix in (".onnx", ".pte"):
-        return "auto"
+    suffix = Path(str(source)).suffix if source is not None else ""
+    if suffix in (".onnx", ".pte"):
+        kinds = FILE_RUNTIMES[suffix]
+        return value if value == "auto" or value in kinds else kinds[0]
     return value
 
 
 def _digest(model: torch.nn.Module) -> str:
-    """Content hash of a model (config and weights): the key of its cached exports and timings."""
+    """Content hash of a model (config, weights, and the classes and preprocessing an export records): the
+    key of its cached exports."""
+    meta = getattr(model, "weights_meta", {}) or {}
     h = hashlib.sha256(model.config.name.encode())
+    h.update(json.dumps([meta.get("classes"), meta.get("preprocessing")], sort_keys=True, default=str).encode())
     for k, v in model.state_dict().items():
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
@@ -58,12 +96,16 @@ def _digest(model: torch.nn.Module) -> str:
 
 
 def cached_export(model: torch.nn.Module, runtime: str) -> Path:
-    """Our export of ``model`` for ``runtime`` (ONNX, float TFLite or ExecuTorch), made once per content hash."""
-    suffix = next(k for k, v in FILE_RUNTIMES.items() if v == runtime)[1:]
+    """Our export of ``model`` for ``runtime`` (ONNX, float TFLite or ExecuTorch; torch: the weights as
+    safetensors, for a worker process), made once per content hash."""
+    suffix = EXPORT_SUFFIX.get(runtime, "safetensors")
     path = cache_dir() / suffix / f"{model.config.name}-{_digest(model)}.{suffix}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        if runtime == "onnxruntime":
+        if runtime == "torch":
+            meta = getattr(model, "weights_meta", {}) or {}
+            save_weights(model, path, classes=meta.get("classes"), preprocessing=meta.get("preprocessing"))
+        elif suffix == "onnx":
             export_onnx(model, path, check=False)
         elif runtime == "litert":
             from .tflite import export_tflite  # litert-torch is heavy: only when a TFLite file is needed
@@ -77,20 +119,24 @@ def cached_export(model: torch.nn.Module, runtime: str) -> Path:
 
 
 def _session(path: str | Path, runtime: str, threads: int | None) -> Session:
-    kinds = {"onnxruntime": OnnxSession, "litert": LitertSession, "executorch": ExecutorchSession}
+    kinds: dict[str, Callable[..., Session]] = {"onnxruntime": OnnxSession, "openvino": OpenvinoSession,
+                                                "litert": LitertSession, "executorch": ExecutorchSession}
     return kinds[runtime](path, threads)
 
 
-def _open_file(src: str, runtime: str, threads: int | None) -> Session | None:
-    """An exported file in its own runtime (``auto``: the only one that runs it)."""
-    kind = FILE_RUNTIMES.get(Path(src).suffix)
-    if kind is None or (kind == "litert" and runtime == "torch"):
+def _open_file(src: str, runtime: str, threads: int | None, batch_size: int) -> Session | None:
+    """An exported file in a runtime of its format (``auto``: the fastest of them, measured once)."""
+    kinds = FILE_RUNTIMES.get(Path(src).suffix)
+    if kinds is None or (kinds == ("litert",) and runtime == "torch"):
         return None  # weights (a TFLite file runs in torch through our loader)
-    if runtime not in ("auto", kind):
-        raise ValueError(f"{src} is a {Path(src).suffix} file: use --runtime {kind} (or auto)")
+    if runtime != "auto" and runtime not in kinds:
+        raise ValueError(f"{src} is a {Path(src).suffix} file: use --runtime {' or '.join(kinds)} (or auto)")
     if not Path(src).exists():
         raise FileNotFoundError(f"file not found: {src}")
-    return _session(src, kind, threads)
+    if runtime == "auto":
+        candidates = measured_runtimes(src)
+        runtime = candidates[0] if len(candidates) == 1 else choose_runtime(src, batch_size, threads=threads).runtime
+    return _session(src, runtime, threads)
 
 
 def open_session(weights: str | Path | torch.nn.Module, runtime: str = "torch", device: str = "cpu",
@@ -98,14 +144,14 @@ def open_session(weights: str | Path | torch.nn.Module, runtime: str = "torch", 
     """A session for weights (any format we load), an exported ``.onnx`` / ``.tflite`` / ``.pte``, or a
     model object.
 
-    ``onnxruntime``, ``litert`` and ``executorch`` run our export of the weights (made once, cached by
-    content hash); ``auto`` measures the runtimes once per machine, model and batch size
+    ``onnxruntime``, ``openvino``, ``litert`` and ``executorch`` run our export of the weights (made once,
+    cached by content hash); ``auto`` measures the runtimes once per machine, model and batch size
     (:func:`choose_runtime`) and opens the fastest.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
     if not isinstance(weights, torch.nn.Module):
-        found = _open_file(str(weights), runtime, threads)
+        found = _open_file(str(weights), runtime, threads, batch_size)
         if found is not None:
             return found
         weights = load_model(weights)
@@ -124,65 +170,178 @@ class RuntimeChoice:
     runtime: str
     timings_ms: dict[str, float] = field(default_factory=dict)  # median batch latency of each runtime measured
     cached: bool = False
+    spread: dict[str, float] = field(default_factory=dict)  # (max - min) / median of each runtime's rounds
+    measured_at: str = ""  # ISO 8601, UTC
+    tied: list[str] = field(default_factory=list)  # runtimes within the noise of the fastest
 
 
 def machine_key(runtime: str, batch_size: int, threads: int) -> str:
     """What a latency depends on besides the model: CPU, threads, library versions, runtime, batch."""
+    from importlib.metadata import version
+
     parts = [cpu_name(), str(threads), torch.__version__, runtime, str(batch_size)]
-    if runtime in ("onnxruntime", "auto"):
-        import onnxruntime
-
-        parts.append(onnxruntime.__version__)
-    if runtime in ("litert", "auto"):
-        from ai_edge_litert import __version__ as litert_version
-
-        parts.append(litert_version)
-    if runtime in ("executorch", "auto") and "executorch" in measured_runtimes():
-        from importlib.metadata import version
-
-        parts.append(version("executorch"))
+    packages = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert",
+                "executorch": "executorch"}
+    for name in installed_runtimes():
+        if runtime in (name, "auto") and name in packages:
+            parts.append(f"{name} {version(packages[name])}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def runtime_key(config: TaskConfig, batch_size: int, threads: int, device: str) -> str:
-    """What the fastest runtime depends on: the machine (:func:`machine_key`), architecture, device, precision."""
-    parts = [machine_key("auto", batch_size, threads), config.name, device, "fp32"]
+def runtime_key(model: TaskConfig | str | Path, batch_size: int, threads: int, device: str) -> str:
+    """What the fastest runtime depends on: the machine (:func:`machine_key`), the architecture (or an
+    exported file's content), device, precision."""
+    what = model.name if isinstance(model, TaskConfig) else hashlib.sha256(Path(model).read_bytes()).hexdigest()
+    parts = [machine_key("auto", batch_size, threads), what, device, "fp32" if isinstance(model, TaskConfig) else ""]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def measure_runtimes(model: torch.nn.Module, batch_size: int = 1, threads: int | None = None, device: str = "cpu",
-                     rounds: int = 5) -> dict[str, float]:
-    """Median batch latency (ms) of the model in each runtime, measured in interleaved rounds whose
-    order rotates (no runtime always runs after the same one: a runtime's idle worker threads slow
-    the next for a moment)."""
-    size = model.config.resolution
-    x = np.random.default_rng(0).standard_normal((batch_size, model.config.in_chans, size, size)).astype(np.float32)
-    runtimes = measured_runtimes(model) if device == "cpu" else ("torch",)  # the others run on the CPU here
-    sessions = {r: open_session(model, r, device, threads) for r in runtimes}
-    per_round: dict[str, list[float]] = {r: [] for r in runtimes}
-    order = list(sessions.items())
-    for i in range(rounds):
-        for r, s in order[i % len(order):] + order[: i % len(order)]:
-            per_round[r].append(statistics.median(time_fn(lambda s=s: s.run(x), warmup=3, iters=10, min_seconds=0.2)))
-    return {r: round(statistics.median(v) * 1e3, 4) for r, v in per_round.items()}
+def wait_idle(window: float = 0.02, busy: float = 0.05, timeout: float = 2.0) -> bool:
+    """Return once this process's threads (all of them: a runtime's pool too) used less than ``busy``
+    of one core over ``window`` seconds; False if they were still busy after ``timeout``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        cpu = time.process_time()
+        time.sleep(window)
+        if time.process_time() - cpu < busy * window:
+            return True
+    return False
 
 
-def choose_runtime(model: torch.nn.Module, batch_size: int = 1, *, threads: int | None = None, device: str = "cpu",
-                   remeasure: bool = False, cache: Path | None = None,
-                   measure: Callable[..., dict[str, float]] = measure_runtimes) -> RuntimeChoice:
-    """The fastest runtime for ``model`` on this machine: measured once (``measure``), then cached in
-    ``runtime.json`` beside the latency cache; GPUs run in torch."""
+class Worker:
+    """A runtime in a process of its own (:mod:`mobilenets.deploy.worker`), timed on request; start
+    several, then :meth:`ask` them one at a time."""
+
+    def __init__(self, runtime: str, source: Path, threads: int) -> None:
+        cmd = [sys.executable, "-m", "mobilenets.deploy.worker", runtime, str(source), str(threads)]
+        self.runtime = runtime
+        self.log = tempfile.TemporaryFile("w+")  # a file, not a pipe: native logs cannot fill it and block
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
+
+    def ask(self, **request: object) -> dict[str, object]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            self.log.seek(0)
+            last = self.log.read().strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"the {self.runtime} worker stopped: {last[0]}")
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+
+def measure_isolated(sources: dict[str, Path], shape: Sequence[int], threads: int, *, min_rounds: int = 3,
+                     max_rounds: int = 9, seconds: float = 0.25) -> dict[str, list[float]]:
+    """Each runtime's median batch latency (ms) in each round, every runtime in a worker process of its
+    own (``sources``: runtime -> the file it opens), timed one at a time: rounds rotate the order and
+    stop once the fastest leads by more than the noise (:func:`ranked`)."""
+    workers = {r: Worker(r, p, threads) for r, p in sources.items()}
+    try:
+        for w in workers.values():
+            w.ask(cmd="ready")  # the workers load side by side; nothing is timed yet
+        wait_idle()
+        rounds: dict[str, list[float]] = {r: [] for r in workers}
+        order = list(workers)
+        for i in range(max_rounds):
+            for r in order[i % len(order):] + order[: i % len(order)]:
+                reply = workers[r].ask(cmd="time", shape=list(shape), seconds=seconds)
+                rounds[r].append(float(reply["median_ms"]))  # type: ignore[arg-type]
+            if i + 1 >= min_rounds and len(ranked(rounds)) == 1:
+                break
+        return rounds
+    finally:
+        for w in workers.values():
+            w.close()
+
+
+def _summary(rounds: Sequence[float]) -> tuple[float, float]:
+    """Median and spread ((max - min) / median) of a runtime's round medians."""
+    med = statistics.median(rounds)
+    return med, (max(rounds) - min(rounds)) / med if med else 0.0
+
+
+def ranked(rounds: dict[str, list[float]]) -> list[str]:
+    """The runtimes tied for fastest, fastest first: each runtime's latency over the fastest's, taken within
+    each round (noise that hits a whole round cancels) and its median over the rounds, within ``NOISE``."""
+    timed = {r: v for r, v in rounds.items() if v}
+    best = min(timed, key=lambda r: statistics.median(timed[r]))
+    ratio = {r: statistics.median(a / b for a, b in zip(v, timed[best], strict=False)) for r, v in timed.items()}
+    return sorted((r for r, q in ratio.items() if q <= 1 + NOISE), key=lambda r: ratio[r])
+
+
+def stable_choice(tied: Sequence[str], previous: str | None) -> str:
+    """Among runtimes within the noise: the previous choice if it is one of them, else a fixed order."""
+    if previous in tied:
+        return str(previous)
+    return min(tied, key=lambda r: PREFERENCE.index(r) if r in PREFERENCE else len(PREFERENCE))
+
+
+def measure_runtimes(model: torch.nn.Module | str | Path, batch_size: int = 1, threads: int | None = None,
+                     device: str = "cpu", max_rounds: int = 9) -> dict[str, list[float]]:
+    """Median batch latency (ms) of ``model`` (a model, or an exported file) in each runtime that runs
+    it, per round, each measured alone (:func:`measure_isolated`); a GPU is measured in this process
+    (torch only)."""
+    threads = threads or cpu_threads()
+    if isinstance(model, torch.nn.Module):
+        size, chans = model.config.resolution, model.config.in_chans
+        if device != "cpu":
+            session = TorchSession(model, device, threads)
+            x = np.zeros((batch_size, chans, size, size), np.float32)
+            return {"torch": [statistics.median(time_fn(lambda: session.run(x), 3, 10, 0.2)) * 1e3]}
+        sources = {r: cached_export(model, r) for r in measured_runtimes(model)}
+        shape = [batch_size, chans, size, size]
+    else:
+        sources = {r: Path(model) for r in measured_runtimes(model)}
+        probe = _session(model, next(iter(sources)), threads)
+        shape = [batch_size, *_image_shape(probe)]
+    return measure_isolated(sources, shape, threads, max_rounds=max_rounds)
+
+
+def _image_shape(session: Session) -> list[int]:
+    """An exported file's image shape, NCHW, from its record or its preprocessing."""
+    from ..tasks import parse_model_name
+
+    if session.config is None and "model" not in session.meta:
+        raise ValueError(f"{getattr(session, 'path', 'this file')} records no model: choose --runtime "
+                         f"{' or '.join(FILE_RUNTIMES['.onnx'])}")
+    config = session.config or parse_model_name(session.meta["model"])
+    size = (session.meta.get("preprocessing") or {}).get("input_size") or config.resolution
+    return [config.in_chans, size, size]
+
+
+def choose_runtime(model: torch.nn.Module | str | Path, batch_size: int = 1, *, threads: int | None = None,
+                   device: str = "cpu", remeasure: bool = False, cache: Path | None = None,
+                   measure: Callable[..., dict[str, list[float]] | dict[str, float]] | None = None,
+                   ) -> RuntimeChoice:
+    """The fastest runtime for ``model`` (or an exported file) on this machine: measured once
+    (``measure``: each runtime alone), then cached in ``runtime.json`` beside the latency cache with
+    its time and spread; ``remeasure`` refreshes it. GPUs run in torch. Runtimes within the noise
+    keep the previous choice (:func:`stable_choice`)."""
     threads = threads or cpu_threads()
     device = str(device)
     cache = cache or cache_dir() / "runtime.json"
-    key = runtime_key(model.config, batch_size, threads, device)
-    data: dict[str, dict[str, float]] = json.loads(cache.read_text()) if cache.is_file() else {}
-    if key in data and not remeasure:
-        timings, cached = data[key], True
-    else:
-        timings, cached = measure(model, batch_size=batch_size, threads=threads, device=device), False
-        data[key] = timings
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cache, json.dumps(data, indent=1))
-    return RuntimeChoice(min(timings, key=timings.__getitem__), dict(timings), cached)
-
+    config = model.config if isinstance(model, torch.nn.Module) else model
+    key = runtime_key(config, batch_size, threads, device)
+    data: dict[str, dict[str, object]] = json.loads(cache.read_text()) if cache.is_file() else {}
+    entry = data.get(key, {})
+    if "runtime" in entry and not remeasure:
+        return RuntimeChoice(**{**entry, "cached": True})  # type: ignore[arg-type]
+    measured = (measure or measure_runtimes)(model, batch_size=batch_size, threads=threads, device=device)
+    rounds = {r: v if isinstance(v, list) else [v] for r, v in measured.items()}
+    stats = {r: _summary(v) for r, v in rounds.items()}
+    tied = ranked(rounds)
+    previous = entry.get("runtime")
+    choice = RuntimeChoice(stable_choice(tied, previous if isinstance(previous, str) else None),
+                           {r: round(m, 4) for r, (m, _) in stats.items()}, False,
+                           {r: round(sp, 4) for r, (_, sp) in stats.items()},
+                           datetime.now(timezone.utc).isoformat(timespec="seconds"), tied)
+    data[key] = {k: v for k, v in asdict(choice).items() if k != "cached"}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cache, json.dumps(data, indent=1))
+    return choice

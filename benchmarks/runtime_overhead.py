@@ -1,0 +1,155 @@
+"""What a session costs over its runtime's own call, and what ``--runtime auto`` delivers, at batch 1.
+
+    python benchmarks/runtime_overhead.py [--rounds 5] [--seconds 0.4] [--refdata ../shared/refdata]
+
+For 0.25-MobileNet-224 (Google's float weights, read from ``mobilenet_v1_0.25_224.tflite``) and
+1.0-MobileNetV2-224 (Google's weights, from ``mobilenet_v2_1.0_224_quant.tflite``), every runtime and
+precision we run - torch, ONNX Runtime, OpenVINO, LiteRT, ExecuTorch in fp32; ONNX Runtime and OpenVINO
+on our ``onnx-int8``, LiteRT on our ``tflite-int8`` - plus the anchors a user could pick without us:
+LiteRT on Google's files, ONNX Runtime on torchvision's own ONNX export of ``mobilenet_v2``.
+
+Each candidate runs in a worker process of its own (``mobilenets.deploy.worker``); one worker is timed
+at a time and answers only once its threads are idle, in rounds whose order rotates. In each round a
+worker times the session (``session.run`` on a batch in its layout, what ``predict`` hands it) and
+the runtime's own call (``session.raw``: ``interpreter.invoke()``, ``session.run()``, ...) back to
+back; the ratio is taken within the round, then the median over rounds. Goal: session <= 1.03x raw,
+or <= 20 us more.
+
+auto: ``choose_runtime`` with an empty cache (each runtime measured alone, its table printed), its
+choice's session latency against the fastest raw latency of the fp32 candidates and anchors (goal:
+>= 1.0x), and its table against each runtime's session latency measured here (goal: within 10%).
+The CPU and its features are printed with the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine  # noqa: E402
+
+from mobilenets.deploy.quantize import export_onnx_int8  # noqa: E402
+from mobilenets.deploy.session import (  # noqa: E402
+    Worker,
+    cached_export,
+    choose_runtime,
+    measured_runtimes,
+    wait_idle,
+)
+from mobilenets.deploy.tflite import export_tflite  # noqa: E402
+from mobilenets.utils.device import cpu_threads  # noqa: E402
+from mobilenets.weights import load_model  # noqa: E402
+
+MODELS = {"0.25-MobileNet-224": "mobilenet_v1_0.25_224.tflite", "1.0-MobileNetV2-224": "mobilenet_v2_1.0_224_quant.tflite"}
+ANCHORS = {"0.25-MobileNet-224": {"litert on Google's float file": "mobilenet_v1_0.25_224.tflite",
+                                  "litert on Google's uint8 file": "mobilenet_v1_0.25_224_quant.tflite"},
+           "1.0-MobileNetV2-224": {"litert on Google's uint8 file": "mobilenet_v2_1.0_224_quant.tflite",
+                                   "litert on Google's int8 file": "tf2_mobilenet_v2_1.0_224_ptq.tflite"}}
+
+
+def torchvision_onnx(tmp: Path) -> Path:
+    """torchvision's mobilenet_v2 exported by torch.onnx.export as a user would (random weights: the speed
+    does not depend on them)."""
+    import torch
+    import torchvision
+
+    path = tmp / "torchvision_mobilenet_v2.onnx"
+    model = torchvision.models.mobilenet_v2().eval()
+    torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), str(path), dynamo=False, opset_version=17)
+    return path
+
+
+def candidates(name: str, refdata: Path, tmp: Path) -> dict[str, tuple[str, Path]]:
+    """label -> (runtime, the file its worker opens)."""
+    model = load_model(refdata / "models" / MODELS[name])
+    out = {f"{r} fp32": (r, cached_export(model, r)) for r in measured_runtimes(model)}
+    images = refdata / "images"
+    q_onnx, q_tflite = tmp / f"{name}.int8.onnx", tmp / f"{name}.int8.tflite"
+    export_onnx_int8(model, q_onnx, calibrate=images)
+    export_tflite(model, q_tflite, int8=True, calibrate=images)
+    out["onnxruntime int8"] = ("onnxruntime", q_onnx)
+    if "openvino" in measured_runtimes(q_onnx):
+        out["openvino int8"] = ("openvino", q_onnx)
+    out["litert int8"] = ("litert", q_tflite)
+    for label, file in ANCHORS[name].items():
+        if (refdata / "models" / file).is_file():
+            out[label] = ("litert", refdata / "models" / file)
+    if name == "1.0-MobileNetV2-224":
+        out["onnxruntime on torchvision's export"] = ("onnxruntime", torchvision_onnx(tmp))
+    return out
+
+
+def measure(cands: dict[str, tuple[str, Path]], threads: int, rounds: int, seconds: float) -> dict[str, Any]:
+    """Session and raw latency (ms) of each candidate, each alone, per round; the ratio within rounds."""
+    workers = {label: Worker(runtime, path, threads) for label, (runtime, path) in cands.items()}
+    try:
+        for w in workers.values():
+            w.ask(cmd="ready")
+        wait_idle()
+        per: dict[str, dict[str, list[float]]] = {k: {"session": [], "raw": []} for k in workers}
+        order = list(workers)
+        for i in range(rounds):
+            for label in order[i % len(order):] + order[: i % len(order)]:
+                for kind in ("session", "raw"):
+                    reply = workers[label].ask(cmd="time", shape=[1, 3, 224, 224], seconds=seconds, raw=kind == "raw")
+                    per[label][kind].append(float(reply["median_ms"]))
+    finally:
+        for w in workers.values():
+            w.close()
+    out = {}
+    for label, t in per.items():
+        ratios = [s / r for s, r in zip(t["session"], t["raw"], strict=True)]
+        extra_us = [1e3 * (s - r) for s, r in zip(t["session"], t["raw"], strict=True)]
+        ratio, extra = statistics.median(ratios), statistics.median(extra_us)
+        out[label] = {"runtime": cands[label][0], "file": cands[label][1].name,
+                      "session_ms": round(statistics.median(t["session"]), 4),
+                      "raw_ms": round(statistics.median(t["raw"]), 4), "session_over_raw": round(ratio, 4),
+                      "extra_us": round(extra, 1), "meets_goal": ratio <= 1.03 or extra <= 20,
+                      "session_rounds_ms": [round(v, 4) for v in t["session"]]}
+    return out
+
+
+def auto(name: str, refdata: Path, measured: dict[str, Any], threads: int) -> dict[str, Any]:
+    """auto's choice from an empty cache, against the fastest raw fp32 candidate or anchor."""
+    model = load_model(refdata / "models" / MODELS[name])
+    with tempfile.TemporaryDirectory() as tmp:
+        choice = choose_runtime(model, threads=threads, cache=Path(tmp) / "runtime.json")
+    fp32 = {k: v for k, v in measured.items() if "int8" not in k and "uint8" not in k}
+    fastest = min(fp32, key=lambda k: fp32[k]["raw_ms"])
+    delivered = measured[f"{choice.runtime} fp32"]["session_ms"]
+    table_vs_alone = {r: round(ms / measured[f"{r} fp32"]["session_ms"], 4) for r, ms in choice.timings_ms.items()}
+    return {"choice": choice.runtime, "tied": choice.tied, "table_ms": choice.timings_ms, "spread": choice.spread,
+            "delivered_ms": delivered, "fastest_raw": fastest, "fastest_raw_ms": fp32[fastest]["raw_ms"],
+            "speed_vs_fastest_raw": round(fp32[fastest]["raw_ms"] / delivered, 4),
+            "table_over_alone": table_vs_alone,
+            "table_within_10pct": all(0.9 <= v <= 1.1 for v in table_vs_alone.values())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=0.4, help="timing per worker and kind in each round")
+    ap.add_argument("--refdata", default=str(Path(__file__).resolve().parents[2] / "shared" / "refdata"))
+    ap.add_argument("--models", default=",".join(MODELS))
+    args = ap.parse_args()
+    refdata = Path(args.refdata)
+    threads = cpu_threads()
+    os.environ.setdefault("MOBILENETS_CACHE", tempfile.mkdtemp(prefix="mobilenets-bench-"))  # fresh exports
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            measured = measure(candidates(name, refdata, Path(tmp)), threads, args.rounds, args.seconds)
+            results[name] = {"candidates": measured, "auto": auto(name, refdata, measured, threads)}
+            print(json.dumps({name: results[name]}), file=sys.stderr)
+    print(json.dumps({"benchmark": "runtime_overhead", "threads": threads, "machine": machine(), "models": results}))
+
+
+if __name__ == "__main__":
+    main()
