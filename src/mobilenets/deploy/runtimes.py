@@ -60,6 +60,7 @@ def to_layout(x: Array, layout: str, want: str) -> Array:
 
 
 def numpy(x: Array) -> np.ndarray:
+    """A CPU tensor's array without a copy (sessions take either)."""
     return x.numpy() if isinstance(x, torch.Tensor) else x
 
 
