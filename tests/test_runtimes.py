@@ -306,3 +306,10 @@ def test_eval_through_a_runtime_scores_the_held_out_split(tmp_path: Path, monkey
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["metric"] == "top1" and d["images"] == 8 and d["openvino"] == pytest.approx(res.top1)
+
+
+def test_a_runtime_that_cannot_open_the_model_is_left_out(onnx_file: Path, tmp_path: Path) -> None:
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    rounds = measure_isolated({"onnxruntime": onnx_file, "openvino": tmp_path / "broken.onnx"}, [1, 3, 32, 32],
+                              threads=1, min_rounds=1, max_rounds=1, seconds=0.02)
+    assert list(rounds) == ["onnxruntime"]

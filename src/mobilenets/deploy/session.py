@@ -243,8 +243,15 @@ def measure_isolated(sources: dict[str, Path], shape: Sequence[int], threads: in
     stop once the fastest leads by more than the noise (:func:`ranked`)."""
     workers = {r: Worker(r, p, threads) for r, p in sources.items()}
     try:
-        for w in workers.values():
-            w.ask(cmd="ready")  # the workers load side by side; nothing is timed yet
+        for r, w in list(workers.items()):
+            try:
+                w.ask(cmd="ready")  # the workers load side by side; nothing is timed yet
+            except RuntimeError as e:  # a runtime that cannot open the model is not a candidate
+                print(f"auto: {e}; choosing among the others", file=sys.stderr)
+                w.close()
+                del workers[r]
+        if not workers:
+            raise RuntimeError("no runtime could open the model")
         wait_idle()
         rounds: dict[str, list[float]] = {r: [] for r in workers}
         order = list(workers)
