@@ -433,19 +433,19 @@ def test_finetune_from_a_folded_tflite_file(freeze_bn: bool, refdata: Path, tmp_
 
 
 def test_stall_is_diagnosed() -> None:
-    from mobilenets.training.diagnose import stall_signs, stall_warning
     from mobilenets.tasks.classification import EvalResult
+    from mobilenets.training.diagnose import stall_signs, stall_warning
 
     conf = torch.tensor([[5, 0], [7, 0]])
     ev = EvalResult(41.7, 100, 0.69, 12, ["a", "b"], conf)
-    assert stall_signs("classification", ["a", "b"], 1, math.log(2) + 1e-3, ev, steps=3) == []  # too early to tell
-    signs = stall_signs("classification", ["a", "b"], 2, math.log(2) + 1e-3, ev)
+    assert stall_signs(["a", "b"], 1, math.log(2) + 1e-3, ev, steps=3) == []  # too early to tell
+    signs = stall_signs(["a", "b"], 2, math.log(2) + 1e-3, ev)
     assert len(signs) == 2 and "chance level" in signs[0] and "'a'" in signs[1]
     lucky = EvalResult(75, 100, 0.69, 12, ["a", "b"], torch.tensor([[5, 0], [3, 4]]))  # a short first epoch
-    assert stall_signs("classification", ["a", "b"], 2, math.log(2) + 1e-3, lucky) == []
+    assert stall_signs(["a", "b"], 2, math.log(2) + 1e-3, lucky) == []
     assert "--lr 0.001" in stall_warning(signs, 1, 0.01, "w.tflite", False)
     learning = EvalResult(80, 100, 0.4, 12, ["a", "b"], torch.tensor([[5, 0], [2, 5]]))
-    assert stall_signs("classification", ["a", "b"], 2, 0.4, learning) == []
+    assert stall_signs(["a", "b"], 2, 0.4, learning) == []
 
 
 def test_a_run_that_learns_nothing_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -206,10 +206,16 @@ def load_splits(spec: DataSpec) -> Splits:
     return Splits(train, val, classes)
 
 
+def load_task_splits(spec: DataSpec, voc_classes: Sequence[str] = ()) -> Any:
+    """The training and held-out splits of ``spec`` for its task (a segmenter's VOC folder is named by
+    ``voc_classes``)."""
+    if spec.task == "detection":
+        return load_detection_splits(spec)
+    if spec.task == "segmentation":
+        return load_segmentation_splits(spec, list(voc_classes))
+    return load_splits(spec)
+
+
 def count_training_images(spec: DataSpec) -> int:
     """How many training images ``spec`` holds (its annotations are read and checked)."""
-    if spec.task == "detection":
-        return len(load_detection_splits(spec).train)
-    if spec.task == "segmentation":
-        return len(load_segmentation_splits(spec, []).train)
-    return len(load_splits(spec).train)  # type: ignore[arg-type]
+    return len(load_task_splits(spec).train)

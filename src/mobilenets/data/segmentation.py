@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .detection import DIGIT_CANVAS, DIGIT_SCALES, DIGITS_PER_CANVAS, canvas, digit_split
 from .annotations import DataIssues, ImageIndex, image_dirs, probe_images, random_split, split_role
+from .detection import DIGIT_CANVAS, DIGIT_SCALES, DIGITS_PER_CANVAS, canvas, digit_split
 from .images import IMAGE_EXTENSIONS, UnreadableImage, load_image
 
 IGNORE_INDEX = 255

@@ -17,10 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import DataSpec, Transformed, collate, load_splits, make_loader, resolve_data
-from ..data.detection import load_detection_splits
+from ..data import DataSpec, Transformed, collate, load_task_splits, make_loader, resolve_data
 from ..data.loaders import TransformedPairs, collate_targets, image_paths
-from ..data.segmentation import load_segmentation_splits
 from ..data.transforms import DetectionTransform, SegmentationTransform
 from ..models import Preprocess
 from ..tasks import preprocess_of, task_of
@@ -31,7 +29,6 @@ from ..tasks.segmentation.metrics import ConfusionMeter
 from ..weights.labels import voc_segmentation_classes
 
 Run = Callable[[np.ndarray], Any]
-METRIC = {"classification": "top1", "detection": "map50", "segmentation": "miou"}
 
 
 @dataclass
@@ -69,73 +66,97 @@ def labeled_data(model: nn.Module, data: str | Path | None = None) -> DataSpec |
     return spec
 
 
-def _splits(model: nn.Module, spec: DataSpec) -> Any:
-    task = task_of(model)
-    if task == "detection":
-        return load_detection_splits(spec)
-    if task == "segmentation":
-        return load_segmentation_splits(spec, list(voc_segmentation_classes()))
-    return load_splits(spec)
+def _splits(spec: DataSpec) -> Any:
+    return load_task_splits(spec, voc_segmentation_classes())
 
 
 def training_images(model: nn.Module, spec: DataSpec) -> list[Path]:
     """The image files of the training split (empty for data held in memory): an int8 export's
     calibration when none is given."""
-    return image_paths(_splits(model, spec).train)
+    return image_paths(_splits(spec).train)
 
 
-def _val_loader(model: nn.Module, spec: DataSpec, pre: Preprocess, batch_size: int) -> tuple[Any, list[str]]:
-    task = task_of(model)
-    splits = _splits(model, spec)
-    if task == "detection":
-        ds = TransformedPairs(splits.val, DetectionTransform(pre, False))
-    elif task == "segmentation":
-        ds = TransformedPairs(splits.val, SegmentationTransform(pre, False))
-    else:
-        ds = Transformed(splits.val, pre.eval_transform())
-    return (make_loader(ds, batch_size, collate_fn=collate if task == "classification" else collate_targets),
-            list(splits.classes))
+class _Scorer:
+    """How one task's held-out images are read and its outputs scored: one object per task, so that
+    :func:`score_sessions` does not ask which task it holds."""
+
+    metric = "top1"  # top1 in %, map50 / miou as fractions
+
+    def dataset(self, split: Any, pre: Preprocess) -> Any:
+        return Transformed(split, pre.eval_transform())
+
+    collate = staticmethod(collate)
+
+    def meter(self, classes: list[str]) -> Any:
+        return ClassificationMeter(classes, torch.device("cpu"))
+
+    def update(self, meter: Any, out: Any, y: Any, pre: Preprocess, model: nn.Module) -> None:
+        meter.update(torch.from_numpy(np.asarray(out)), y)
+
+    def result(self, meter: Any) -> float:
+        return float(getattr(meter.result([]), self.metric))
+
+
+class _DetectionScorer(_Scorer):
+    metric = "map50"
+    collate = staticmethod(collate_targets)
+
+    def dataset(self, split: Any, pre: Preprocess) -> Any:
+        return TransformedPairs(split, DetectionTransform(pre, False))
+
+    def meter(self, classes: list[str]) -> Any:
+        return CocoMeter(classes)
+
+    def update(self, meter: Any, out: Any, y: Any, pre: Preprocess, model: nn.Module) -> None:
+        for b, s, lab, n, t in zip(*out, y):
+            det = Detections(*(torch.from_numpy(np.asarray(v[: int(n)])) for v in (b, s, lab)))
+            meter.update(det, pre.boxes_to_image(det.boxes.float(), t["orig_size"]), t)
+
+    def result(self, meter: Any) -> float:
+        return float(getattr(meter.result(), self.metric))
+
+
+class _SegmentationScorer(_DetectionScorer):
+    metric = "miou"
+
+    def dataset(self, split: Any, pre: Preprocess) -> Any:
+        return TransformedPairs(split, SegmentationTransform(pre, False))
+
+    def meter(self, classes: list[str]) -> Any:
+        return ConfusionMeter(classes)
+
+    def update(self, meter: Any, out: Any, y: Any, pre: Preprocess, model: nn.Module) -> None:
+        for o, t in zip(torch.from_numpy(np.asarray(out)), y):
+            full = F.interpolate(o[None].float(), size=t["orig_size"], mode="bilinear",
+                                 align_corners=getattr(model.config, "align_corners", True))[0]
+            meter.update(full.argmax(0), t["orig_mask"].long())
+
+
+SCORERS: dict[str, _Scorer] = {"classification": _Scorer(), "detection": _DetectionScorer(),
+                               "segmentation": _SegmentationScorer()}
 
 
 def score_sessions(model: nn.Module, spec: DataSpec, runs: dict[str, Run], batch_size: int = 16,
                    input_size: int | None = None) -> LabeledScores:
     """Every session of ``runs`` on the held-out split of ``spec``, with the task's metric (images
     preprocessed as ``model``'s weights say, at ``input_size`` when given)."""
-    task = task_of(model)
+    scorer = SCORERS[task_of(model)]
     pre = preprocess_of(model)
     pre = pre if input_size is None else pre.replace(input_size=input_size)
-    loader, classes = _val_loader(model, spec, pre, batch_size)
-    meters: dict[str, Any] = {}
+    splits = _splits(spec)
+    loader = make_loader(scorer.dataset(splits.val, pre), batch_size, collate_fn=scorer.collate)
+    meters = {name: scorer.meter(list(splits.classes)) for name in runs}
     images = 0
     for x, y, _bad in loader:
         if not len(y):
             continue
         images += len(y)
         for name, run in runs.items():
-            out = run(x.numpy())
-            if task == "classification":
-                meter = meters.setdefault(name, ClassificationMeter(classes, torch.device("cpu")))
-                meter.update(torch.from_numpy(np.asarray(out)), y)
-            elif task == "detection":
-                meter = meters.setdefault(name, CocoMeter(classes))
-                for b, s, lab, n, t in zip(*out, y):
-                    det = Detections(*(torch.from_numpy(np.asarray(v[: int(n)])) for v in (b, s, lab)))
-                    meter.update(det, pre.boxes_to_image(det.boxes.float(), t["orig_size"]), t)
-            else:
-                meter = meters.setdefault(name, ConfusionMeter(classes))
-                for o, t in zip(torch.from_numpy(np.asarray(out)), y):
-                    full = F.interpolate(o[None].float(), size=t["orig_size"], mode="bilinear",
-                                         align_corners=getattr(model.config, "align_corners", True))[0]
-                    meter.update(full.argmax(0), t["orig_mask"].long())
+            scorer.update(meters[name], run(x.numpy()), y, pre, model)
     if not images:
         raise ValueError("no readable held-out images to score the export on")
-    metric = METRIC[task]
-    scores = {}
-    for name, meter in meters.items():
-        res = meter.result([]) if task == "classification" else meter.result()
-        scores[name] = float(getattr(res, metric))
-    where = spec.root or spec.kind
-    return LabeledScores(metric, scores, images, f"{where}, held-out split")
+    scores = {name: scorer.result(meter) for name, meter in meters.items()}
+    return LabeledScores(scorer.metric, scores, images, f"{spec.root or spec.kind}, held-out split")
 
 
 def evaluate_in_runtime(weights: str | Path | nn.Module, runtime: str, data: str | Path | None = None,

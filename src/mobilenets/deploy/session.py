@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -215,7 +215,8 @@ class Worker:
     def __init__(self, runtime: str, source: Path, threads: int) -> None:
         cmd = [sys.executable, "-m", "mobilenets.deploy.worker", runtime, str(source), str(threads)]
         self.runtime = runtime
-        self.log = tempfile.TemporaryFile("w+")  # a file, not a pipe: native logs cannot fill it and block
+        # a file, not a pipe: native logs cannot fill it and block the worker; closed in close()
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
 
     def ask(self, **request: object) -> dict[str, object]:
@@ -347,7 +348,7 @@ def choose_runtime(model: torch.nn.Module | str | Path, batch_size: int = 1, *, 
     choice = RuntimeChoice(stable_choice(tied, previous if isinstance(previous, str) else None),
                            {r: round(m, 4) for r, (m, _) in stats.items()}, False,
                            {r: round(sp, 4) for r, (_, sp) in stats.items()},
-                           datetime.now(timezone.utc).isoformat(timespec="seconds"), tied)
+                           datetime.now(UTC).isoformat(timespec="seconds"), tied)
     data[key] = {k: v for k, v in asdict(choice).items() if k != "cached"}
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cache, json.dumps(data, indent=1))

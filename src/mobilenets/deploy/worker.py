@@ -16,6 +16,7 @@ import json
 import os
 import statistics
 import sys
+from functools import partial
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> None:
         if request["cmd"] == "time":
             x = np.random.default_rng(0).standard_normal(request["shape"]).astype(np.float32)
             x = np.ascontiguousarray(to_layout(x, "NCHW", session.layout))
-            call = session.raw(x, session.layout) if request.get("raw") else lambda: session.run(x, session.layout)
+            call = session.raw(x, session.layout) if request.get("raw") else partial(session.run, x, session.layout)
             times = time_fn(call, warmup=3, iters=5, min_seconds=float(request["seconds"]))
             reply["median_ms"] = statistics.median(times) * 1e3
             reply["idle"] = wait_idle()

@@ -22,25 +22,25 @@ def collapsed_to(confusion: torch.Tensor, classes: list[str]) -> str | None:
     return classes[predicted[0]] if len(predicted) == 1 and present > 1 else None
 
 
-def stall_signs(task: str, classes: list[str], epoch: int, train_loss: float, ev: Any, steps: int = 0) -> list[str]:
-    """What in this epoch's numbers says that the model learns nothing (empty when it learns). A first
-    epoch of fewer than :data:`MIN_STEPS` steps says nothing yet: a new classifier names one class for a
-    few steps."""
+def stall_signs(classes: list[str], epoch: int, train_loss: float, ev: Any, steps: int = 0) -> list[str]:
+    """What in this epoch's numbers says that the model learns nothing (empty when it learns), read from
+    what the evaluation holds: a classifier's top-1, a confusion matrix (images or pixels), a
+    detector's mAP@0.5. A first epoch of fewer than :data:`MIN_STEPS` steps says nothing yet: a new
+    classifier names one class for a few steps."""
     if epoch < 2 and steps < MIN_STEPS:
         return []
     signs = []
-    chance = math.log(len(classes)) if task == "classification" and len(classes) > 1 else None
-    if chance is not None and train_loss >= chance * (1 - CHANCE_MARGIN) and ev.top1 <= _majority(ev) + 10:
+    top1 = getattr(ev, "top1", None)
+    chance = math.log(len(classes)) if top1 is not None and len(classes) > 1 else None
+    if chance is not None and train_loss >= chance * (1 - CHANCE_MARGIN) and top1 <= _majority(ev) + 10:
         signs.append(f"the training loss {train_loss:.4f} is at chance level (ln {len(classes)} = {chance:.4f}) and "
-                     f"held-out top-1 {ev.top1:.1f}% is no better than always naming the largest class")
+                     f"held-out top-1 {top1:.1f}% is no better than always naming the largest class")
     confusion = getattr(ev, "confusion", None)
     if confusion is not None:
-        names = classes if task == "classification" else list(ev.classes)
-        one = collapsed_to(confusion, names)
+        one = collapsed_to(confusion, list(ev.classes))
         if one is not None:
-            what = "image" if task == "classification" else "pixel"
-            signs.append(f"every held-out {what} is predicted as {one!r}")
-    if task == "detection" and getattr(ev, "map50", 1.0) == 0:
+            signs.append(f"every held-out {'image' if top1 is not None else 'pixel'} is predicted as {one!r}")
+    if getattr(ev, "map50", 1.0) == 0:
         signs.append("no held-out object is found (mAP@0.5 0)")
     return signs
 

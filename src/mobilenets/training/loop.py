@@ -409,7 +409,7 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
     row = {"epoch": epoch + 1, "step": t.step, "train_loss": sums.loss / max(sums.seen, 1), **train_acc,
            **t.task.row(ev), "lr": t.step_fn.optimizer.param_groups[0]["lr"],
            "img_per_s": sums.seen / max(sums.seconds, 1e-9), "epoch_s": sums.seconds, "bad_samples": sums.bad}
-    signs = stall_signs(t.task.name, t.classes, epoch + 1, row["train_loss"], ev, t.step)
+    signs = stall_signs(t.classes, epoch + 1, row["train_loss"], ev, t.step)
     if signs:
         row["warning"] = "; ".join(signs)
     t.history.append(row)

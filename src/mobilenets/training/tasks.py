@@ -32,7 +32,7 @@ from ..tasks.detection.faster_rcnn import FasterRCNN, torchvision_targets
 from ..tasks.detection.loss import ssd_loss
 from ..tasks.detection.metrics import CocoMeter, DetectionEvalResult
 from ..tasks.detection.model import SSD
-from ..tasks.detection.spec import DetectorConfig, build_detector_arch
+from ..tasks.detection.spec import build_detector_arch
 from ..tasks.segmentation.metrics import ConfusionMeter, SegmentationEvalResult
 from ..tasks.segmentation.model import DeepLabV3
 from ..utils.device import Precision
@@ -97,18 +97,7 @@ class _TargetTask:
         return pre if cfg.input_size is None else pre.replace(input_size=cfg.input_size)
 
     def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> tuple[TaskConfig, str]:
-        """The model's configuration adapted to the training data (a detector: its anchors), and what
-        changed."""
-        if not (cfg.fit_anchors and isinstance(model_cfg, DetectorConfig)):
-            return model_cfg, ""
-        size = cfg.input_size or model_cfg.resolution
-        grids = build_detector_arch(model_cfg).grid_sizes((size, size))
-        boxes = normalized_boxes(splits.train)
-        fitted = fit_anchors(model_cfg.anchors, grids, boxes)
-        before, after = coverage(model_cfg.anchors, grids, boxes), coverage(fitted, grids, boxes)
-        return model_cfg.replace(anchors=fitted), (
-            f"anchors fitted to {len(boxes)} training boxes: lowest box {fitted.lowest_scale:g}, min_scale "
-            f"{fitted.min_scale:g}; boxes with an anchor at IoU >= 0.5: {100 * before:.1f}% -> {100 * after:.1f}%")
+        return model_cfg, ""
 
 
 def _eval_batches(loader: DataLoader, device: torch.device, channels_last: bool, progress: bool,
@@ -129,6 +118,20 @@ class Detection(_TargetTask):
 
     def splits(self, spec: DataSpec) -> Any:
         return load_detection_splits(spec)
+
+    def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> tuple[TaskConfig, str]:
+        """With ``fit_anchors``, an SSD's anchor scales fitted to the training boxes, and what changed."""
+        if not cfg.fit_anchors or not hasattr(model_cfg, "anchors"):  # Faster R-CNN: anchors of its own
+            return model_cfg, ""
+        size = cfg.input_size or model_cfg.resolution
+        grids = build_detector_arch(model_cfg).grid_sizes((size, size))
+        boxes = normalized_boxes(splits.train)
+        fitted = fit_anchors(model_cfg.anchors, grids, boxes)
+        before, after = coverage(model_cfg.anchors, grids, boxes), coverage(fitted, grids, boxes)
+        return model_cfg.replace(anchors=fitted), (
+            f"anchors fitted to {len(boxes)} training boxes: lowest box {fitted.lowest_scale:g}, min_scale "
+            f"{fitted.min_scale:g}; boxes with an anchor at IoU >= 0.5: {100 * before:.1f}% -> {100 * after:.1f}%")
+
 
     def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
         return (TransformedPairs(splits.train, DetectionTransform(pre, True, cfg.hflip, cfg.zoom_out,
