@@ -32,18 +32,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
-import mobilenets  # noqa: E402
-from mobilenets.deploy.bench import peak_gflops  # noqa: E402
-from mobilenets.deploy.onnx import export_onnx  # noqa: E402
-from mobilenets.deploy.pte import export_pte  # noqa: E402
-from mobilenets.deploy.quantize import export_onnx_int8  # noqa: E402
-from mobilenets.deploy.runtimes import ExecutorchSession, LitertSession, OnnxSession, TorchSession  # noqa: E402
-from mobilenets.deploy.session import choose_runtime, open_session  # noqa: E402
-from mobilenets.deploy.tflite import export_tflite  # noqa: E402
-from mobilenets.utils.device import cpu_threads  # noqa: E402
-from mobilenets.utils.timing import time_fn  # noqa: E402
+import mobilenets
+from mobilenets.deploy.bench import peak_gflops
+from mobilenets.deploy.onnx import export_onnx
+from mobilenets.deploy.pte import export_pte
+from mobilenets.deploy.quantize import export_onnx_int8
+from mobilenets.deploy.runtimes import ExecutorchSession, LitertSession, OnnxSession, TorchSession
+from mobilenets.deploy.session import choose_runtime, open_session
+from mobilenets.deploy.tflite import export_tflite
+from mobilenets.utils.device import cpu_threads
+from mobilenets.utils.timing import time_fn
 
 AUTO: dict[str, dict[str, float]] = {}  # what --runtime auto measured for each of our models
 

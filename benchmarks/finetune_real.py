@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
-import mobilenets  # noqa: E402
-from mobilenets.weights.writer import convert_weights  # noqa: E402
+import mobilenets
+from mobilenets.weights.writer import convert_weights
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "refdata"
 DATASETS = SHARED / "datasets"

@@ -26,14 +26,14 @@ from PIL import Image
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
-import mobilenets  # noqa: E402
+import mobilenets
 from mobilenets.deploy.onnx import export_onnx
-from mobilenets.deploy.quantize import export_onnx_int8  # noqa: E402
-from mobilenets.deploy.runtimes import LitertSession, OnnxSession  # noqa: E402
-from mobilenets.deploy.tflite import export_tflite  # noqa: E402
-from mobilenets.utils.timing import time_fn  # noqa: E402
+from mobilenets.deploy.quantize import export_onnx_int8
+from mobilenets.deploy.runtimes import LitertSession, OnnxSession
+from mobilenets.deploy.tflite import export_tflite
+from mobilenets.utils.timing import time_fn
 
 CALIBRATION = ["owl.jpg", "sparrow.png", "multi_objects.jpg"]
 LABELLED = {"burger.jpg": 934, "grace_hopper.jpg": 653, "parrot.jpg": 89, "elephant.jpg": 387, "cheetah.jpg": 294,
@@ -76,14 +76,15 @@ def main() -> None:
         one = x[:1]
         lat32 = statistics.median(time_fn(lambda: s32.run(one), 10, 200)) * 1e3
         lat8 = statistics.median(time_fn(lambda: s8.run(one), 10, 200)) * 1e3
+    whole = [i * (args.crops + 1) for i in range(len(LABELLED))]  # each photo's uncropped view
     print(json.dumps({
         "benchmark": "int8_quality", "model": "mobilenet_v1_0.25_224.tflite (float) -> ours -> ONNX Runtime",
         "machine": machine(), "calibration": res.calibration, "bias_correction": not args.no_bias_correction,
         "eval_images": len(y), "eval_photos": list(LABELLED),
         "fp32_top1": round(float((p32 == y).mean()) * 100, 2), "int8_top1": round(float((p8 == y).mean()) * 100, 2),
         "agreement": round(float((p32 == p8).mean()) * 100, 2),
-        "whole_photos_fp32_correct": int(sum(p32[i * (args.crops + 1)] == y[i * (args.crops + 1)] for i in range(len(LABELLED)))),
-        "whole_photos_int8_correct": int(sum(p8[i * (args.crops + 1)] == y[i * (args.crops + 1)] for i in range(len(LABELLED)))),
+        "whole_photos_fp32_correct": int(sum(p32[w] == y[w] for w in whole)),
+        "whole_photos_int8_correct": int(sum(p8[w] == y[w] for w in whole)),
         "latency_ms_fp32": round(lat32, 3), "latency_ms_int8": round(lat8, 3),
         "ours_tflite_int8_top1": round(float((pt8 == y).mean()) * 100, 2),
         "ours_tflite_int8_agreement": round(float((p32 == pt8).mean()) * 100, 2),

@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
-import mobilenets  # noqa: E402
+import mobilenets
 from mobilenets.analysis.memory import analyze, measure_peak
-from mobilenets.models import memory_efficient  # noqa: E402
-from mobilenets.utils.device import cpu_threads  # noqa: E402
-from mobilenets.utils.timing import time_fn  # noqa: E402
+from mobilenets.models import memory_efficient
+from mobilenets.utils.device import cpu_threads
+from mobilenets.utils.timing import time_fn
 
 
 def main() -> None:

@@ -33,21 +33,22 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
-from mobilenets.deploy.quantize import export_onnx_int8  # noqa: E402
-from mobilenets.deploy.session import (  # noqa: E402
+from mobilenets.deploy.quantize import export_onnx_int8
+from mobilenets.deploy.session import (
     Worker,
     cached_export,
+    candidate_runtimes,
     choose_runtime,
-    measured_runtimes,
     wait_idle,
 )
-from mobilenets.deploy.tflite import export_tflite  # noqa: E402
-from mobilenets.utils.device import cpu_threads  # noqa: E402
-from mobilenets.weights import load_model  # noqa: E402
+from mobilenets.deploy.tflite import export_tflite
+from mobilenets.utils.device import cpu_threads
+from mobilenets.weights import load_model
 
-MODELS = {"0.25-MobileNet-224": "mobilenet_v1_0.25_224.tflite", "1.0-MobileNetV2-224": "mobilenet_v2_1.0_224_quant.tflite"}
+MODELS = {"0.25-MobileNet-224": "mobilenet_v1_0.25_224.tflite",
+          "1.0-MobileNetV2-224": "mobilenet_v2_1.0_224_quant.tflite"}
 ANCHORS = {"0.25-MobileNet-224": {"litert on Google's float file": "mobilenet_v1_0.25_224.tflite",
                                   "litert on Google's uint8 file": "mobilenet_v1_0.25_224_quant.tflite"},
            "1.0-MobileNetV2-224": {"litert on Google's uint8 file": "mobilenet_v2_1.0_224_quant.tflite",
@@ -69,13 +70,13 @@ def torchvision_onnx(tmp: Path) -> Path:
 def candidates(name: str, refdata: Path, tmp: Path) -> dict[str, tuple[str, Path]]:
     """label -> (runtime, the file its worker opens)."""
     model = load_model(refdata / "models" / MODELS[name])
-    out = {f"{r} fp32": (r, cached_export(model, r)) for r in measured_runtimes(model)}
+    out = {f"{r} fp32": (r, cached_export(model, r)) for r in candidate_runtimes(model)}
     images = refdata / "images"
     q_onnx, q_tflite = tmp / f"{name}.int8.onnx", tmp / f"{name}.int8.tflite"
     export_onnx_int8(model, q_onnx, calibrate=images)
     export_tflite(model, q_tflite, int8=True, calibrate=images)
     out["onnxruntime int8"] = ("onnxruntime", q_onnx)
-    if "openvino" in measured_runtimes(q_onnx):
+    if "openvino" in candidate_runtimes(q_onnx):
         out["openvino int8"] = ("openvino", q_onnx)
     out["litert int8"] = ("litert", q_tflite)
     for label, file in ANCHORS[name].items():

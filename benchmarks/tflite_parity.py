@@ -18,10 +18,11 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # Google's runtime as the tests' reference
+from _common import machine
+from litert_reference import run_litert
 
-import mobilenets  # noqa: E402
-from mobilenets.weights.tflite import run_litert  # noqa: E402
+import mobilenets
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
-import mobilenets  # noqa: E402
+import mobilenets
 
 
 def main() -> None:

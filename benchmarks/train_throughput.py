@@ -4,8 +4,9 @@
 
 Candidates: torchvision's mobilenet_v2 in a plain training loop as its reference recipe runs by
 default (NCHW, fp32, SGD momentum), the best configuration a peer offers (the same loop with
-channels-last, and bf16 autocast where the CPU computes bf16 natively), and ours - the exact step `mobilenets train` runs (TrainStep:
-channels-last, `--amp auto`, SGD + Nesterov, weight-decay groups, label smoothing), measured by
+channels-last, and bf16 autocast where the CPU computes bf16 natively), and ours - the exact step
+`mobilenets train` runs (TrainStep: channels-last, `--amp auto`, SGD + Nesterov, weight-decay groups,
+label smoothing), measured by
 `mobilenets.training.train_throughput` (what `mobilenets bench --train` prints). Interleaved rounds;
 median images/s per candidate, ratios of medians.
 """
@@ -23,12 +24,12 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
-from mobilenets.models import parse_name  # noqa: E402
+from mobilenets.models import parse_name
 from mobilenets.training import train_throughput
-from mobilenets.utils.device import cpu_features, cpu_threads  # noqa: E402
-from mobilenets.utils.timing import time_fn  # noqa: E402
+from mobilenets.utils.device import cpu_features, cpu_threads
+from mobilenets.utils.timing import time_fn
 
 
 def torchvision_loop(batch: int, channels_last: bool, bf16: bool) -> float:

@@ -96,7 +96,8 @@ def test_latency_cache_and_choose(tmp_path: Path) -> None:
 def test_sweep_on_digits_writes_csv_and_plots(tmp_path: Path) -> None:
     res = sweep("v1", widths=(0.25, 0.5), resolutions=(32,), out=tmp_path / "sw", epochs=1, progress=False,
                 batch_size=64)
-    rows = list(csv.DictReader(open(res.csv)))
+    with open(res.csv) as f:
+        rows = list(csv.DictReader(f))
     assert [r["model"] for r in rows] == ["0.25-MobileNet-32", "0.5-MobileNet-32"]
     assert all(float(r["latency_ms"]) > 0 and int(r["madds"]) > 0 for r in rows)
     assert sorted(Path(p).name for p in res.plots) == ["accuracy_vs_latency.png", "accuracy_vs_madds.png",

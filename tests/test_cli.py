@@ -51,7 +51,7 @@ def test_paper_tables(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_bad_name_gives_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, err = run(capsys, "summary", "0.75-MobileNet-12")
+    rc, _out, err = run(capsys, "summary", "0.75-MobileNet-12")
     assert rc == 2 and err.count("\n") == 1 and ">= 32" in err and "Traceback" not in err
 
 
@@ -76,7 +76,7 @@ def test_every_verb_applies_one_input_size_rule(verb: str, capsys: pytest.Captur
                                                 tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same one-line message from every verb that takes an input size, before any work."""
     monkeypatch.chdir(tmp_path)
-    rc, out, err = run(capsys, *SIZE_VERBS[verb], "--input-size", "7")
+    rc, _out, err = run(capsys, *SIZE_VERBS[verb], "--input-size", "7")
     assert rc == 2 and err == f"mobilenets {verb}: error: invalid input size 7; it must be an integer >= 32\n"
     assert not list(tmp_path.iterdir())  # nothing was started
 

@@ -14,10 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_detection import FAST as DET_FAST
-from test_detection import make_coco_folder
-from test_segmentation import FAST as SEG_FAST
-from test_segmentation import make_voc_segmentation_folder
+from conftest import DET_FAST, SEG_FAST, make_coco_folder, make_voc_segmentation_folder
 
 import mobilenets
 from mobilenets.training import TrainConfig, TrainingInterrupted, train

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import DET_FAST, make_coco_folder, shapes_image
+from litert_reference import run_litert_outputs
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
-from conftest import shapes_image
 from torchvision.ops import box_iou
 
 import mobilenets
@@ -23,7 +24,7 @@ from mobilenets.tasks.detection.boxes import anchors_xyxy, decode, encode
 from mobilenets.tasks.detection.loss import match_anchors, ssd_loss
 from mobilenets.tasks.detection.model import SSD, DetectionPipeline
 from mobilenets.tasks.detection.spec import parse_detector_name
-from mobilenets.weights.tflite import read_tflite, run_litert_outputs
+from mobilenets.weights.tflite_file import read_tflite
 
 DETECTOR = "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite"
 PHOTOS = ("burger.jpg", "cat.bmp", "cheetah.jpg", "elephant.jpg", "grace_hopper.bmp", "grace_hopper.jpg",
@@ -294,28 +295,6 @@ def test_bench_measures_a_detector() -> None:
 # ------------------------------------------------------------------------------ data, training, evaluation
 
 
-def make_coco_folder(root: Path, counts: dict[str, int] = {"train2017": 24, "val2017": 8}) -> Path:
-    rng = np.random.default_rng(0)
-    cats = [{"id": 3, "name": "red"}, {"id": 7, "name": "blue"}]  # ids with gaps, as in COCO
-    ann_id = 1
-    for split, n in counts.items():
-        (root / split).mkdir(parents=True)
-        images, anns = [], []
-        for i in range(n):
-            img, boxes, names = shapes_image(rng, (int(rng.integers(80, 120)), int(rng.integers(80, 120))))
-            img.save(root / split / f"{i:04d}.jpg")
-            images.append({"id": i + 1, "file_name": f"{i:04d}.jpg", "width": img.width, "height": img.height})
-            for b, name in zip(boxes, names):
-                anns.append({"id": ann_id, "image_id": i + 1, "category_id": 3 if name == "red" else 7,
-                             "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1]),
-                             "iscrowd": 0})
-                ann_id += 1
-        (root / "annotations").mkdir(exist_ok=True)
-        (root / "annotations" / f"instances_{split}.json").write_text(
-            json.dumps({"images": images, "annotations": anns, "categories": cats}))
-    return root
-
-
 def make_voc_folder(root: Path) -> Path:
     rng = np.random.default_rng(1)
     for d in ("Annotations", "JPEGImages", "ImageSets/Main"):
@@ -339,9 +318,6 @@ def make_voc_folder(root: Path) -> Path:
     return root
 
 
-FAST = dict(model="0.25-SSDLite-MobileNet-96", progress=False, batch_size=8)
-
-
 @pytest.mark.parametrize("layout", ["coco", "voc"])
 def test_train_and_evaluate_on_a_folder(layout: str, tmp_path: Path) -> None:
     """Trained on a folder, the recorded mAP is what ``evaluate`` (fp32) gives, even when trained in
@@ -349,13 +325,13 @@ def test_train_and_evaluate_on_a_folder(layout: str, tmp_path: Path) -> None:
     data = make_coco_folder(tmp_path / "coco") if layout == "coco" else make_voc_folder(tmp_path / "voc")
     amp = "bf16" if layout == "coco" else "off"
     res = mobilenets.train(mobilenets.TrainConfig(data=str(data), epochs=2, out=str(tmp_path / "run"), amp=amp,
-                                                  **FAST))
+                                                  **DET_FAST))
     assert res.task == "detection" and res.map is not None and 0 <= res.map50 <= 1
     assert [h["epoch"] for h in res.history] == [1, 2] and {"val_map", "val_map50", "val_loss"} <= set(res.history[0])
     model = mobilenets.load_model(res.weights)
     assert model.weights_meta["classes"] == (["red", "blue"] if layout == "coco" else ["bus", "car"])
     ev = mobilenets.evaluate(res.weights, progress=False)
-    assert ev.count == (8 if layout == "coco" else 8) and ev.map50 == pytest.approx(res.map50, abs=1e-9)
+    assert ev.count == 8 and ev.map50 == pytest.approx(res.map50, abs=1e-9)
     r = subprocess.run([sys.executable, "-m", "mobilenets", "eval", "--weights", res.weights, "--json", "--out",
                         str(tmp_path / "ev")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -370,7 +346,8 @@ def test_detector_starts_from_a_classifier(tmp_path: Path) -> None:
     save_weights(classifier, tmp_path / "cls.safetensors")
     data = make_coco_folder(tmp_path / "coco", {"train2017": 8, "val2017": 4})
     res = mobilenets.train(mobilenets.TrainConfig(data=str(data), epochs=1, out=str(tmp_path / "run"),
-                                                  init=str(tmp_path / "cls.safetensors"), freeze_backbone=True, **FAST))
+                                                  init=str(tmp_path / "cls.safetensors"), freeze_backbone=True,
+                                                  **DET_FAST))
     after = mobilenets.load_model(res.weights).state_dict()
     for key, value in classifier.state_dict().items():
         if not key.startswith("classifier."):
@@ -422,7 +399,7 @@ def test_detection_data_layouts_and_errors(tmp_path: Path) -> None:
     from mobilenets.data.detection import load_detection_splits
 
     coco = load_detection_splits(resolve_data(make_coco_folder(tmp_path / "c"), task="detection"))
-    img, t = coco.train[0]
+    _img, t = coco.train[0]
     assert coco.classes == ["red", "blue"] and set(t["labels"].tolist()) <= {1, 2} and t["boxes"].shape[1] == 4
     voc = load_detection_splits(resolve_data(make_voc_folder(tmp_path / "v"), task="detection"))
     assert voc.classes == ["bus", "car"] and len(voc.train) == 22 and len(voc.val) == 8  # both VOC classes: VOC order

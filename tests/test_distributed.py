@@ -75,11 +75,11 @@ def test_killed_worker_is_restarted_and_resumes(tmp_path: Path) -> None:
 
 
 def test_tar_shards_train_and_eval(tmp_path: Path) -> None:
-    from test_train import _color_folder
+    from conftest import color_folder
 
     from mobilenets import evaluate
 
-    _color_folder(tmp_path / "imgs", n=12)
+    color_folder(tmp_path / "imgs", n=12)
     index = write_shards(tmp_path / "imgs", tmp_path / "shards", shard_size=10, val_split=0.25)
     assert index["counts"] == {"train": 27, "val": 9} and len(index["train"]) == 3
     res = train(TrainConfig(data=str(tmp_path / "shards"), model="0.25-MobileNet-32", epochs=2, batch_size=8,

@@ -17,7 +17,7 @@ from mobilenets import create_model
 from mobilenets.deploy import runtimes
 from mobilenets.deploy.export import export
 from mobilenets.deploy.runtimes import ExecutorchSession, TorchSession
-from mobilenets.deploy.session import measured_runtimes, open_session
+from mobilenets.deploy.session import candidate_runtimes, open_session
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +71,11 @@ def test_weights_run_in_executorch_and_predict_reads_the_program(tmp_path: Path,
 
 
 def test_executorch_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert measured_runtimes()[-1] == "executorch"  # installed here (the dev extra): auto measures it
+    assert candidate_runtimes()[-1] == "executorch"  # installed here (the dev extra): auto measures it
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "executorch" else real(n, *a))
-    assert measured_runtimes() == ("torch", "onnxruntime", "openvino", "litert")
+    assert candidate_runtimes() == ("torch", "onnxruntime", "openvino", "litert")
     with pytest.raises(ImportError, match=r"pip install 'mobilenets\[executorch\]'"):
         runtimes.require_executorch()

@@ -149,7 +149,8 @@ def test_bench_reports_latency_and_compute() -> None:
 def test_cli_export_and_bench(tmp_path: Path, v2_model: torch.nn.Module) -> None:
     save_weights(v2_model, tmp_path / "w.safetensors", classes=[f"c{i}" for i in range(10)])
     r = subprocess.run([sys.executable, "-m", "mobilenets", "export", "--weights", str(tmp_path / "w.safetensors"),
-                        "--format", "onnx", "--out", str(tmp_path / "w.onnx"), "--json"], capture_output=True, text=True)
+                        "--format", "onnx", "--out", str(tmp_path / "w.onnx"), "--json"],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.splitlines()[-1])
     assert out["ok"] and out["max_abs_diff"] <= 1e-4

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_detection import make_coco_folder
+from conftest import make_coco_folder
 from torch.utils.flop_counter import FlopCounterMode
 
 import mobilenets

@@ -56,8 +56,8 @@ def test_executor_equals_plain_model_on_google_weights(refdata: Path, photo_batc
     assert out.argmax().item() == 89  # macaw
 
 
-@pytest.mark.parametrize("name", ["0.35-MobileNetV2-96", "1.0-MobileNetV2-224-nonlinear", "1.0-MobileNetV2-224-noshortcut",
-                                  "0.5-MobileNetV2-224-t4"])
+@pytest.mark.parametrize("name", ["0.35-MobileNetV2-96", "1.0-MobileNetV2-224-nonlinear",
+                                  "1.0-MobileNetV2-224-noshortcut", "0.5-MobileNetV2-224-t4"])
 @pytest.mark.parametrize("size", [64, 97])
 def test_executor_variants_and_odd_sizes(name: str, size: int) -> None:
     torch.manual_seed(0)
@@ -90,5 +90,6 @@ def test_memory_cli_json() -> None:
     assert r.returncode == 0, r.stderr
     v1, v2 = json.loads(r.stdout)
     assert v1["max_bytes_fp16"] == 1_605_632 and v2["max_bytes_fp16"] == 401_408
-    r = subprocess.run([sys.executable, "-m", "mobilenets", "memory", "0.5-MobileNetV2-160"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "mobilenets", "memory", "0.5-MobileNetV2-160"], capture_output=True,
+                       text=True)
     assert r.returncode == 0 and "t=4-way split" in r.stdout

@@ -199,7 +199,7 @@ def test_strided_depthwise_function_passes_gradcheck() -> None:
     x = torch.randn(1, 3, 7, 6, dtype=torch.float64, generator=g, requires_grad=True)
     w = torch.randn(3, 1, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
     for padding in ((1, 1), (0, 0)):
-        assert torch.autograd.gradcheck(lambda a, b: _StridedDepthwiseConv.apply(a, b, (2, 2), padding), (x, w))
+        assert torch.autograd.gradcheck(lambda a, b, p=padding: _StridedDepthwiseConv.apply(a, b, (2, 2), p), (x, w))
 
 
 def _fake_cpu(monkeypatch: pytest.MonkeyPatch, *flags: str) -> None:

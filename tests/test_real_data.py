@@ -185,7 +185,8 @@ def test_yolo_layouts(tmp_path: Path) -> None:
                 b = boxes[0]
                 w, h = img.size
                 c = int(names[0] == "blue")
-                rows = f"{c} {b[0] / w} {b[1] / h} {b[2] / w} {b[1] / h} {b[2] / w} {b[3] / h}\n" + rows.split("\n", 1)[1]
+                polygon = f"{c} {b[0] / w} {b[1] / h} {b[2] / w} {b[1] / h} {b[2] / w} {b[3] / h}\n"
+                rows = polygon + rows.split("\n", 1)[1]
             (rf / split / "labels" / f"{k}.txt").write_text(rows)
     (rf / "data.yaml").write_text(yaml.safe_dump({"train": "../train/images", "val": "../valid/images", "nc": 2,
                                                   "names": ["red", "blue"]}))
@@ -240,7 +241,7 @@ def test_bad_coco_annotations_are_counted_by_file(tmp_path: Path) -> None:
     assert _files_of(splits, "unreadable image") == ["fake.jpg"]
     assert _files_of(splits, "extension does not match") == ["really.jpg"]
     assert len(splits.train) + len(splits.val) == 9  # 8 photos + the PNG named .jpg
-    clipped = [t for p, t in splits.train.samples + splits.val.samples if p.name == images[2]["file_name"]][0]
+    clipped = next(t for p, t in splits.train.samples + splits.val.samples if p.name == images[2]["file_name"])
     assert float(clipped["boxes"][:, 2].max()) == w2
     (root / "annotations.json").write_text('{"images": [\n{"id": 1,}]}')
     with pytest.raises(ValueError, match=r"annotations.json: not valid JSON: .* line 2, column 10"):
@@ -318,7 +319,7 @@ def test_segmentation_folders_matched_by_stem(tmp_path: Path) -> None:
     assert _files_of(splits, "image without a mask") == ["lonely.jpg"]
     pair = next(i for i, (p, _) in enumerate(splits.train.pairs + splits.val.pairs) if p.stem == "p3")
     ds = splits.train if pair < len(splits.train) else splits.val
-    img, mask = ds[pair % len(splits.train) if ds is splits.train else pair - len(splits.train)]
+    _img, mask = ds[pair % len(splits.train) if ds is splits.train else pair - len(splits.train)]
     assert tuple(mask.shape) == (40, 50) and set(mask.unique().tolist()) == {0, 1}
 
 
@@ -433,18 +434,18 @@ def test_finetune_from_a_folded_tflite_file(freeze_bn: bool, refdata: Path, tmp_
 
 
 def test_stall_is_diagnosed() -> None:
-    from mobilenets.tasks.classification import EvalResult
+    from mobilenets.tasks.classification import ClassificationEvalResult
     from mobilenets.training.diagnose import stall_signs, stall_warning
 
     conf = torch.tensor([[5, 0], [7, 0]])
-    ev = EvalResult(41.7, 100, 0.69, 12, ["a", "b"], conf)
+    ev = ClassificationEvalResult(41.7, 100, 0.69, 12, ["a", "b"], conf)
     assert stall_signs(["a", "b"], 1, math.log(2) + 1e-3, ev, steps=3) == []  # too early to tell
     signs = stall_signs(["a", "b"], 2, math.log(2) + 1e-3, ev)
     assert len(signs) == 2 and "chance level" in signs[0] and "'a'" in signs[1]
-    lucky = EvalResult(75, 100, 0.69, 12, ["a", "b"], torch.tensor([[5, 0], [3, 4]]))  # a short first epoch
+    lucky = ClassificationEvalResult(75, 100, 0.69, 12, ["a", "b"], torch.tensor([[5, 0], [3, 4]]))  # short epoch 1
     assert stall_signs(["a", "b"], 2, math.log(2) + 1e-3, lucky) == []
     assert "--lr 0.001" in stall_warning(signs, 1, 0.01, "w.tflite", False)
-    learning = EvalResult(80, 100, 0.4, 12, ["a", "b"], torch.tensor([[5, 0], [2, 5]]))
+    learning = ClassificationEvalResult(80, 100, 0.4, 12, ["a", "b"], torch.tensor([[5, 0], [2, 5]]))
     assert stall_signs(["a", "b"], 2, 0.4, learning) == []
 
 

@@ -97,8 +97,8 @@ def test_predict_and_eval_report_bad_files_and_go_on(tmp_path: Path) -> None:
     good, bad = make_image_zoo(tmp_path / "imgs")
     model = mobilenets.create_model("0.25-MobileNet-32", num_classes=3)
     mobilenets.save_weights(model, tmp_path / "w.safetensors", classes=["a", "b", "c"])
-    r = subprocess.run(CLI + ["predict", "--weights", str(tmp_path / "w.safetensors"), str(tmp_path / "imgs"), "--json"],
-                       capture_output=True, text=True)
+    r = subprocess.run([*CLI, "predict", "--weights", str(tmp_path / "w.safetensors"), str(tmp_path / "imgs"),
+                        "--json"], capture_output=True, text=True)
     assert r.returncode == 0 and "Traceback" not in r.stderr
     out = json.loads(r.stdout)
     assert len(out["predictions"]) == len(good)
@@ -240,12 +240,12 @@ def _cli(argv: list[str]) -> tuple[int, str]:
 
 
 def test_resume_with_different_classes_is_refused(tmp_path: Path) -> None:
-    from test_train import _color_folder
+    from conftest import color_folder
 
-    _color_folder(tmp_path / "data", n=6)
+    color_folder(tmp_path / "data", n=6)
     train(TrainConfig(data=str(tmp_path / "data"), model="0.25-MobileNet-32", epochs=1, out=str(tmp_path / "run"),
                       progress=False, batch_size=8))
-    _color_folder(tmp_path / "data" / "extra_class_parent", n=1)  # adds classes
+    color_folder(tmp_path / "data" / "extra_class_parent", n=1)  # adds classes
     (tmp_path / "data" / "purple").mkdir()
     Image.new("RGB", (20, 20), (128, 0, 128)).save(tmp_path / "data" / "purple" / "a.png")
     with pytest.raises(ValueError, match="differ from the checkpoint"):
@@ -309,7 +309,7 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path: Path) -> None:
     while time.time() < deadline and not (run / "state.pt").exists():
         time.sleep(0.05)
     p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=120)
+    _out, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "checkpoint saved" in err and "Traceback" not in err
     assert "--resume" in err
     r = subprocess.run(CLI + ["train", "--resume", str(run), "--json", "--no-progress"], capture_output=True, text=True)

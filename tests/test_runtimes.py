@@ -180,8 +180,8 @@ def test_openvino_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "openvino" else real(n, *a))
-    assert "openvino" not in session_module.measured_runtimes()
-    assert session_module.measured_runtimes("m.onnx") == ("onnxruntime",)
+    assert "openvino" not in session_module.candidate_runtimes()
+    assert session_module.candidate_runtimes("m.onnx") == ("onnxruntime",)
     with pytest.raises(ImportError, match=r"pip install 'mobilenets\[openvino\]'"):
         OpenvinoSession("m.onnx")
 

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SEG_FAST, make_voc_segmentation_folder, shapes_with_masks
+from litert_reference import run_litert_outputs
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 import mobilenets
 from mobilenets.tasks.segmentation.metrics import ConfusionMeter
 from mobilenets.tasks.segmentation.spec import parse_segmenter_name
-from mobilenets.weights.tflite import run_litert_outputs
 
 # file: (width, LiteRT's Coral IoU on bird_segmentation)
 SEGMENTERS = {"deeplabv3_mnv2_pascal_quant.tflite": (1.0, 0.958),
@@ -267,52 +268,11 @@ def test_digit_masks_can_be_drawn_at_output_stride_8() -> None:
     assert meter.result().miou >= 0.95
 
 
-def _shapes_with_masks(rng: np.random.Generator, size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
-    """A photo-like image with 1-2 filled rectangles, red (class 1) or blue (class 2), and their mask
-    with a one-pixel ignore border, like VOC's."""
-    w, h = size
-    arr = rng.integers(0, 80, (h, w, 3)).astype(np.uint8)
-    mask = np.zeros((h, w), dtype=np.uint8)
-    for _ in range(int(rng.integers(1, 3))):
-        bw, bh = int(rng.integers(w // 4, w // 2)), int(rng.integers(h // 4, h // 2))
-        x, y = int(rng.integers(1, w - bw - 1)), int(rng.integers(1, h - bh - 1))
-        red = bool(rng.integers(2))
-        arr[y: y + bh, x: x + bw] = (220, 40, 40) if red else (40, 40, 220)
-        mask[y - 1: y + bh + 1, x - 1: x + bw + 1] = 255
-        mask[y: y + bh, x: x + bw] = 1 if red else 2
-    return Image.fromarray(arr), mask
-
-
-def make_voc_segmentation_folder(root: Path, n: int = 24) -> Path:
-    """VOC layout with VOC's palette PNGs; the red and blue shapes are labelled aeroplane (1) and bicycle (2)."""
-    from torchvision.datasets import VOCSegmentation  # noqa: F401  (the layout it reads)
-
-    rng = np.random.default_rng(3)
-    for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (root / d).mkdir(parents=True)
-    palette = [0] * 768
-    palette[3:9] = [128, 0, 0, 0, 128, 0]
-    palette[765:768] = [224, 224, 192]
-    ids = [f"2007_{i:06d}" for i in range(n)]
-    for stem in ids:
-        img, mask = _shapes_with_masks(rng, (int(rng.integers(70, 100)), int(rng.integers(70, 100))))
-        img.save(root / "JPEGImages" / f"{stem}.jpg", quality=95)
-        png = Image.fromarray(mask, mode="P")
-        png.putpalette(palette)
-        png.save(root / "SegmentationClass" / f"{stem}.png")
-    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(ids[:18]) + "\n")
-    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(ids[18:]) + "\n")
-    return root
-
-
-FAST = dict(model="0.25-DeepLabV3-MobileNet-64", progress=False, batch_size=6)
-
-
 @pytest.mark.slow  # ~25 s: two epochs, eval in-process and by the CLI
 def test_train_and_evaluate_on_a_voc_folder(tmp_path: Path) -> None:
     data = make_voc_segmentation_folder(tmp_path / "voc")
     res = mobilenets.train(mobilenets.TrainConfig(task="segmentation", data=str(data), epochs=2,
-                                                  out=str(tmp_path / "run"), **FAST))
+                                                  out=str(tmp_path / "run"), **SEG_FAST))
     assert res.task == "segmentation" and 0 <= res.miou <= 1 and 0 <= res.pixel_acc <= 1
     assert [h["epoch"] for h in res.history] == [1, 2] and {"val_miou", "val_pixel_acc"} <= set(res.history[0])
     model = mobilenets.load_model(res.weights)
@@ -336,7 +296,7 @@ def test_mask_folder_layout_and_errors(tmp_path: Path) -> None:
         for d in ("images", "masks"):
             (root / split / d).mkdir(parents=True)
         for i in range(n):
-            img, mask = _shapes_with_masks(rng, (64, 48))
+            img, mask = shapes_with_masks(rng, (64, 48))
             img.save(root / split / "images" / f"{i}.png")
             Image.fromarray(mask).save(root / split / "masks" / f"{i}.png")
     (root / "train" / "images" / "broken.png").write_bytes(b"not an image")
@@ -348,7 +308,7 @@ def test_mask_folder_layout_and_errors(tmp_path: Path) -> None:
     assert [(k, Path(f).name) for k, f, _ in splits.issues.items] == [("unreadable image: left out", "broken.png")]
     (root / "classes.txt").write_text("background\nred\nblue\n")
     res = mobilenets.train(mobilenets.TrainConfig(data=str(root), task="segmentation", epochs=1,
-                                                  out=str(tmp_path / "run"), **FAST))
+                                                  out=str(tmp_path / "run"), **SEG_FAST))
     assert mobilenets.load_model(res.weights).weights_meta["classes"] == ["background", "red", "blue"]
     assert "broken.png" in (tmp_path / "run" / "data_issues.txt").read_text()  # reported, not fatal
     (root / "val" / "images" / "orphan.png").write_bytes((root / "val" / "images" / "0.png").read_bytes())
@@ -382,7 +342,8 @@ def test_emulated_logits_are_bit_identical_to_litert(refdata: Path) -> None:
     equal LiteRT's uint8 tensors on a photo, every element."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from mobilenets.weights.tflite import _layers, read_tflite
+    from mobilenets.weights.tflite_config import layers as _layers
+    from mobilenets.weights.tflite_file import read_tflite
 
     path = refdata / "models" / "deeplabv3_mnv2_dm05_pascal_quant.tflite"
     model = mobilenets.load_model(path, emulate_quantization=True)
@@ -417,7 +378,7 @@ def test_segmenter_starts_from_a_classifier(tmp_path: Path) -> None:
     data = make_voc_segmentation_folder(tmp_path / "voc")
     res = mobilenets.train(mobilenets.TrainConfig(task="segmentation", data=str(data), epochs=1,
                                                   out=str(tmp_path / "run"), init=str(tmp_path / "cls.safetensors"),
-                                                  freeze_backbone=True, workers=0, **FAST))
+                                                  freeze_backbone=True, workers=0, **SEG_FAST))
     after = mobilenets.load_model(res.weights).state_dict()
     for key, value in classifier.state_dict().items():
         if not key.startswith("classifier."):

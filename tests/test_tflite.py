@@ -20,7 +20,7 @@ from mobilenets.deploy.runtimes import LitertSession, TorchSession
 from mobilenets.deploy.session import NOISE, choose_runtime, open_session
 from mobilenets.utils.device import CpuFeatures
 from mobilenets.weights import load_model
-from mobilenets.weights.tflite import tflite_metadata
+from mobilenets.weights.tflite_file import tflite_metadata
 
 
 def _ops(path: Path) -> dict[str, set[str]]:
@@ -122,7 +122,7 @@ def test_int8_detector_tflite_quantizes_the_network_and_decodes_in_float(tmp_pat
     assert tflite_metadata(tmp_path / "d8.tflite")["config"]["num_classes"] == 3
     boxes, scores, labels, n = session.run(np.random.default_rng(0).standard_normal((2, 3, 96, 96), dtype=np.float32))
     assert boxes.shape[:2] == scores.shape == labels.shape and n.shape == (2,)
-    assert ((0 <= scores) & (scores <= 1)).all()
+    assert ((scores >= 0) & (scores <= 1)).all()
 
 
 @pytest.mark.slow

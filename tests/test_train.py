@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import color_folder
 from PIL import Image
 
 import mobilenets
@@ -102,28 +103,9 @@ def test_cli_predict_and_eval(digits_run: mobilenets.training.TrainResult, tmp_p
     assert json.loads(r.stdout)["top1"] == pytest.approx(digits_run.top1, abs=1e-3)
 
 
-def _color_folder(root: Path, n: int = 12, formats: tuple[str, ...] = ("png", "jpg", "bmp")) -> None:
-    """Three real-image classes (red, green, blue), in several formats and colour modes."""
-    rng = np.random.default_rng(0)
-    colors = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
-    for cls, c in colors.items():
-        (root / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            arr = np.clip(np.array(c) + rng.normal(0, 25, (40 + i, 36, 3)), 0, 255).astype(np.uint8)
-            img = Image.fromarray(arr, "RGB")
-            fmt = formats[i % len(formats)]
-            if i % 5 == 1:
-                img = img.convert("RGBA")
-                fmt = "png"
-            elif i % 5 == 2:
-                img = img.convert("CMYK")
-                fmt = "jpg"
-            img.save(root / cls / f"{i}.{fmt}")
-
-
 def test_imagefolder_train_val(tmp_path: Path) -> None:
-    _color_folder(tmp_path / "data" / "train")
-    _color_folder(tmp_path / "data" / "val", n=5)
+    color_folder(tmp_path / "data" / "train")
+    color_folder(tmp_path / "data" / "val", n=5)
     res = train(TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), epochs=12, workers=0,
                             input_size=32, model="0.25-MobileNet-32", batch_size=8, progress=False, amp="off"))
     meta = read_metadata(res.weights)
@@ -135,7 +117,7 @@ def test_imagefolder_train_val(tmp_path: Path) -> None:
 
 
 def test_imagefolder_single_folder_split(tmp_path: Path) -> None:
-    _color_folder(tmp_path / "imgs", n=10)
+    color_folder(tmp_path / "imgs", n=10)
     spec = resolve_data(tmp_path / "imgs", val_split=0.3, seed=3)
     s1, s2 = load_splits(spec), load_splits(spec)
     assert len(s1.val) == 9 and s1.val.indices == s2.val.indices  # seeded, stratified
@@ -243,7 +225,7 @@ def test_kill_and_resume_continues_epoch_count(tmp_path: Path) -> None:
 
 
 def test_finetune_init_and_freeze(digits_run: mobilenets.training.TrainResult, tmp_path: Path) -> None:
-    _color_folder(tmp_path / "data", n=8)
+    color_folder(tmp_path / "data", n=8)
     before = load_model(digits_run.weights).state_dict()
     res = train(TrainConfig(model="0.5-MobileNetV2-32", data=str(tmp_path / "data"), init=digits_run.weights,
                             freeze_backbone=True, epochs=1, out=str(tmp_path / "run"), progress=False))

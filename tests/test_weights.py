@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import randomize_bn
+from litert_reference import run_litert
 from PIL import Image
 
 from mobilenets import create_model
+from mobilenets.tasks.labels import classes_for
 from mobilenets.weights import WeightsError, convert_weights, load_model, load_state
-from mobilenets.weights.labels import classes_for
 from mobilenets.weights.published import PUBLISHED, PublishedWeights, fetch, get_weights, sha256_file
-from mobilenets.weights.tflite import run_litert
 
 PHOTOS = ["parrot.jpg", "burger.jpg", "grace_hopper.jpg", "cat.bmp", "elephant.jpg", "cheetah.jpg", "hot_dog.jpg",
           "owl.jpg", "sparrow.png", "multi_objects.jpg"]
@@ -112,9 +112,9 @@ def test_published_expectations(refdata: Path) -> None:
 
 
 def test_predict_names_photos(refdata: Path) -> None:
+    photos = [str(refdata / "images" / f"{name}.jpg") for name in ("parrot", "burger", "elephant")]
     r = subprocess.run([sys.executable, "-m", "mobilenets", "predict", "--weights",
-                        str(refdata / "models" / "mobilenet_v1_0.25_224.tflite"), str(refdata / "images" / "parrot.jpg"),
-                        str(refdata / "images" / "burger.jpg"), str(refdata / "images" / "elephant.jpg"), "--top-k", "1"],
+                        str(refdata / "models" / "mobilenet_v1_0.25_224.tflite"), *photos, "--top-k", "1"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "parrot.jpg: macaw" in r.stdout and "burger.jpg: cheeseburger" in r.stdout

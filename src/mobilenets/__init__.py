@@ -27,8 +27,10 @@ _LAZY = {name: package for package, names in {
     "tradeoffs": ("bench", "choose", "sweep"),
 }.items() for name in names}
 
-__all__ = ["MobileNet", "ModelConfig", "Profile", "build_arch", "create_model", "list_models", "memory_efficient",
-           "parse_name", "profile", *_LAZY]
+__all__ = ["MobileNet", "ModelConfig", "Profile", "bench", "build_arch", "choose", "convert_state_dict",  # noqa: RUF022
+           "create_model", "evaluate", "export", "list_models", "load_model", "memory_efficient", "parse_name",
+           "predict", "profile", "read_metadata", "save_weights", "sweep", "train", "TrainConfig"]
+assert set(_LAZY) <= set(__all__)
 
 
 def create_model(name: str | ModelConfig, *, weights: str | Path | None = None, **options: Any) -> torch.nn.Module:

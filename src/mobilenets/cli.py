@@ -21,10 +21,11 @@ from .analysis.memory import PAPER_MAX_KB, analyze
 from .analysis.paper_tables import format_cell
 from .data.shard_writer import write_shards
 from .deploy import FORMATS, RUNTIMES, export, predict
-from .deploy.predict import DetectionPrediction, SegmentationPrediction
 from .deploy.evaluate import evaluate_in_runtime
+from .deploy.predict import DetectionPrediction, SegmentationPrediction
 from .deploy.session import default_runtime
 from .models import check_input_size, list_models, parse_name
+from .tasks import kind_of
 from .tasks.detection.metrics import DetectionEvalResult
 from .tasks.segmentation.metrics import SegmentationEvalResult
 from .tradeoffs import bench, choose, sweep
@@ -106,7 +107,7 @@ def _print_json(obj: Any) -> None:
 @verb("models", "list registered models with params and MAdds",
       arg("pattern", nargs="?", help="shell pattern, e.g. '*V2-224'"), JSON)
 def cmd_models(args: argparse.Namespace) -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_models(args.pattern):
         p = profile(name)
         rows.append({"model": name, "params": p.params, "trainable_params": p.trainable_params, "madds": p.madds,
@@ -248,10 +249,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_json({k: round(v, 4) if isinstance(v, float) else v for k, v in result.summary().items()})
     else:
         print(format_history(result.history))
-        best = {"detection": lambda: f"mAP {100 * result.map:.2f} (mAP@0.5 {100 * result.map50:.2f})",
-                "segmentation": lambda: f"mIoU {100 * result.miou:.2f} (pixel accuracy {100 * result.pixel_acc:.2f})",
-                }.get(result.task, lambda: f"top-1 {result.top1:.2f}% (top-5 {result.top5:.2f}%)")()
-        print(f"\nbest held-out {best} at epoch {result.best_epoch} "
+        print(f"\nbest held-out {result.describe()} at epoch {result.best_epoch} "
               f"of {result.epochs}; {result.wall_s:.0f} s, {result.precision}\nweights: {result.weights}\n"
               f"run folder: {result.run_dir} (metrics.jsonl, curves.png, eval.json, examples.png, state.pt)")
     return 0
@@ -354,8 +352,9 @@ def cmd_convert(args: argparse.Namespace) -> None:
     out = convert_weights(args.src, args.dst, args.model, drop_background=args.drop_background, target=args.to)
     if args.to == "mobilenets":
         m = load_model(out)
-        print(f"wrote {out}: {m.config.name}, {m.config.num_classes} classes, padding {m.config.padding}, "
-              f"BN eps {m.config.bn_eps:g}")
+        net = kind_of(m).backbone(m.config)
+        print(f"wrote {out}: {m.config.name}, {m.config.num_classes} classes, padding {net.padding}, "
+              f"BN eps {net.bn_eps:g}")
     else:
         print(f"wrote {out} ({args.to} layout)")
 
@@ -543,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - the CLI's contract: one line, no traceback, unless --debug
+    except Exception as e:
         if args.debug:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e) or type(e).__name__

@@ -21,12 +21,9 @@ from typing import Any
 
 from torch import nn
 
-from ..models.spec import Arch, Layer, ModelConfig, build_arch, check_input_size, layer_shapes
+from ..models.spec import Arch, Layer, ModelConfig, check_input_size, layer_shapes
 from ..models.tf_compat import space_to_batch_positions
-from ..tasks import HEADED_CONFIGS, TaskConfig, parse_model_name
-from ..tasks.detection.faster_rcnn_spec import FasterRCNNConfig, build_faster_rcnn_arch, faster_rcnn_layer_shapes
-from ..tasks.detection.spec import DetectorConfig, build_detector_arch, detector_layer_shapes
-from ..tasks.segmentation.spec import SegmenterConfig, build_segmenter_arch, segmenter_layer_shapes
+from ..tasks import TaskConfig, config_of, kind_of, parse_model_name
 
 #: How an atrous conv's positions are counted (see the module docstring).
 ATROUS_COUNTING = ("exact", "tf_space_to_batch")
@@ -176,25 +173,14 @@ def profile_arch(arch: Arch, input_size: Size = None, atrous: str = "exact") -> 
     return _profile(arch.config.name, hw, layer_shapes(arch, hw), atrous=atrous)
 
 
-def profile_detector(cfg: DetectorConfig, input_size: Size = None, atrous: str = "exact") -> Profile:
-    """Cost of a detector: backbone, extra layers and predictors (``by_part``)."""
+def profile_config(cfg: TaskConfig, input_size: Size = None, atrous: str = "exact") -> Profile:
+    """Cost of any model kind from its config, with the layer shapes its kind gives: a classifier's
+    layers; a detector's backbone, extra layers and predictors; a Faster R-CNN's first stage on the
+    image and its second once per proposal (``cfg.proposals``); a segmenter's backbone, image
+    pooling / ASPP, projection and logits (see ``by_part``)."""
+    kind = kind_of(cfg)
     hw = _hw(cfg.resolution if input_size is None else input_size)
-    return _profile(cfg.name, hw, detector_layer_shapes(build_detector_arch(cfg), hw), atrous=atrous)
-
-
-def profile_faster_rcnn(cfg: FasterRCNNConfig, input_size: Size = None, atrous: str = "exact") -> Profile:
-    """Cost of a Faster R-CNN: the first stage on the image (``backbone``, ``rpn``), the second
-    (``roi_heads``) once per proposal (``cfg.proposals``)."""
-    hw = _hw(cfg.resolution if input_size is None else input_size)
-    arch = build_faster_rcnn_arch(cfg)
-    return _profile(cfg.name, hw, faster_rcnn_layer_shapes(arch, hw),
-                    {layer.name: cfg.proposals for layer in arch.per_proposal()}, atrous)
-
-
-def profile_segmenter(cfg: SegmenterConfig, input_size: Size = None, atrous: str = "exact") -> Profile:
-    """Cost of a segmenter: backbone (to its last block), image pooling / ASPP, projection, logits."""
-    hw = _hw(cfg.resolution if input_size is None else input_size)
-    return _profile(cfg.name, hw, segmenter_layer_shapes(build_segmenter_arch(cfg), hw), atrous=atrous)
+    return _profile(cfg.name, hw, kind.layer_shapes(cfg, hw), kind.repeats(cfg), atrous)
 
 
 def profile(
@@ -213,18 +199,8 @@ def profile(
     """
     if atrous not in ATROUS_COUNTING:
         raise ValueError(f"invalid atrous counting {atrous!r}; valid: {', '.join(ATROUS_COUNTING)}")
-    if isinstance(name_or_model, nn.Module):
-        cfg = getattr(name_or_model, "config", None)
-        if not isinstance(cfg, (ModelConfig, *HEADED_CONFIGS)):
-            raise TypeError("profile() needs a mobilenets model (with .config), a name or a config")
-    else:
-        cfg = parse_model_name(name_or_model, **overrides)
-    if isinstance(cfg, DetectorConfig):
-        return profile_detector(cfg, input_size, atrous)
-    if isinstance(cfg, FasterRCNNConfig):
-        return profile_faster_rcnn(cfg, input_size, atrous)
-    if isinstance(cfg, SegmenterConfig):
-        return profile_segmenter(cfg, input_size, atrous)
-    if variant is not None:
+    cfg = config_of(name_or_model) if isinstance(name_or_model, nn.Module) else \
+        parse_model_name(name_or_model, **overrides)
+    if variant is not None and isinstance(cfg, ModelConfig):
         cfg = cfg.replace(variant=variant)
-    return profile_arch(build_arch(cfg), input_size, atrous)
+    return profile_config(cfg, input_size, atrous)

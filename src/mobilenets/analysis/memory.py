@@ -193,7 +193,7 @@ class PeakMemory(TorchDispatchMode):
         self._refs: dict[int, int] = {}
         self._sizes: dict[int, int] = {}
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in _flat_tensors(out):
             try:

@@ -8,6 +8,7 @@ floors its MACs). Where a source is wrong, the row carries a note saying why.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -39,7 +40,7 @@ class Cell:
 @dataclass(frozen=True)
 class PaperRow:
     label: str
-    cells: dict[str, Cell | None]
+    cells: Mapping[str, Cell | None]
     accuracy: str = ""
     note: str = ""
 
@@ -210,7 +211,7 @@ DETECTION_COLUMNS = ("MAdds (B)", "Params (M)")
 
 def _detector_row(label: str, name: str, madds: str, params: str, acc: str, note: str = "",
                   part: str | None = None, madds_rule: str = "round", with_bn: bool = False,
-                  **options: object) -> PaperRow:
+                  **options: Any) -> PaperRow:
     """A detector's cost (``part``: only "extras" + "heads", the prediction layers; ``with_bn``: params
     with BN's scale and shift) against the paper."""
     p = profile(name, **options)

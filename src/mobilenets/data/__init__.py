@@ -8,5 +8,6 @@ from .loaders import EpochSampler, Transformed, collate, default_workers, make_l
 from .transforms import train_transform
 
 __all__ = ["DATA_KINDS", "IMAGE_EXTENSIONS", "DataSpec", "EpochSampler", "Splits", "Transformed", "UnreadableImage",
-           "collate", "count_training_images", "default_workers", "find_images", "load_image", "load_splits", "load_task_splits", "make_loader", "resolve_data",
+           "collate", "count_training_images", "default_workers", "find_images", "load_image", "load_splits",
+           "load_task_splits", "make_loader", "resolve_data",
            "train_transform", "with_transform"]

@@ -88,7 +88,8 @@ def _image_folder(data: dict[str, Any], path: Path, root: Path) -> Path:
     exports reuse file names across splits), then the nearest."""
     names = [im["file_name"] for im in data["images"][:200] if isinstance(im, dict) and "file_name" in im]
     near = [root] if root.is_dir() else [path.parent, path.parent.parent]
-    candidates = list(dict.fromkeys([path.parent, path.parent.parent, *near, *(d for n in near for d in image_dirs(n))]))
+    found = (d for n in near for d in image_dirs(n))
+    candidates = list(dict.fromkeys([path.parent, path.parent.parent, *near, *found]))
     base = near[0] if root.is_dir() else path.parent.parent
     role = split_role(path, base)
     ranked = [(sum((d / n).is_file() for n in names), role is not None and split_role(d, base) == role, -i)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
+from ..tasks import task_names
 from .detection import detection_kind, load_detection_splits
 from .images import IMAGE_EXTENSIONS, load_image
 from .segmentation import is_mask_folder, is_voc_segmentation_folder, load_segmentation_splits
@@ -21,9 +22,6 @@ from .shards import INDEX, ShardStream, is_shard_folder
 
 DATA_KINDS = ("digits", "folder", "cifar10", "cifar100", "fake", "shards", "coco", "voc", "yolo")
 VAL_FOLDER_NAMES = ("val", "validation", "valid", "test")
-
-
-TASK_NAMES = ("classification", "detection", "segmentation")
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class DataSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DataSpec":
+    def from_dict(cls, d: dict[str, Any]) -> DataSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -54,43 +52,66 @@ def resolve_data(data: str | os.PathLike[str] | None, val_split: float = 0.2, se
     COCO-format or Pascal VOC for detection, Pascal VOC or images + masks for segmentation."""
     if not 0 < val_split < 1:
         raise ValueError(f"invalid val_split {val_split}; it must be in (0, 1)")
-    if task not in TASK_NAMES:
-        raise ValueError(f"invalid task {task!r}; valid: {', '.join(TASK_NAMES)}")
+    if task not in task_names():
+        raise ValueError(f"invalid task {task!r}; valid: {', '.join(task_names())}")
     if data is None or str(data) == "digits":
         return DataSpec("digits", None, val_split, seed, task=task)
-    if str(data) == "fake" and task == "classification":
+    resolver = _RESOLVERS[task]
+    if str(data) == "fake" and resolver.fake:
         return DataSpec("fake", None, val_split, seed)
     root = Path(data).expanduser()
     if not root.exists():
-        layouts = {"classification": "an ImageFolder layout, a CIFAR folder, 'digits' or 'fake'",
-                   "detection": "a COCO, Pascal VOC or YOLO dataset folder, or 'digits'",
-                   "segmentation": "a folder of images with a folder of masks (Pascal VOC, images/ + masks/), "
-                                   "or 'digits'"}[task]
-        raise FileNotFoundError(f"data folder not found: {root} (use {layouts})")
-    if task == "detection":
-        kind = detection_kind(root)
-        if kind is None:
-            raise ValueError(f"{root}: not a detection dataset; expected COCO JSON (annotations/*.json, or the "
-                             "JSON file itself), Pascal VOC XML (Annotations/ + JPEGImages/, or XML files beside "
-                             "the images) or YOLO txt (data.yaml, or images/ + labels/)")
-        return DataSpec(kind, str(root.resolve()), val_split, seed, task=task)
-    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root} (use {resolver.layouts})")
+    if resolver.folder_only and not root.is_dir():
         raise ValueError(f"--data must be a folder, got the file {root}")
-    if task == "segmentation":
-        if is_voc_segmentation_folder(root):
-            return DataSpec("voc_seg", str(root.resolve()), val_split, seed, task=task)
-        if is_mask_folder(root):
-            return DataSpec("masks", str(root.resolve()), val_split, seed, task=task)
-        raise ValueError(f"{root}: not a segmentation dataset; expected an images folder and a masks folder whose "
-                         "files match by name (e.g. images/ + masks/, JPEGImages/ + SegmentationClass/)")
+    kind = resolver.kind(root)
+    if kind is None:
+        raise ValueError(f"{root}: {resolver.unknown}")
+    base = root.parent if kind in ("cifar10", "cifar100") and root.name in _CIFAR_FOLDERS.values() else root
+    return DataSpec(kind, str(base.resolve()), val_split, seed, task=task)
+
+
+_CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+def _classification_kind(root: Path) -> str:
     if is_shard_folder(root):
-        return DataSpec("shards", str(root.resolve()), val_split, seed)
-    for kind, sub in (("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python")):
-        if root.name == sub:
-            return DataSpec(kind, str(root.parent.resolve()), val_split, seed)
-        if (root / sub).is_dir():
-            return DataSpec(kind, str(root.resolve()), val_split, seed)
-    return DataSpec("folder", str(root.resolve()), val_split, seed)
+        return "shards"
+    for kind, sub in _CIFAR_FOLDERS.items():
+        if root.name == sub or (root / sub).is_dir():
+            return kind
+    return "folder"
+
+
+def _segmentation_kind(root: Path) -> str | None:
+    if is_voc_segmentation_folder(root):
+        return "voc_seg"
+    return "masks" if is_mask_folder(root) else None
+
+
+@dataclass(frozen=True)
+class _Resolver:
+    """How a task's ``--data`` folder is recognized: its layouts, named in errors."""
+
+    kind: Callable[[Path], str | None]
+    layouts: str
+    unknown: str  # the error when no layout matches
+    folder_only: bool = True
+    fake: bool = False  # "fake" is synthetic data of this task
+
+
+_RESOLVERS = {
+    "classification": _Resolver(_classification_kind, "an ImageFolder layout, a CIFAR folder, 'digits' or 'fake'",
+                                "not a classification dataset", fake=True),
+    "detection": _Resolver(detection_kind, "a COCO, Pascal VOC or YOLO dataset folder, or 'digits'",
+                           "not a detection dataset; expected COCO JSON (annotations/*.json, or the JSON file "
+                           "itself), Pascal VOC XML (Annotations/ + JPEGImages/, or XML files beside the images) or "
+                           "YOLO txt (data.yaml, or images/ + labels/)", folder_only=False),
+    "segmentation": _Resolver(_segmentation_kind, "a folder of images with a folder of masks (Pascal VOC, images/ + "
+                              "masks/), or 'digits'", "not a segmentation dataset; expected an images folder and a "
+                              "masks folder whose files match by name (e.g. images/ + masks/, JPEGImages/ + "
+                              "SegmentationClass/)"),
+}
 
 
 class _Folder(Dataset):
@@ -209,11 +230,10 @@ def load_splits(spec: DataSpec) -> Splits:
 def load_task_splits(spec: DataSpec, voc_classes: Sequence[str] = ()) -> Any:
     """The training and held-out splits of ``spec`` for its task (a segmenter's VOC folder is named by
     ``voc_classes``)."""
-    if spec.task == "detection":
-        return load_detection_splits(spec)
-    if spec.task == "segmentation":
-        return load_segmentation_splits(spec, list(voc_classes))
-    return load_splits(spec)
+    loaders: dict[str, Callable[[], Any]] = {
+        "classification": lambda: load_splits(spec), "detection": lambda: load_detection_splits(spec),
+        "segmentation": lambda: load_segmentation_splits(spec, list(voc_classes))}
+    return loaders[spec.task]()
 
 
 def count_training_images(spec: DataSpec) -> int:

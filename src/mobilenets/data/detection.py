@@ -21,8 +21,9 @@ background: label ``k`` is ``classes[k - 1]``.
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -162,6 +163,6 @@ def load_detection_splits(spec: Any) -> DetectionSplits:
     if spec.kind not in readers:
         raise ValueError(f"{spec.kind!r} data holds no boxes; detection takes COCO, VOC or YOLO data, or 'digits'")
     splits = readers[spec.kind](Path(spec.root), spec.val_split, spec.seed)
-    if len(splits.train) == 0:
+    if not len(cast(Sized, splits.train)):
         raise ValueError(f"{spec.root}: none of the training images could be used\n{splits.issues.summary()}")
     return splits

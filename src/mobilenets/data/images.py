@@ -47,10 +47,9 @@ def load_image(path: str | Path | BinaryIO, name: str | None = None) -> Image.Im
         with warnings.catch_warnings():
             # a "possible decompression bomb" warning becomes an error: do not decode it
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:  # type: ignore[arg-type]
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return to_rgb(img)
+            with Image.open(p) as opened:
+                opened.load()
+                return to_rgb(ImageOps.exif_transpose(opened))
     except FileNotFoundError:
         raise UnreadableImage(label, "file not found") from None
     except IsADirectoryError:

@@ -25,9 +25,10 @@ A sample is ``(image, mask)``: the image as a PIL image or uint8 tensor, the mas
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -302,10 +303,11 @@ def _checked_pairs(pairs: list[tuple[Path, Path]], mask_sizes: dict[Path, tuple[
     infos = probe_images([p for p, _ in pairs], issues)
     out = []
     for image, mask in pairs:
-        if infos[image].size is None or mask not in mask_sizes:
+        size = infos[image].size
+        if size is None or mask not in mask_sizes:
             continue
-        if infos[image].size != mask_sizes[mask]:
-            (h, w), (mh, mw) = infos[image].size, mask_sizes[mask]
+        if size != mask_sizes[mask]:
+            (h, w), (mh, mw) = size, mask_sizes[mask]
             issues.add("mask of another size than its image: resized with nearest neighbours", mask,
                        f"mask {mw}x{mh}, image {w}x{h}")
         out.append((image, mask))
@@ -387,7 +389,7 @@ def load_segmentation_splits(spec: Any, voc_classes: list[str]) -> SegmentationS
     else:
         raise ValueError(f"{spec.kind!r} data holds no masks; segmentation takes a VOC folder, an images + masks "
                          "folder, or 'digits'")
-    if len(splits.train) == 0:
+    if not len(cast(Sized, splits.train)):
         raise ValueError(f"{spec.root}: none of the training images could be used\n{splits.issues.summary()}")
     return splits
 

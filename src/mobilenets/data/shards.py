@@ -43,7 +43,7 @@ class ShardStream(IterableDataset):
     def __len__(self) -> int:
         return self.count
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         import webdataset as wds
 
         pipeline = wds.WebDataset(self.urls, shardshuffle=len(self.urls) if self.shuffle else False,

@@ -12,11 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import MobileNet, fold_batchnorm
-from ..tasks import config_to_dict, preprocess_of, task_of
-from ..tasks.detection.faster_rcnn import FasterRCNN, FasterRCNNPipeline
-from ..tasks.detection.model import SSD, DetectionPipeline
-from ..tasks.segmentation.model import DeepLabV3, SegmentationPipeline
+from ..models import fold_batchnorm
+from ..tasks import config_of, config_to_dict, kind_of, preprocess_of, task_of, weights_meta_of
 
 META_KEY = "mobilenets"
 
@@ -60,20 +57,7 @@ def inference_module(model: nn.Module, input_size: int | None = None, argmax: bo
     with its box decoding and NMS (:class:`DetectionPipeline`) at one input size - without ``nms``,
     every anchor's box and scores; a Faster R-CNN with its second stage and NMS at any input size - or a
     segmenter's upsampled logits (with ``argmax``: its class map)."""
-    folded = fold_batchnorm(model).eval()
-    if isinstance(model, FasterRCNN):
-        if not nms:
-            raise ValueError("a Faster R-CNN's detections come out of its second stage: it exports with its NMS")
-        return FasterRCNNPipeline(folded).eval(), ["boxes", "scores", "labels", "num_detections"]
-    if isinstance(model, SSD):
-        size = model.config.resolution if input_size is None else input_size
-        names = ["boxes", "scores", "labels", "num_detections"] if nms else ["boxes", "scores"]
-        return DetectionPipeline(folded, (size, size), nms).eval(), names
-    if isinstance(model, DeepLabV3):
-        return SegmentationPipeline(folded, argmax).eval(), ["classes" if argmax else "logits"]
-    if argmax:
-        raise ValueError("argmax applies to segmenters only")
-    return folded, ["output"]
+    return kind_of(model).pipeline(fold_batchnorm(model).eval(), input_size, nms=nms, argmax=argmax)
 
 
 def outputs_difference(ref: Any, out: Any, min_score: float = 0.05) -> float:
@@ -100,17 +84,17 @@ def float_tolerance(ref: Any) -> float:
     return 1e-4 if isinstance(ref, tuple) else max(1e-4, 4e-6 * float(np.abs(ref).max()))
 
 
-def export_metadata(model: MobileNet) -> dict[str, str]:
+def export_metadata(model: nn.Module) -> dict[str, str]:
     """What a runtime needs besides the graph (model name and config, classes, preprocessing), as one
     JSON record."""
-    m = getattr(model, "weights_meta", {}) or {}
-    return {META_KEY: json.dumps({"model": model.config.name, "task": task_of(model), "classes": m.get("classes"),
+    m, cfg = weights_meta_of(model), config_of(model)
+    return {META_KEY: json.dumps({"model": cfg.name, "task": task_of(model), "classes": m.get("classes"),
                                   "preprocessing": preprocess_of(model).to_dict(),
-                                  "num_classes": model.config.num_classes, "config": config_to_dict(model.config)})}
+                                  "num_classes": cfg.num_classes, "config": config_to_dict(cfg)})}
 
 
-def check_input(model: MobileNet, input_size: int | None, batch: int = 2) -> torch.Tensor:
+def check_input(model: nn.Module, input_size: int | None, batch: int = 2) -> torch.Tensor:
     """A seeded random batch to run through an export and the PyTorch model."""
-    size = model.config.resolution if input_size is None else input_size
+    size = config_of(model).resolution if input_size is None else input_size
     g = torch.Generator().manual_seed(0)
-    return torch.randn(batch, model.config.in_chans, size, size, generator=g)
+    return torch.randn(batch, config_of(model).in_chans, size, size, generator=g)

@@ -26,7 +26,7 @@ from ..utils.timing import time_fn
 from ..weights import load_model
 from ..weights.published import PUBLISHED, cache_dir
 from .runtimes import to_layout
-from .session import FILE_RUNTIMES, choose_runtime, machine_key, measured_runtimes, open_session
+from .session import FILE_RUNTIMES, candidate_runtimes, choose_runtime, machine_key, open_session
 
 
 @dataclass
@@ -135,7 +135,7 @@ def bench(
     threads = threads or cpu_threads()
     obj = resolve_model(model_or_weights)
     choice = None
-    if runtime == "auto" and (isinstance(obj, torch.nn.Module) or len(measured_runtimes(obj)) > 1):
+    if runtime == "auto" and (isinstance(obj, torch.nn.Module) or len(candidate_runtimes(obj)) > 1):
         choice = choose_runtime(obj, batch_size, threads=threads, device=device, remeasure=remeasure)
         runtime = choice.runtime
     session = open_session(obj, runtime, device=device, threads=threads, batch_size=batch_size)

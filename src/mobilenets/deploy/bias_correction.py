@@ -51,7 +51,7 @@ def activation_ranges(model: nn.Module, data: torch.Tensor) -> dict[str, tuple[f
     """Min and max of every conv unit's output (after its activation) over the calibration data."""
     ranges: dict[str, tuple[float, float]] = {}
 
-    def hook(name: str):  # type: ignore[no-untyped-def]
+    def hook(name: str):
         def f(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
             lo, hi = ranges.get(name, (float("inf"), float("-inf")))
             ranges[name] = (min(lo, out.min().item()), max(hi, out.max().item()))
@@ -74,7 +74,7 @@ def _conv_output_means(model: nn.Module, data: torch.Tensor, names: list[str]) -
     counts: dict[str, int] = {}
     mods = dict(model.named_modules())
 
-    def hook(name: str):  # type: ignore[no-untyped-def]
+    def hook(name: str):
         def f(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
             s = out.double().sum(dim=(0, 2, 3))
             sums[name] = sums[name] + s if name in sums else s
@@ -128,9 +128,10 @@ def bias_correct(folded: nn.Module, data: torch.Tensor, max_samples: int = SIMUL
     target = _conv_output_means(ref, data, names)
     sim_mods = dict(sim.named_modules())
 
-    def correct(name: str):  # type: ignore[no-untyped-def]
+    def correct(name: str):
         def f(mod: nn.Conv2d, inp: tuple, out: torch.Tensor) -> torch.Tensor:
             delta = (target[name] - out.double().mean(dim=(0, 2, 3)).float()).to(out.dtype)
+            assert mod.bias is not None  # folded convs carry a bias
             mod.bias += delta
             return out + delta[None, :, None, None]
         return f

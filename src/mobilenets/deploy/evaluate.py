@@ -21,14 +21,14 @@ from ..data import DataSpec, Transformed, collate, load_task_splits, make_loader
 from ..data.loaders import TransformedPairs, collate_targets, image_paths
 from ..data.transforms import DetectionTransform, SegmentationTransform
 from ..models import Preprocess
-from ..tasks import preprocess_of, task_of
+from ..tasks import config_of, preprocess_of, task_of, weights_meta_of
 from ..tasks.classification import ClassificationMeter
 from ..tasks.detection.boxes import Detections
 from ..tasks.detection.metrics import CocoMeter
+from ..tasks.labels import voc_segmentation_classes
 from ..tasks.segmentation.metrics import ConfusionMeter
-from ..weights.labels import voc_segmentation_classes
 
-Run = Callable[[np.ndarray], Any]
+Run = Callable[..., Any]  # a session's run: a batch in, its outputs out
 
 
 @dataclass
@@ -54,7 +54,7 @@ class LabeledScores:
 def labeled_data(model: nn.Module, data: str | Path | None = None) -> DataSpec | None:
     """The labeled held-out data for ``model``: ``data`` if given, else the split recorded in its
     weights when that data is still there; None when there is none."""
-    recorded = (getattr(model, "weights_meta", {}) or {}).get("dataset") or {}
+    recorded = weights_meta_of(model).get("dataset") or {}
     task = task_of(model)
     if data is not None:
         return resolve_data(data, recorded.get("val_split", 0.2), recorded.get("seed", 0), task)
@@ -85,7 +85,7 @@ class _Scorer:
     def dataset(self, split: Any, pre: Preprocess) -> Any:
         return Transformed(split, pre.eval_transform())
 
-    collate = staticmethod(collate)
+    collate: Callable[[list[Any]], Any] = staticmethod(collate)
 
     def meter(self, classes: list[str]) -> Any:
         return ClassificationMeter(classes, torch.device("cpu"))
@@ -128,7 +128,7 @@ class _SegmentationScorer(_DetectionScorer):
     def update(self, meter: Any, out: Any, y: Any, pre: Preprocess, model: nn.Module) -> None:
         for o, t in zip(torch.from_numpy(np.asarray(out)), y):
             full = F.interpolate(o[None].float(), size=t["orig_size"], mode="bilinear",
-                                 align_corners=getattr(model.config, "align_corners", True))[0]
+                                 align_corners=getattr(config_of(model), "align_corners", True))[0]
             meter.update(full.argmax(0), t["orig_mask"].long())
 
 

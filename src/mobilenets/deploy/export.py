@@ -12,9 +12,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..models import MobileNet, check_input_size
-from ..tasks import task_of
-from ..tasks.detection.faster_rcnn import FasterRCNN
+from ..models import check_input_size
+from ..tasks import EXPORT_FORMATS, config_of, kind_of
 from .artifact import ExportResult
 from .evaluate import labeled_data, score_sessions, training_images
 from .onnx import export_onnx
@@ -22,21 +21,16 @@ from .quantize import export_onnx_int8
 from .session import FILE_RUNTIMES, open_session
 from .torch_formats import export_pt2, export_torchscript
 
-FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8", "pte", "torchscript", "pt2")
+FORMATS = EXPORT_FORMATS
 
 
 def formats_for(model: nn.Module) -> tuple[tuple[str, ...], str]:
     """The formats a model exports to, and why not the others."""
-    if isinstance(model, FasterRCNN):
-        return ("onnx", "onnx-int8"), "torchvision's two stages (proposals, RoIAlign, NMS) trace for ONNX only"
-    if task_of(model) == "detection":
-        return FORMATS[:5], "the NMS has data-dependent shapes, which TorchScript and torch.export do not take"
-    if task_of(model) == "segmentation":
-        return FORMATS[:5] + ("pt2",), "its pipeline does not script"
-    return FORMATS, ""
+    kind = kind_of(model)
+    return kind.formats, kind.formats_note
 
 
-def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrate: str | Path | None = None,
+def export(model: nn.Module, path: str | Path, format: str = "onnx", *, calibrate: str | Path | None = None,
            input_size: int | None = None, argmax: bool = False, progress: bool = False,
            eval_data: str | Path | None = None) -> ExportResult:
     """Export ``model`` to ``path`` in ``format`` (:data:`FORMATS`) and check it; ``argmax``
@@ -45,18 +39,18 @@ def export(model: MobileNet, path: str | Path, format: str = "onnx", *, calibrat
     the training split of the data its weights record (``eval_data``'s, when given), and scored against
     the float model on that data's labeled held-out images (``res.labeled``)."""
     spec = labeled_data(model, eval_data) if format.endswith("-int8") else None
+    images: str | Path | Sequence[Path] | None = calibrate
     if calibrate is None and spec is not None:
-        calibrate = training_images(model, spec) or None
-    res = _export(model, path, format, calibrate, input_size, argmax, progress)
-    if format.endswith("-int8"):
-        if spec is not None:
-            runtime = FILE_RUNTIMES[Path(res.path).suffix][0]  # scoring needs no choice of the fastest
-            runs = {"fp32": open_session(model, "torch").run, "int8": open_session(res.path, runtime).run}
-            res.labeled = score_sessions(model, spec, runs, input_size=input_size)
+        images = training_images(model, spec) or None
+    res = _export(model, path, format, images, input_size, argmax, progress)
+    if format.endswith("-int8") and spec is not None:
+        runtime = FILE_RUNTIMES[Path(res.path).suffix][0]  # scoring needs no choice of the fastest
+        runs = {"fp32": open_session(model, "torch").run, "int8": open_session(res.path, runtime).run}
+        res.labeled = score_sessions(model, spec, runs, input_size=input_size)
     return res
 
 
-def _export(model: MobileNet, path: str | Path, format: str, calibrate: str | Path | Sequence[Path] | None,
+def _export(model: nn.Module, path: str | Path, format: str, calibrate: str | Path | Sequence[Path] | None,
             input_size: int | None, argmax: bool, progress: bool) -> ExportResult:
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
@@ -66,7 +60,7 @@ def _export(model: MobileNet, path: str | Path, format: str, calibrate: str | Pa
         raise ValueError("--argmax applies to the onnx, tflite and pte formats")
     valid, why = formats_for(model)
     if format not in valid:
-        raise ValueError(f"{model.config.name} exports to {', '.join(valid)}, not {format}: {why}")
+        raise ValueError(f"{config_of(model).name} exports to {', '.join(valid)}, not {format}: {why}")
     if format == "onnx":
         return export_onnx(model, path, input_size, argmax=argmax)
     if format == "onnx-int8":

@@ -11,8 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models import MobileNet
-from ..tasks.detection.faster_rcnn import FasterRCNN
+from ..tasks import kind_of
 from ..utils.fsutil import atomic_path
 from .artifact import ExportResult, check_input, export_metadata, inference_module, outputs_difference
 from .runtimes import OnnxSession
@@ -20,7 +19,7 @@ from .runtimes import OnnxSession
 ONNX_OPSET = 18
 
 
-def export_onnx(model: MobileNet, path: str | Path, input_size: int | None = None, opset: int = ONNX_OPSET,
+def export_onnx(model: nn.Module, path: str | Path, input_size: int | None = None, opset: int = ONNX_OPSET,
                 check: bool = True, argmax: bool = False) -> ExportResult:
     """ONNX with BN folded, a dynamic batch dimension (a Faster R-CNN's: 1), and our metadata (classes,
     preprocessing); ``argmax``: a segmenter outputs its class map instead of logits."""
@@ -37,7 +36,7 @@ def export_onnx(model: MobileNet, path: str | Path, input_size: int | None = Non
             contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         tmp = Path(d) / "model.onnx"
-        if isinstance(model, FasterRCNN):
+        if kind_of(model).onnx_exporter == "torchscript":
             # torchvision's two stages (its NMS, RoIAlign, box selection) do not go through torch.export;
             # the TorchScript-based exporter, which torchvision's detection models support, traces them
             # for one image: the graph's batch is 1 and OnnxSession runs a batch image by image

@@ -4,6 +4,7 @@ segmenter's classes with their pixel fractions (optionally drawn into pictures).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,8 @@ from ..data import Transformed, find_images, load_image, make_loader
 from ..data.loaders import TransformedPairs, collate_targets
 from ..data.transforms import DetectionTransform, SegmentationTransform
 from ..models import Preprocess, check_input_size
-from ..tasks import DETECTOR_CONFIGS, classification, default_preprocess
+from ..tasks import classification, default_preprocess, task_of
 from ..tasks.classification import Prediction
-from ..tasks.segmentation.spec import SegmenterConfig
 from ..utils.device import pick_device
 from ..utils.fsutil import atomic_path
 from .session import open_session
@@ -98,13 +98,14 @@ def predict(
     score_threshold: float = 0.3,
     save_vis: str | Path | None = None,
 ) -> PredictResult:
-    """Top-k classes (classifiers) or detections with a score >= ``score_threshold`` (detectors) for
-    each image file; folders are searched recursively.
+    """Top-k classes (classifiers), detections with a score >= ``score_threshold`` (detectors) or the
+    classes found with their pixel fractions (segmenters) for each image file; folders are searched
+    recursively.
 
-    ``weights``: any weights file we load, a published id, a model, or an exported ``.onnx`` or
-    ``.tflite`` file (ours or Google's); ``runtime``: see :func:`open_session` (``auto``: the
+    ``weights``: any weights file we load, a published id, a model, or an exported ``.onnx``,
+    ``.tflite`` or ``.pte`` file (ours or Google's); ``runtime``: see :func:`open_session` (``auto``: the
     fastest). ``input_size`` overrides the size the weights' preprocessing records. ``save_vis``: a
-    folder for the images with their boxes drawn.
+    folder for the images with their boxes drawn, or a segmenter's masks and overlays.
     """
     if input_size is not None:
         check_input_size(input_size)
@@ -127,25 +128,37 @@ def predict(
         raise ValueError("this file records no preprocessing; export it with mobilenets export")
     if input_size is not None:
         pre = pre.replace(input_size=input_size)
-    if isinstance(session.config, DETECTOR_CONFIGS) or meta.get("task") == "detection":
-        return _detect(session, files, pre, meta.get("classes"), batch_size, workers, score_threshold, save_vis)
-    if isinstance(session.config, SegmenterConfig) or meta.get("task") == "segmentation":
-        return _segment(session, files, pre, meta.get("classes"), batch_size, workers, save_vis)
+    task = task_of(session.config) if session.config is not None else meta.get("task", "classification")
+    options = _Options(meta.get("classes"), batch_size, workers, top_k, score_threshold, save_vis)
+    return PREDICTORS[task](session, files, pre, options)
+
+
+@dataclass
+class _Options:
+    classes: list[str] | None
+    batch_size: int
+    workers: int
+    top_k: int
+    score_threshold: float
+    save_vis: str | Path | None
+
+
+def _classify(session: Any, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
     result = PredictResult()
     ds = Transformed(_Files(files), _InLayout(pre.eval_transform(), session.layout))
-    for x, idx, bad in make_loader(ds, batch_size, workers=workers):
+    for x, idx, bad in make_loader(ds, opts.batch_size, workers=opts.workers):
         result.errors += bad
         if len(idx):
-            tops = classification.top_k(torch.from_numpy(session.run(x, session.layout)), meta.get("classes"), top_k)
+            tops = classification.top_k(torch.from_numpy(session.run(x, session.layout)), opts.classes, opts.top_k)
             result.predictions += [Prediction(str(files[i]), top) for i, top in zip(idx.tolist(), tops)]
     return result
 
 
-def _detect(session: Any, files: list[Path], pre: Preprocess, classes: list[str] | None, batch_size: int,
-            workers: int, threshold: float, save_vis: str | Path | None) -> PredictResult:
+def _detect(session: Any, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
+    classes, threshold, save_vis = opts.classes, opts.score_threshold, opts.save_vis
     result = PredictResult()
     ds = TransformedPairs(_Files(files, with_target=True), _InLayout(DetectionTransform(pre, False), session.layout))
-    for x, targets, bad in make_loader(ds, batch_size, workers=workers, collate_fn=collate_targets):
+    for x, targets, bad in make_loader(ds, opts.batch_size, workers=opts.workers, collate_fn=collate_targets):
         result.errors += bad
         if not targets:
             continue
@@ -173,16 +186,16 @@ class _Segmentable:
         return x, {**target, "image_id": index}
 
 
-def _segment(session: Any, files: list[Path], pre: Preprocess, classes: list[str] | None, batch_size: int,
-             workers: int, save_vis: str | Path | None) -> PredictResult:
+def _segment(session: Any, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
     """Logits upsampled to each image's own size, then the class of every pixel (an export that ends
     in argmax gives classes at the input size: resized with nearest neighbours)."""
     import torch.nn.functional as F
 
+    classes, save_vis = opts.classes, opts.save_vis
     result = PredictResult()
     align = getattr(session.config, "align_corners", True)  # exports record no config: TF's convention
     ds = TransformedPairs(_Files(files), _InLayout(_Segmentable(pre), session.layout))
-    for x, targets, bad in make_loader(ds, batch_size, workers=workers, collate_fn=collate_targets):
+    for x, targets, bad in make_loader(ds, opts.batch_size, workers=opts.workers, collate_fn=collate_targets):
         result.errors += bad
         if not targets:
             continue
@@ -202,6 +215,11 @@ def _segment(session: Any, files: list[Path], pre: Preprocess, classes: list[str
             if save_vis is not None:
                 draw_segmentation(path, mask, Path(save_vis))
     return result
+
+
+#: How each task's predictions are made and read (keyed by task name: a new task adds its own)
+PREDICTORS: dict[str, Callable[[Any, list[Path], Preprocess, _Options], PredictResult]] = {
+    "classification": _classify, "detection": _detect, "segmentation": _segment}
 
 
 def draw_segmentation(image: Path, mask: torch.Tensor, folder: Path) -> tuple[Path, Path]:

@@ -12,15 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from ..models import MobileNet
+from ..tasks import config_of
 from ..utils.fsutil import atomic_path
 from ..utils.quiet import quiet_native_output
 from .artifact import META_KEY, ExportResult, export_metadata, inference_module
 from .runtimes import PTE_META_METHOD, ExecutorchSession, check_float_export, require_executorch
 
 
-def export_pte(model: MobileNet, path: str | Path, input_size: int | None = None, argmax: bool = False) -> ExportResult:
+def export_pte(model: nn.Module, path: str | Path, input_size: int | None = None, argmax: bool = False) -> ExportResult:
     """A ``.pte`` with every op the XNNPACK delegate runs delegated to it, checked in ExecuTorch
     (max abs difference to PyTorch on a seeded batch, run one image at a time)."""
     require_executorch()
@@ -28,9 +29,9 @@ def export_pte(model: MobileNet, path: str | Path, input_size: int | None = None
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-    size = model.config.resolution if input_size is None else input_size
+    size = config_of(model).resolution if input_size is None else input_size
     module, _ = inference_module(model, size, argmax, nms=False)
-    one = torch.zeros(1, model.config.in_chans, size, size)
+    one = torch.zeros(1, config_of(model).in_chans, size, size)
     record = torch.tensor(list(export_metadata(model)[META_KEY].encode()), dtype=torch.uint8)
     with torch.no_grad():
         program = torch.export.export(module, (one,))

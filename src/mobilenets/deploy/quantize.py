@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torchvision.ops import box_iou
 
 from ..data import UnreadableImage, find_images, load_image
-from ..models import MobileNet, fold_batchnorm
-from ..tasks import preprocess_of, task_of
-from ..tasks.detection.faster_rcnn import FasterRCNN
+from ..models import fold_batchnorm
+from ..tasks import config_of, kind_of, preprocess_of
 from ..utils.fsutil import atomic_path
 from .artifact import ExportResult, export_metadata, inference_module
 from .bias_correction import bias_correct
@@ -39,7 +39,7 @@ def synthetic_calibration(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
     return [((imgs[i].clamp(0, 1) - 0.5) / 0.5).numpy().astype(np.float32) for i in range(n)]
 
 
-def calibration_images(files: Sequence[Path], model: MobileNet, per_image: int = 1, seed: int = 0) -> list[np.ndarray]:
+def calibration_images(files: Sequence[Path], model: nn.Module, per_image: int = 1, seed: int = 0) -> list[np.ndarray]:
     """Preprocessed images (the model's eval transform); ``per_image`` > 1 adds random crops of each."""
     from torchvision.transforms import v2  # seconds to import: only when calibrating
 
@@ -59,7 +59,7 @@ def calibration_images(files: Sequence[Path], model: MobileNet, per_image: int =
     return out
 
 
-def calibration_sets(model: MobileNet, calibrate: str | Path | Sequence[Path] | None, size: int,
+def calibration_sets(model: nn.Module, calibrate: str | Path | Sequence[Path] | None, size: int,
                      held_out: float = 0.25, per_image: int | None = None, seed: int = 0
                      ) -> tuple[list[np.ndarray], list[np.ndarray], str]:
     """Calibration samples, held-out samples (a share ``held_out`` of the images, to measure int8/fp32
@@ -126,7 +126,7 @@ def _flush_every(samples: int, batch: int = 16) -> int:
     return next(k for k in range(4, max(batches, 4) + 2) if batches % k or k > batches)
 
 
-def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path | Sequence[Path] | None = None,
+def export_onnx_int8(model: nn.Module, path: str | Path, calibrate: str | Path | Sequence[Path] | None = None,
                      input_size: int | None = None, held_out: float = 0.25, per_image: int | None = None,
                      seed: int = 0, bias_correction: bool = True, progress: bool = False) -> ExportResult:
     """Static post-training int8 quantization with ONNX Runtime (QDQ, per-channel weights).
@@ -142,7 +142,7 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    size = model.config.resolution if input_size is None else input_size
+    size = config_of(model).resolution if input_size is None else input_size
     bar = int8_progress(progress, 5)
     bar.set_postfix_str("reading calibration images")
     cal, hold, label = calibration_sets(model, calibrate, size, held_out, per_image, seed)
@@ -160,7 +160,7 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
         bar.set_postfix_str("calibration and quantization")
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         graph = onnx.load(str(pre)).graph
-        batch = 1 if isinstance(model, FasterRCNN) else 16
+        batch = 1 if kind_of(model).onnx_exporter == "torchscript" else 16  # a graph traced for one image
         keep_float = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul", "ReduceMean", "GlobalAveragePool",
                                                                    "Reshape", "Flatten")]
         with atomic_path(path) as tmp, warnings.catch_warnings():
@@ -169,7 +169,7 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float,
                             extra_options={"CalibMaxIntermediateOutputs": _flush_every(len(cal), batch)},
-                            op_types_to_quantize=["Conv"] if task_of(model) == "detection" else None)
+                            op_types_to_quantize=list(ops) if (ops := kind_of(model).int8_ops) else None)
             proto = onnx.load(str(tmp))
             for k, v in export_metadata(model).items():
                 e = proto.metadata_props.add()
@@ -186,14 +186,14 @@ def export_onnx_int8(model: MobileNet, path: str | Path, calibrate: str | Path |
     return res
 
 
-def int8_details(model: MobileNet, cal: list[np.ndarray], hold: list[np.ndarray], bias_correction: bool
+def int8_details(model: nn.Module, cal: list[np.ndarray], hold: list[np.ndarray], bias_correction: bool
                  ) -> dict[str, Any]:
-    what = {"detection": "best detection", "segmentation": "pixel class"}.get(task_of(model), "top-1")
+    what = kind_of(model).agreement_of
     return {"calibration_images": len(cal), "held_out": len(hold), "bias_correction": bias_correction,
             "agreement_of": what}
 
 
-def held_out_agreement(model: MobileNet, size: int, hold: list[np.ndarray],
+def held_out_agreement(model: nn.Module, size: int, hold: list[np.ndarray],
                        run: Callable[[np.ndarray], Any]) -> float:
     """:func:`agreement` of an int8 export (``run``) with the float PyTorch model on held-out samples."""
     module, _ = inference_module(model, size)

@@ -24,14 +24,11 @@ import numpy as np
 import torch
 
 from ..models import fold_batchnorm
-from ..tasks import TaskConfig, config_from_dict, task_of
-from ..tasks.detection.faster_rcnn import FasterRCNN, FasterRCNNPipeline
-from ..tasks.detection.model import SSD, DetectionPipeline, select_for
-from ..tasks.detection.spec import DetectorConfig
+from ..tasks import TaskConfig, config_from_dict, config_of, kind_of, task_of, weights_meta_of
 from ..utils.device import cpu_threads, pick_device
 from ..utils.quiet import quiet_native_output
 from ..weights import load_model
-from ..weights.tflite import tflite_metadata
+from ..weights.tflite_file import tflite_metadata
 from .artifact import META_KEY, check_input, float_tolerance, outputs_difference
 
 Outputs = np.ndarray | tuple[np.ndarray, ...]
@@ -43,8 +40,8 @@ PTE_META_METHOD = "mobilenets_metadata"  # a .pte's constant method returning ou
 def finish(config: TaskConfig | None, outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> Outputs:
     """What a session returns from an exported graph's outputs: a detector's NMS on its boxes and scores
     (our TFLite and ExecuTorch exports end before it)."""
-    if isinstance(config, DetectorConfig):
-        return tuple(o.numpy() for o in select_for(config, *outputs))
+    if config is not None:
+        outputs = kind_of(config).finish(config, outputs)
     return outputs.numpy() if isinstance(outputs, torch.Tensor) else tuple(o.numpy() for o in outputs)
 
 
@@ -70,7 +67,7 @@ def check_float_export(model: torch.nn.Module, module: torch.nn.Module, size: in
     ``module`` on a seeded batch: the max abs difference and its tolerance (:func:`float_tolerance`)."""
     x = check_input(model, size, batch=2)
     with torch.inference_mode():
-        ref = finish(model.config, module(x))
+        ref = finish(config_of(model), module(x))
     return outputs_difference(ref, run(x.numpy())), float_tolerance(ref)
 
 
@@ -86,23 +83,18 @@ class TorchSession:
         self.device = pick_device(device)
         self.source = model
         self.model = fold_batchnorm(model).to(self.device).to(memory_format=torch.channels_last).eval()
-        self.meta = getattr(model, "weights_meta", {}) or {}
-        self.config: TaskConfig | None = model.config
-        self._pipelines: dict[tuple[int, int], DetectionPipeline] = {}
-        self._rcnn = FasterRCNNPipeline(self.model) if isinstance(self.model, FasterRCNN) else None
+        self.meta = weights_meta_of(model)
+        self.config: TaskConfig | None = config_of(model)
+        self._pipelines: dict[tuple[int, int], torch.nn.Module] = {}  # per input size (an SSD's anchors)
 
     def _input(self, x: Array, layout: str) -> torch.Tensor:
         t = torch.as_tensor(to_layout(x, layout, "NHWC")).permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
         return t.to(self.device).contiguous(memory_format=torch.channels_last)
 
     def _forward(self, t: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        if self._rcnn is not None:
-            return self._rcnn(t)
-        if not isinstance(self.model, SSD):
-            return self.model(t)
         size = (int(t.shape[-2]), int(t.shape[-1]))
         if size not in self._pipelines:
-            self._pipelines[size] = DetectionPipeline(self.model, size).to(self.device)
+            self._pipelines[size] = kind_of(self.model).pipeline(self.model, size)[0].to(self.device)
         return self._pipelines[size](t)
 
     @torch.inference_mode()
@@ -136,7 +128,7 @@ class OnnxSession:
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
         try:
             self.session = ort.InferenceSession(str(path), so, providers=providers)
-        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+        except Exception as e:
             raise ValueError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0]})") from None
         self.input = self.session.get_inputs()[0].name
         batch = self.session.get_inputs()[0].shape[0]
@@ -144,7 +136,7 @@ class OnnxSession:
         props = self.session.get_modelmeta().custom_metadata_map
         self.meta: dict[str, Any] = json.loads(props[META_KEY]) if META_KEY in props else {}
         self.path = Path(path)
-        self.config: TaskConfig | None = None
+        self.config: TaskConfig | None = config_from_dict(self.meta["config"]) if "config" in self.meta else None
 
     def run(self, x: Array, layout: str = "NCHW") -> Outputs:
         arr = np.ascontiguousarray(numpy(to_layout(x, layout, "NCHW")), dtype=np.float32)
@@ -193,9 +185,9 @@ class LitertSession:
             self.config: TaskConfig | None = config_from_dict(self.meta["config"])
         else:  # Google's file: our loader knows its architecture, classes and preprocessing
             model = load_model(source) if not isinstance(source, bytes) else None
-            self.config = None if model is None else model.config
-            self.meta = {} if model is None else {**model.weights_meta, "model": model.config.name,
-                                                  "task": task_of(model.config)}
+            self.config = None if model is None else config_of(model)
+            self.meta = {} if model is None else {**model.weights_meta, "model": config_of(model).name,
+                                                  "task": task_of(config_of(model))}
         inp = self.interpreter.get_input_details()[0]
         self._index, self._dtype = int(inp["index"]), np.dtype(inp["dtype"])
         self._in_quant = inp["quantization"] if self._dtype.kind in "iu" else None
@@ -244,7 +236,7 @@ class LitertSession:
             self._invoke_shape_reset()
             parts = [self._invoke(arr[i: i + 1]) for i in range(len(arr))]
             outs = [np.concatenate(p) for p in zip(*parts)]
-        if not isinstance(self.config, DetectorConfig):
+        if len(outs) == 1:
             return np.log(np.maximum(outs[0], 1e-30)) if self._log else outs[0]
         if not self.ours:  # TFLite_Detection_PostProcess: y1, x1, y2, x2; classes from 0; scores; count
             boxes, classes, scores, count = outs
@@ -360,7 +352,7 @@ class OpenvinoSession:
         self._outputs = len(self.compiled.outputs)
         self._shared: np.ndarray | None = None
         self.meta: dict[str, Any] = onnx_metadata(path)
-        self.config: TaskConfig | None = None  # as OnnxSession: the graph's outputs are final
+        self.config: TaskConfig | None = config_from_dict(self.meta["config"]) if "config" in self.meta else None
         self.path = Path(path)
 
     def _set_input(self, x: Array, layout: str) -> None:

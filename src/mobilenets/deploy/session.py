@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..tasks import TaskConfig
-from ..tasks.detection.faster_rcnn import FasterRCNN
+from ..tasks import TaskConfig, config_of, kind_of, weights_meta_of
 from ..utils.device import cpu_name, cpu_threads
 from ..utils.fsutil import atomic_write_text
 from ..utils.timing import time_fn
@@ -58,15 +57,19 @@ def installed_runtimes() -> tuple[str, ...]:
             + (("executorch",) if executorch_installed() else ()))
 
 
-def measured_runtimes(model: torch.nn.Module | str | Path | None = None) -> tuple[str, ...]:
+def candidate_runtimes(model: torch.nn.Module | str | Path | None = None) -> tuple[str, ...]:
     """What "auto" chooses among: every installed runtime that runs ``model`` (a Faster R-CNN exports
-    to ONNX only; an exported file runs in the runtimes of its format)."""
-    if isinstance(model, FasterRCNN):
-        return ("torch", "onnxruntime")
+    to ONNX only, traced for one image, which only our ONNX Runtime session runs image by image; an
+    exported file runs in the runtimes of its format)."""
     installed = installed_runtimes()
     if isinstance(model, str | Path):
         return tuple(r for r in FILE_RUNTIMES.get(Path(model).suffix, ()) if r in installed)
-    return installed
+    if model is None:
+        return installed
+    kind = kind_of(model)
+    if kind.onnx_exporter == "torchscript":
+        return ("torch", "onnxruntime")
+    return tuple(r for r in installed if r == "torch" or EXPORT_SUFFIX[r] in kind.formats)
 
 
 def default_runtime(source: str | Path | None = None) -> str:
@@ -86,8 +89,8 @@ def default_runtime(source: str | Path | None = None) -> str:
 def _digest(model: torch.nn.Module) -> str:
     """Content hash of a model (config, weights, and the classes and preprocessing an export records): the
     key of its cached exports."""
-    meta = getattr(model, "weights_meta", {}) or {}
-    h = hashlib.sha256(model.config.name.encode())
+    meta = weights_meta_of(model)
+    h = hashlib.sha256(config_of(model).name.encode())
     h.update(json.dumps([meta.get("classes"), meta.get("preprocessing")], sort_keys=True, default=str).encode())
     for k, v in model.state_dict().items():
         h.update(k.encode())
@@ -99,11 +102,11 @@ def cached_export(model: torch.nn.Module, runtime: str) -> Path:
     """Our export of ``model`` for ``runtime`` (ONNX, float TFLite or ExecuTorch; torch: the weights as
     safetensors, for a worker process), made once per content hash."""
     suffix = EXPORT_SUFFIX.get(runtime, "safetensors")
-    path = cache_dir() / suffix / f"{model.config.name}-{_digest(model)}.{suffix}"
+    path = cache_dir() / suffix / f"{config_of(model).name}-{_digest(model)}.{suffix}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         if runtime == "torch":
-            meta = getattr(model, "weights_meta", {}) or {}
+            meta = weights_meta_of(model)
             save_weights(model, path, classes=meta.get("classes"), preprocessing=meta.get("preprocessing"))
         elif suffix == "onnx":
             export_onnx(model, path, check=False)
@@ -134,7 +137,7 @@ def _open_file(src: str, runtime: str, threads: int | None, batch_size: int) -> 
     if not Path(src).exists():
         raise FileNotFoundError(f"file not found: {src}")
     if runtime == "auto":
-        candidates = measured_runtimes(src)
+        candidates = candidate_runtimes(src)
         runtime = candidates[0] if len(candidates) == 1 else choose_runtime(src, batch_size, threads=threads).runtime
     return _session(src, runtime, threads)
 
@@ -159,10 +162,7 @@ def open_session(weights: str | Path | torch.nn.Module, runtime: str = "torch", 
         runtime = choose_runtime(weights, batch_size, threads=threads, device=device).runtime
     if runtime == "torch":
         return TorchSession(weights, device, threads)
-    path = cached_export(weights, runtime)
-    session = _session(path, runtime, threads)
-    session.config = weights.config
-    return session
+    return _session(cached_export(weights, runtime), runtime, threads)
 
 
 @dataclass
@@ -297,15 +297,15 @@ def measure_runtimes(model: torch.nn.Module | str | Path, batch_size: int = 1, t
     (torch only)."""
     threads = threads or cpu_threads()
     if isinstance(model, torch.nn.Module):
-        size, chans = model.config.resolution, model.config.in_chans
+        size, chans = config_of(model).resolution, config_of(model).in_chans
         if device != "cpu":
             session = TorchSession(model, device, threads)
             x = np.zeros((batch_size, chans, size, size), np.float32)
             return {"torch": [statistics.median(time_fn(lambda: session.run(x), 3, 10, 0.2)) * 1e3]}
-        sources = {r: cached_export(model, r) for r in measured_runtimes(model)}
+        sources = {r: cached_export(model, r) for r in candidate_runtimes(model)}
         shape = [batch_size, chans, size, size]
     else:
-        sources = {r: Path(model) for r in measured_runtimes(model)}
+        sources = {r: Path(model) for r in candidate_runtimes(model)}
         probe = _session(model, next(iter(sources)), threads)
         shape = [batch_size, *_image_shape(probe)]
     return measure_isolated(sources, shape, threads, max_rounds=max_rounds)
@@ -334,7 +334,7 @@ def choose_runtime(model: torch.nn.Module | str | Path, batch_size: int = 1, *, 
     threads = threads or cpu_threads()
     device = str(device)
     cache = cache or cache_dir() / "runtime.json"
-    config = model.config if isinstance(model, torch.nn.Module) else model
+    config = config_of(model) if isinstance(model, torch.nn.Module) else model
     key = runtime_key(config, batch_size, threads, device)
     data: dict[str, dict[str, object]] = json.loads(cache.read_text()) if cache.is_file() else {}
     entry = data.get(key, {})

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import MobileNet, fold_batchnorm
+from ..models import fold_batchnorm
+from ..tasks import config_of
 from ..utils.fsutil import atomic_path
 from ..utils.quiet import quiet_native_output
-from ..weights.tflite import TFLITE_META_NAME
+from ..weights.tflite_file import TFLITE_META_NAME
 from .artifact import META_KEY, ExportResult, export_metadata, inference_module
 from .bias_correction import bias_correct
 from .quantize import calibration_sets, held_out_agreement, int8_details, int8_progress
@@ -102,7 +103,7 @@ def with_metadata(flat: bytes, record: str) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def export_tflite(model: MobileNet, path: str | Path, *, int8: bool = False,
+def export_tflite(model: nn.Module, path: str | Path, *, int8: bool = False,
                   calibrate: str | Path | Sequence[Path] | None = None,
                   input_size: int | None = None, argmax: bool = False, bias_correction: bool = True,
                   held_out: float = 0.25, per_image: int | None = None, seed: int = 0,
@@ -114,8 +115,8 @@ def export_tflite(model: MobileNet, path: str | Path, *, int8: bool = False,
     labelled as such, synthetic ones; the conv biases are first corrected for the mean shift of
     int8 quantization (:func:`bias_correct`).
     """
-    size = model.config.resolution if input_size is None else input_size
-    channels = model.config.in_chans
+    size = config_of(model).resolution if input_size is None else input_size
+    channels = config_of(model).in_chans
     module, _ = inference_module(model, size, argmax, nms=False)
     if int8 and argmax:
         raise ValueError("--argmax applies to float exports (an int8 segmenter outputs int8 logits)")

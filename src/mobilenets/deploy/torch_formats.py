@@ -7,8 +7,8 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from ..models import MobileNet
 from ..utils.fsutil import atomic_path
 from .artifact import (
     META_KEY,
@@ -22,7 +22,7 @@ from .artifact import (
 from .runtimes import finish
 
 
-def export_torchscript(model: MobileNet, path: str | Path, input_size: int | None = None) -> ExportResult:
+def export_torchscript(model: nn.Module, path: str | Path, input_size: int | None = None) -> ExportResult:
     module, _ = inference_module(model, input_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -32,7 +32,7 @@ def export_torchscript(model: MobileNet, path: str | Path, input_size: int | Non
     return ExportResult(str(path), "torchscript", *_check(model, module, torch.jit.load(str(path)), input_size))
 
 
-def export_pt2(model: MobileNet, path: str | Path, input_size: int | None = None) -> ExportResult:
+def export_pt2(model: nn.Module, path: str | Path, input_size: int | None = None) -> ExportResult:
     module, _ = inference_module(model, input_size)
     x = check_input(model, input_size)
     ep = torch.export.export(module, (x,), dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
@@ -41,7 +41,7 @@ def export_pt2(model: MobileNet, path: str | Path, input_size: int | None = None
     return ExportResult(str(path), "pt2", *_check(model, module, torch.export.load(str(path)).module(), input_size))
 
 
-def _check(model: MobileNet, module: torch.nn.Module, loaded: torch.nn.Module,
+def _check(model: nn.Module, module: torch.nn.Module, loaded: torch.nn.Module,
            input_size: int | None) -> tuple[float, float]:
     """The reloaded export against the PyTorch module on a seeded batch of 3 (another size than the
     export's: the batch is dynamic): the difference and its tolerance."""

@@ -11,13 +11,15 @@ hold our detector to Google's runtime.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 from torch.utils.hooks import RemovableHandle
+
+from .layers import ConvBNAct
 
 
 class ActivationQuant(NamedTuple):
@@ -84,12 +86,13 @@ def _integer_conv_hook(input_grid: Sequence[float], weight_scales: Sequence[floa
     ws = torch.tensor(list(weight_scales), dtype=torch.float64)
     scale = torch.from_numpy(np.float32(s_in) * np.asarray(weight_scales, dtype=np.float32) / np.float32(out.scale))
 
-    def conv_exactly(m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> torch.Tensor:
+    def conv_exactly(module: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> torch.Tensor:
+        m = cast(ConvBNAct, module)
         conv = m.conv
         shape = (-1,) + (1,) * (conv.weight.dim() - 1)
         q = torch.round(inputs[0].double() / s_in)  # the input's integers, less its zero point
         w = torch.round(conv.weight.double() / ws.reshape(shape))
-        bias = conv.bias if conv.bias is not None else m.bn.bias  # ported files keep the bias in BN's shift
+        bias = conv.bias if conv.bias is not None else cast(nn.BatchNorm2d, m.bn).bias  # ported files: BN's shift
         b = torch.round(bias.double() / (s_in * ws))
         params = {"weight": w} if conv.bias is None else {"weight": w, "bias": torch.zeros_like(b)}
         acc = functional_call(conv, params, (q,)) + b[:, None, None]  # float64 sums of integers: exact

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .layers import ConvBNAct
-from .mobilenet import MobileNet
+
+M = TypeVar("M", bound=nn.Module)
 
 
-def fold_batchnorm(model: MobileNet) -> MobileNet:
+def fold_batchnorm(model: M) -> M:
     """A copy for inference with every BatchNorm folded into its conv (``conv.bias`` carries it)."""
     folded = copy.deepcopy(model).eval()
     for m in folded.modules():
@@ -32,6 +34,7 @@ def unfold_batchnorm(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor) 
     the scale and shift that undo them, train-mode BN starts as the function the file encodes, and
     eval mode computes exactly the same as before.
     """
+    assert bn.running_mean is not None and bn.running_var is not None, "a BN that tracks statistics"
     with torch.no_grad():
         scale = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()  # eval BN is scale * x + shift
         shift = bn.bias.double() - bn.running_mean.double() * scale

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,12 @@ def _pads(size: int, k: int, s: int, padding: str) -> tuple[int, int]:
         total = max((math.ceil(size / s) - 1) * s + k - size, 0)
         return total // 2, total - total // 2
     return k // 2, k // 2
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    """A folded conv's bias (folding gives every conv one)."""
+    assert conv.bias is not None
+    return conv.bias
 
 
 def _act(x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -62,7 +69,8 @@ class MemoryEfficientMobileNet(nn.Module):
         self.config = model.config
         self.split, self.band_rows, self.stream_first = split, band_rows, stream_first
         self.act = model.config.activation
-        self.chunks = [self._chunks(blk) for blk in self.net.blocks]
+        self.blocks = [cast(InvertedResidual, blk) for blk in self.net.blocks]  # V2: every block is one
+        self.chunks = [self._chunks(blk) for blk in self.blocks]
 
     def _chunks(self, blk: InvertedResidual) -> list[_Chunk]:
         dw, pj = blk.depthwise.conv, blk.project.conv
@@ -74,8 +82,8 @@ class MemoryEfficientMobileNet(nn.Module):
             ex = blk.expand.conv if isinstance(blk.expand, ConvBNAct) else None
             out.append(_Chunk(
                 ex.weight[c].contiguous() if ex is not None else None,
-                ex.bias[c].contiguous() if ex is not None else None,
-                dw.weight[c].contiguous(), dw.bias[c].contiguous(), pj.weight[:, c].contiguous(), c))
+                _bias(ex)[c].contiguous() if ex is not None else None,
+                dw.weight[c].contiguous(), _bias(dw)[c].contiguous(), pj.weight[:, c].contiguous(), c))
         return out
 
     def _spatial_conv(self, x: torch.Tensor, conv: nn.Conv2d, w: torch.Tensor, b: torch.Tensor,
@@ -88,7 +96,7 @@ class MemoryEfficientMobileNet(nn.Module):
         return F.conv2d(F.pad(x, [pl, pr, pt, pb]), w, b, s, 0, 1, groups)
 
     def _block(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        blk = self.net.blocks[i]
+        blk = self.blocks[i]
         out: torch.Tensor | None = None
         for ch in self.chunks[i]:
             if ch.expand_w is not None:
@@ -101,14 +109,14 @@ class MemoryEfficientMobileNet(nn.Module):
             out = p if out is None else out.add_(p)
             del p
         assert out is not None
-        out.add_(blk.project.conv.bias[:, None, None])
+        out.add_(_bias(blk.project.conv)[:, None, None])
         if not isinstance(blk.project.act, nn.Identity):  # the non-linear bottleneck ablation
             out = _act(out, self.act)
         return out.add_(x) if blk.residual else out
 
     def _first_layers(self, x: torch.Tensor) -> torch.Tensor:
         """Stem + first block by bands of output rows: the stem output never exists whole."""
-        stem, blk = self.net.stem, self.net.blocks[0]
+        stem, blk = self.net.stem, self.blocks[0]
         sc = stem.conv
         k, s = sc.kernel_size[0], sc.stride[0]
         H, W = x.shape[-2:]
@@ -146,12 +154,12 @@ class MemoryEfficientMobileNet(nn.Module):
         pooled = x.new_empty(x.shape[0], n)
         for a in range(0, n, step):
             c = slice(a, min(a + step, n))
-            pooled[:, c] = _act(F.conv2d(x, head.conv.weight[c], head.conv.bias[c]), self.act).mean((2, 3))
+            pooled[:, c] = _act(F.conv2d(x, head.conv.weight[c], _bias(head.conv)[c]), self.act).mean((2, 3))
         return pooled
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dw0 = self.net.blocks[0].depthwise.conv
+        dw0 = self.blocks[0].depthwise.conv
         if self.stream_first and dw0.stride[0] == 1:
             y = self._first_layers(x)
         else:

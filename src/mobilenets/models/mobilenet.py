@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,7 +12,20 @@ from .layers import ConvBNAct, build_block, init_weights
 from .spec import Arch, FeatureInfo, ModelConfig, build_arch
 
 
-class MobileNet(nn.Module):
+class WeightsRecord:
+    """What a model's weights file records (classes, preprocessing, dataset, metrics, source), kept
+    with the module that holds them; empty for random weights."""
+
+    @property
+    def weights_meta(self) -> dict[str, Any]:
+        return self.__dict__.setdefault("_weights_meta", {})
+
+    @weights_meta.setter
+    def weights_meta(self, meta: Mapping[str, Any]) -> None:
+        self.__dict__["_weights_meta"] = dict(meta)
+
+
+class MobileNet(WeightsRecord, nn.Module):
     """MobileNet V1 or V2 (and their paper ablations), one class for both.
 
     State-dict keys: ``stem``, ``blocks.<i>.{depthwise,pointwise}`` (V1),
@@ -22,7 +36,7 @@ class MobileNet(nn.Module):
     feature maps listed in ``feature_info`` (selected by ``out_indices``).
     """
 
-    __jit_unused_properties__ = ["feature_info", "default_input_size"]
+    __jit_unused_properties__ = ["feature_info", "default_input_size", "weights_meta"]  # noqa: RUF012  (TorchScript reads a list)
 
     def __init__(
         self,

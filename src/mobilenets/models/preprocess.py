@@ -56,18 +56,19 @@ class Preprocess:
             raise ValueError(f"invalid resize mode {self.resize!r}; valid: {', '.join(RESIZE_MODES)}")
 
     @classmethod
-    def for_config(cls, cfg: ModelConfig, input_size: int | None = None, crop_pct: float = 0.875) -> "Preprocess":
+    def for_config(cls, cfg: ModelConfig, input_size: int | None = None, crop_pct: float = 0.875) -> Preprocess:
         return cls(cfg.resolution if input_size is None else input_size, crop_pct, tuple(cfg.mean), tuple(cfg.std))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
+        return cls(**kwargs)
 
-    def replace(self, **changes: Any) -> "Preprocess":
+    def replace(self, **changes: Any) -> Preprocess:
         return dataclasses.replace(self, **changes)
 
     def finish(self) -> list[v2.Transform]:

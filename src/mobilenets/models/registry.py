@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from .mobilenet import MobileNet
-from .spec import ALPHAS, FAMILIES, RESOLUTIONS, ModelConfig
+from .spec import ALPHAS, FAMILIES, RESOLUTIONS, Family, ModelConfig
 
 ABLATIONS = (
     "1.0-MobileNet-224-conv",
@@ -93,7 +93,7 @@ def parse_name(name: str) -> ModelConfig:
     return ModelConfig(**fields)
 
 
-def published_widths(family: str | None = None, **overrides: Any) -> list[ModelConfig]:
+def published_widths(family: Family | None = None, **overrides: Any) -> list[ModelConfig]:
     """One config per published width (of ``family``, or both): the candidates tried when a weights
     file must be matched to an architecture by its tensor shapes."""
     families = FAMILIES if family is None else (family,)

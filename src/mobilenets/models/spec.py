@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 Family = Literal["v1", "v2"]
 FAMILIES: tuple[Family, ...] = ("v1", "v2")
@@ -165,7 +165,7 @@ class ModelConfig:
             suffix += f"-os{self.output_stride}"
         return base + suffix
 
-    def replace(self, **changes: object) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return replace(self, **changes)
 
 
@@ -350,13 +350,11 @@ def _block(cfg: ModelConfig, row: Row, r_idx: int, idx: int, cin: int, cout: int
     t = row.t or 1
     hidden = int(round(cin * t))
     linear = cfg.variant != "nonlinear"
-    layers = []
-    if hidden != cin:  # the t=1 block has no expansion conv
-        layers.append(Layer(f"{p}.expand", "pointwise", cin, hidden))
-    layers.append(Layer(f"{p}.depthwise", "depthwise", hidden, hidden, k, stride, dilation=dilation))
-    layers.append(Layer(f"{p}.project", "pointwise", hidden, cout, act=not linear))
+    expand = [Layer(f"{p}.expand", "pointwise", cin, hidden)] if hidden != cin else []  # t=1: no expansion conv
+    bottleneck = (*expand, Layer(f"{p}.depthwise", "depthwise", hidden, hidden, k, stride, dilation=dilation),
+                  Layer(f"{p}.project", "pointwise", hidden, cout, act=not linear))
     residual = stride == 1 and cin == cout and cfg.variant != "no_shortcut"
-    return Block(idx, "bottleneck", cin, cout, stride, tuple(layers), residual, r_idx, hidden)
+    return Block(idx, "bottleneck", cin, cout, stride, bottleneck, residual, r_idx, hidden)
 
 
 def _feature_info(stem: Layer, blocks: list[Block]) -> tuple[FeatureInfo, ...]:

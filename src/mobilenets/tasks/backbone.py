@@ -10,6 +10,7 @@ from typing import Any, Self
 from torch import nn
 
 from ..models import ModelConfig, parse_name
+from ..models.mobilenet import WeightsRecord
 
 #: Backbone options a headed model's name or overrides may set (its classifier stays off).
 BACKBONE_OPTIONS = frozenset(f.name for f in dataclasses.fields(ModelConfig)) - {"num_classes", "alpha", "resolution"}
@@ -37,7 +38,7 @@ class BackboneProperties:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
-class HasBackbone:
+class HasBackbone(WeightsRecord):
     """A task model built around a MobileNet: where each tensor of a classifier goes (``--init``)
     and which modules hold them (``--freeze-backbone``). By default all of it is ``backbone``."""
 

@@ -7,16 +7,23 @@ predictions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from ..models import MobileNet, ModelConfig, Preprocess, build_arch, resolve_config
+from ..models.spec import Layer, layer_shapes
+from .labels import imagenet_classes
+from .registry import ModelKind, Shapes, fields_of
 
 
 @dataclass
-class EvalResult:
+class ClassificationEvalResult:
     top1: float  # percent
     top5: float
     loss: float
@@ -75,12 +82,12 @@ class ClassificationMeter:
         self.top5_sum += (pred == y[:, None]).any(1).sum()
         self.count += len(y)
 
-    def result(self, skipped: list[str]) -> EvalResult:
+    def result(self, skipped: list[str]) -> ClassificationEvalResult:
         if self.count == 0:
             raise ValueError("no readable evaluation images")
         conf = self.confusion.cpu()
         n = self.count
-        return EvalResult(top1=float(conf.diag().sum()) / n * 100, top5=float(self.top5_sum) / n * 100,
+        return ClassificationEvalResult(top1=float(conf.diag().sum()) / n * 100, top5=float(self.top5_sum) / n * 100,
                           loss=float(self.loss_sum) / n, count=n, classes=self.classes, confusion=conf, skipped=skipped)
 
 
@@ -99,3 +106,56 @@ def top_k(logits: torch.Tensor, classes: Sequence[str] | None, k: int) -> list[l
     names = list(classes) if classes is not None else [str(i) for i in range(probs.shape[1])]
     p, c = probs.topk(min(k, probs.shape[1]), dim=1)
     return [[(names[j], v) for j, v in zip(ci, pi)] for pi, ci in zip(p.tolist(), c.tolist())]
+
+
+class Classifier(ModelKind):
+    """The papers' MobileNets: every name no other kind takes (``0.75-MobileNet-128``)."""
+
+    name = "classifier"
+    task = "classification"
+    catch_all = True
+    pool_layer = "pool"
+    config_type = ModelConfig
+    model_type = MobileNet
+    label_sets: ClassVar[dict[int, Callable[[], Sequence[str]]]] = {
+        1000: imagenet_classes, 1001: lambda: ("background", *imagenet_classes())}
+
+    def matches(self, name: str) -> bool:
+        return True
+
+    def parse(self, name: str, **overrides: Any) -> ModelConfig:
+        return resolve_config(name, **overrides)
+
+    def backbone(self, cfg: ModelConfig) -> ModelConfig:
+        return cfg
+
+    def with_resolution(self, cfg: ModelConfig, resolution: int) -> ModelConfig:
+        return cfg.replace(resolution=resolution)
+
+    def arch_key(self, cfg: ModelConfig) -> tuple[object, ...]:
+        return (cfg.family, cfg.alpha, cfg.variant)
+
+    def default_preprocess(self, cfg: ModelConfig) -> Preprocess:
+        """Resize the shorter side and center-crop, as timm and torchvision do."""
+        return Preprocess.for_config(cfg)
+
+    def to_dict(self, cfg: ModelConfig) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+    def from_dict(self, d: dict[str, Any]) -> ModelConfig:
+        return ModelConfig(**fields_of(ModelConfig, {k: v for k, v in d.items() if k != "task"}))
+
+    def layers(self, cfg: ModelConfig) -> list[Layer]:
+        return build_arch(cfg).layers()
+
+    def layer_shapes(self, cfg: ModelConfig, input_size: tuple[int, int]) -> Shapes:
+        return layer_shapes(build_arch(cfg), input_size)
+
+    def residual_blocks(self, cfg: ModelConfig) -> list[str]:
+        return [f"blocks.{b.index}" for b in build_arch(cfg).blocks if b.residual]
+
+    def example_targets(self, cfg: ModelConfig, batch: int, size: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(0, max(cfg.num_classes, 1), (batch,), generator=generator)
+
+    def build(self, cfg: ModelConfig) -> nn.Module:
+        return MobileNet(cfg)

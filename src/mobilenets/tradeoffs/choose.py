@@ -87,7 +87,7 @@ def select(candidates: Sequence[Candidate], max_latency_ms: float | None = None,
     feasible = [c for c in out if c.feasible]
     best = max(feasible, key=lambda c: (c.top1, -c.latency_ms, -c.madds, -c.params), default=None)
     for c in feasible:
-        if c is not best:
+        if best is not None and c is not best:
             c.reasons.append(f"fits, but less accurate than {best.model}" if c.top1 < best.top1 else
                              f"fits, as accurate as {best.model} but not faster")
     if best is not None:

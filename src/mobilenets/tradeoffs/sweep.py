@@ -8,11 +8,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..analysis import profile
 from ..deploy.bench import measure_latencies
 from ..models import ModelConfig
+from ..models.spec import Family
 from ..training import TrainConfig, train
 from ..training.checkpoint import Run
 from .plots import plot_tradeoffs
@@ -43,7 +44,7 @@ def sweep(family: str = "v2", widths: Sequence[float] = (1.0, 0.75, 0.5, 0.35),
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    configs = [ModelConfig(family=family, alpha=a, resolution=r) for a in widths for r in resolutions]
+    configs = [ModelConfig(family=cast(Family, family), alpha=a, resolution=r) for a in widths for r in resolutions]
     names = [c.name for c in configs]
     for cfg, name in zip(configs, names):
         run = Run(out / name)

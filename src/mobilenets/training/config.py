@@ -14,7 +14,7 @@ import yaml
 
 from ..data import count_training_images, default_workers, resolve_data
 from ..models import check_input_size
-from ..tasks import task_of_name
+from ..tasks import task_of
 from ..utils.device import AMP_CHOICES
 
 # Defaults that depend on the data: the embedded digits are 8x8 images, so a small model at 32 px,
@@ -157,8 +157,8 @@ class TrainConfig:
     init: str | None = _opt(None, "fine-tune from these weights (classifier re-initialised if the class count "
                                   "differs; a detector takes a classifier's as its backbone)")
     freeze_backbone: bool = _opt(False, "train only the classifier (a detector: its extras and heads)")
-    freeze_stages: int | None = _opt(None, "freeze the backbone's first N resolution stages (the stem's and the blocks' "
-                                           "at strides 2, 4, 8, 16, 32: generic features, and the costliest "
+    freeze_stages: int | None = _opt(None, "freeze the backbone's first N resolution stages (the stem's and the "
+                                           "blocks' at strides 2, 4, 8, 16, 32: generic features, and the costliest "
                                            "backward passes; default 0, or the fine-tuning recipe's)")
     freeze_bn: bool | None = _opt(None, "keep the backbone's BatchNorm layers in inference mode (their statistics "
                                         "frozen: the init weights'; default: on when fine-tuning with --init)")
@@ -174,10 +174,10 @@ class TrainConfig:
         """Every ``None`` filled from the data preset and the recipe, and every value validated."""
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; valid: {', '.join(RECIPES)}")
-        task = self.task or (task_of_name(self.model) if self.model else "classification")
+        task = self.task or (task_of(self.model) if self.model else "classification")
         if task not in TASK_PRESETS:
             raise ValueError(f"invalid task {task!r}; valid: {', '.join(TASK_PRESETS)}")
-        if self.model and task_of_name(self.model) != task:
+        if self.model and task_of(self.model) != task:
             raise ValueError(f"{self.model} is not a {task} model; detectors are named like "
                              "0.5-SSDLite-MobileNetV2-96, segmenters like 0.5-DeepLabV3-MobileNetV2-96")
         spec = resolve_data(self.data, self.val_split, self.seed, task)
@@ -273,7 +273,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     text = p.read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text) or {}
-    except Exception as e:  # noqa: BLE001 - parsers raise many types; report one line
+    except Exception as e:
         raise ValueError(f"{p}: cannot parse config ({e})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{p}: a config file must be a mapping of option names to values")

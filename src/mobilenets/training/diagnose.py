@@ -32,7 +32,8 @@ def stall_signs(classes: list[str], epoch: int, train_loss: float, ev: Any, step
     signs = []
     top1 = getattr(ev, "top1", None)
     chance = math.log(len(classes)) if top1 is not None and len(classes) > 1 else None
-    if chance is not None and train_loss >= chance * (1 - CHANCE_MARGIN) and top1 <= _majority(ev) + 10:
+    if chance is not None and top1 is not None and train_loss >= chance * (1 - CHANCE_MARGIN) \
+            and top1 <= _majority(ev) + 10:
         signs.append(f"the training loss {train_loss:.4f} is at chance level (ln {len(classes)} = {chance:.4f}) and "
                      f"held-out top-1 {top1:.1f}% is no better than always naming the largest class")
     confusion = getattr(ev, "confusion", None)

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..tasks.classification import EvalResult
+from ..tasks.classification import ClassificationEvalResult
 from ..utils.device import pick_device
 
 
@@ -118,7 +118,7 @@ def all_reduce_sums(values: list[float], ctx: DistContext) -> list[float]:
     return t.tolist()
 
 
-def reduce_eval(res: EvalResult, ctx: DistContext) -> EvalResult:
+def reduce_eval(res: ClassificationEvalResult, ctx: DistContext) -> ClassificationEvalResult:
     """Combine per-rank evaluation results (each rank saw a disjoint shard) into one."""
     if not ctx.active:
         return res

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from ..data import DataSpec, default_workers, make_loader, resolve_data
-from ..tasks import preprocess_of, task_of
-from ..tasks.classification import EvalResult
+from ..tasks import preprocess_of, task_of, weights_meta_of
+from ..tasks.classification import ClassificationEvalResult
 from ..tasks.detection.metrics import DetectionEvalResult
 from ..tasks.segmentation.metrics import SegmentationEvalResult
 from ..utils.device import pick_device, pick_precision
@@ -31,18 +31,19 @@ def evaluate(
     out: str | Path | None = None,
     progress: bool = True,
     examples: int = 0,
-) -> EvalResult | DetectionEvalResult | SegmentationEvalResult:
+) -> ClassificationEvalResult | DetectionEvalResult | SegmentationEvalResult:
     """Evaluate a weights file (or a loaded model) on ``data``.
 
     Without ``data``, it uses the held-out split recorded in the weights' metadata (for the
     default training run: the same digits split, so the number equals the training's report).
     ``examples`` held-out images are kept with their predictions (``res.examples``; with ``out``,
-    :data:`~mobilenets.training.report.EXAMPLES`). With ``out``, writes there what a person looks at (:func:`~mobilenets.training.report.write_report`):
+    :data:`~mobilenets.training.report.EXAMPLES`). With ``out``, writes there what a person looks at
+    (:func:`~mobilenets.training.report.write_report`):
     ``eval.json`` (per-class precision/recall, AP or IoU), ``confusion.png``, a detector's
     ``pr_curves.png`` and ``examples.png`` (held-out images with prediction and truth).
     """
     model = load_model(weights) if not isinstance(weights, nn.Module) else weights
-    meta = getattr(model, "weights_meta", {}) or {}
+    meta = weights_meta_of(model)
     task = TASKS[task_of(model)]
     if data is None:
         if not meta.get("dataset"):

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from ..models import MobileNet
 from ..models.fold import unfold_batchnorm
 from ..models.spec import build_arch
-from ..tasks import TaskConfig
+from ..tasks import TaskConfig, config_of, kind_of
 from ..tasks.backbone import HasBackbone
 from ..weights import LoadedState, load_init_state
 
@@ -34,7 +35,8 @@ class InitReport:
     folded_bn: list[str] = field(default_factory=list)
 
     def describe(self, path: str) -> str:
-        modules = dict.fromkeys(k.rsplit(".", 1)[0].removesuffix(".bn").removesuffix(".conv") for k in self.reinitialised)
+        modules = dict.fromkeys(k.rsplit(".", 1)[0].removesuffix(".bn").removesuffix(".conv")
+                                for k in self.reinitialised)
         folded = (f"; {len(self.folded_bn)} BatchNorm layers came folded (no statistics)" if self.folded_bn else "")
         return f"initialised {self.loaded} tensors from {path}; re-initialised: {', '.join(modules) or 'none'}{folded}"
 
@@ -47,23 +49,22 @@ def init_conventions(loaded: LoadedState, config: TaskConfig) -> TaskConfig:
     src = source.backbone if hasattr(source, "backbone") else source
     same = dict(mean=src.mean, std=src.std, padding=src.padding, bn_eps=src.bn_eps)
     if hasattr(config, "backbone"):
-        return config.replace(backbone=config.backbone.replace(**same))  # type: ignore[union-attr]
+        return config.replace(backbone=config.backbone.replace(**same))
     return config.replace(**same)
 
 
 def init_from_weights(model: nn.Module, loaded: LoadedState | str) -> InitReport:
     """Load every tensor of the init weights whose name and shape match."""
-    headed = isinstance(model, HasBackbone)
     if not isinstance(loaded, LoadedState):
-        loaded = load_init_state(loaded, model.config.backbone if headed else model.config)
+        loaded = load_init_state(loaded, kind_of(model).backbone(config_of(model)))
     state, path = loaded.state, loaded.meta.get("source", {}).get("files", ["the init weights"])[0]
     own = model.state_dict()
-    if headed and not any(k in own for k in state):
+    if isinstance(model, HasBackbone) and not any(k in own for k in state):
         state = {model.backbone_key(k): v for k, v in state.items()}  # a classifier's weights
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(k for k in own if k not in usable and not k.endswith("num_batches_tracked"))
     if not any(k.endswith(".weight") for k in usable):
-        raise ValueError(f"{path}: no tensor matches {model.config.name} (is it the same architecture?)")
+        raise ValueError(f"{path}: no tensor matches {config_of(model).name} (is it the same architecture?)")
     model.load_state_dict(usable, strict=False)
     folded = [name for name, m in model.named_modules()
               if isinstance(m, nn.BatchNorm2d) and f"{name}.running_var" in usable and _identity_statistics(m)]
@@ -73,8 +74,10 @@ def init_from_weights(model: nn.Module, loaded: LoadedState | str) -> InitReport
 def _identity_statistics(bn: nn.BatchNorm2d) -> bool:
     """A folded file's BN as our loader writes it: mean 0, variance 1 - eps (an identity), scale 1 (a BN
     never trained has variance 1)."""
-    var = bn.running_var
-    return bool((bn.running_mean == 0).all() and (bn.weight == 1).all() and (var == var[0]).all()
+    mean, var = bn.running_mean, bn.running_var
+    if mean is None or var is None:
+        return False
+    return bool(torch.all(mean == 0) and torch.all(bn.weight == 1) and torch.all(var == var[0])
                 and abs(float(var[0]) - (1 - bn.eps)) < 1e-7)
 
 
@@ -109,14 +112,17 @@ def recalibrate_batchnorm(model: nn.Module, names: Iterable[str], batches: Itera
             h.remove()
         model.train(was_training)
     for n, (s1, s2, count) in sums.items():
-        mean = s1 / count  # type: ignore[operator]
-        unfold_batchnorm(modules[n], mean, s2 / count - mean * mean)  # type: ignore[operator, arg-type]
+        mean = torch.as_tensor(s1) / count
+        unfold_batchnorm(cast(nn.BatchNorm2d, modules[n]), mean, torch.as_tensor(s2) / count - mean * mean)
     return images
 
 
 def _frozen_modules(model: nn.Module) -> tuple[nn.Module, ...]:
     """A task model's backbone; a classifier's layers but the classifier."""
-    return model.backbone_modules() if isinstance(model, HasBackbone) else (model.stem, model.blocks, model.head)
+    if isinstance(model, HasBackbone):
+        return model.backbone_modules()
+    net = cast(MobileNet, model)
+    return net.stem, net.blocks, net.head
 
 
 def early_stages(model: nn.Module, stages: int) -> tuple[nn.Module, ...]:
@@ -124,8 +130,8 @@ def early_stages(model: nn.Module, stages: int) -> tuple[nn.Module, ...]:
     32: the spec's ``feature_info``), where the features are generic edges and textures."""
     if stages <= 0:
         return ()
-    trunk = model.backbone if isinstance(model, HasBackbone) else model
-    features = build_arch(model.config.backbone if isinstance(model, HasBackbone) else model.config).features
+    trunk = cast(MobileNet, model.backbone if isinstance(model, HasBackbone) else model)
+    features = build_arch(kind_of(model).backbone(config_of(model))).features
     last = int(features[min(stages, len(features)) - 1].module.split(".")[1])
     return (trunk.stem, *list(trunk.blocks)[: last + 1])
 

@@ -13,10 +13,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -49,7 +49,6 @@ from .report import EXAMPLES, write_report
 from .step import TrainStep, build_train_step
 from .tasks import TASKS, Task
 
-
 DATA_ISSUES_FILE = "data_issues.txt"  # every problem found in the data, one per line
 #: Training images whose BN-layer inputs give a folded file's layers their statistics (``--init``).
 RECALIBRATION_IMAGES = 256
@@ -65,11 +64,10 @@ class TrainingInterrupted(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """The best epoch's held-out numbers (top-1/top-5 %; COCO mAP and mAP@0.5, or mIoU and pixel
-    accuracy, as fractions)."""
+    """The best epoch's held-out numbers in ``metrics``, named by the task (top1/top5 in %; COCO map
+    and map50, or miou and pixel_acc, as fractions); ``describe`` says them in words."""
 
-    top1: float | None
-    top5: float | None
+    metrics: dict[str, float]
     epochs: int
     weights: str
     wall_s: float
@@ -79,16 +77,40 @@ class TrainResult:
     precision: str = "fp32"  # what --amp resolved to on this machine
     world_size: int = 1
     task: str = "classification"
-    map: float | None = None
-    map50: float | None = None
-    miou: float | None = None
-    pixel_acc: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
+        """The record written to the run folder's summary.json (the metrics at the top level)."""
         d = dataclasses.asdict(self)
         d.pop("history")
-        return {k: v for k, v in d.items() if v is not None}
+        return {**d.pop("metrics"), **d}
+
+    def describe(self) -> str:
+        return TASKS[self.task].describe(self.metrics)
+
+    @property
+    def top1(self) -> float | None:
+        return self.metrics.get("top1")
+
+    @property
+    def top5(self) -> float | None:
+        return self.metrics.get("top5")
+
+    @property
+    def map(self) -> float | None:
+        return self.metrics.get("map")
+
+    @property
+    def map50(self) -> float | None:
+        return self.metrics.get("map50")
+
+    @property
+    def miou(self) -> float | None:
+        return self.metrics.get("miou")
+
+    @property
+    def pixel_acc(self) -> float | None:
+        return self.metrics.get("pixel_acc")
 
 
 class StopFlag:
@@ -198,7 +220,7 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
         _report_issues(issues, len(splits.train) + len(splits.val), cfg, run, ctx)
     state = run.restore()
     model_cfg, init = _model_config(cfg, task, splits, run, state, ctx)
-    model = build_model(model_cfg)
+    model: nn.Module = build_model(model_cfg)
     if cfg.zero_init_residual:
         zero_init_residual(model)
     pre = task.preprocess(model_cfg, cfg)
@@ -292,13 +314,14 @@ def _loaders(cfg: ResolvedConfig, task: Task, splits: Any, pre: Preprocess,
     """Training and validation loaders, each rank reading its shard of a seeded order."""
     train_ds, val_ds = task.datasets(splits, pre, cfg)
     streamed = isinstance(train_ds, IterableDataset)
-    sampler = None if streamed else EpochSampler(len(train_ds), shuffle=True, seed=cfg.seed, rank=ctx.rank,
+    n_train = len(cast(Sized, train_ds))  # a stream of shards knows its length too
+    sampler = None if streamed else EpochSampler(n_train, shuffle=True, seed=cfg.seed, rank=ctx.rank,
                                                  world_size=ctx.world_size)
-    val_sampler = None if streamed else EpochSampler(len(val_ds), shuffle=False, seed=0, rank=ctx.rank,
+    val_sampler = None if streamed else EpochSampler(len(cast(Sized, val_ds)), shuffle=False, seed=0, rank=ctx.rank,
                                                      world_size=ctx.world_size, pad=False)
-    per_rank = len(sampler) if sampler is not None else math.ceil(len(train_ds) / ctx.world_size)
+    per_rank = len(sampler) if sampler is not None else math.ceil(n_train / ctx.world_size)
     if per_rank < 2:
-        raise ValueError(f"{len(train_ds)} training image(s): BatchNorm needs batches of at least 2; add images")
+        raise ValueError(f"{n_train} training image(s): BatchNorm needs batches of at least 2; add images")
     # a last batch of one image would meet BatchNorm in training mode with one value per channel on a 1x1 map
     # (an error): that epoch's one left-over image is skipped (the order is shuffled, so not always the same)
     drop_last = not streamed and per_rank % cfg.batch_size == 1
@@ -371,7 +394,7 @@ def train_one_epoch(t: Trainer, epoch: int, stop: StopFlag) -> EpochSums:
                 f"good checkpoint is kept in {t.run.path}. Try a lower learning rate (now {cfg.lr:g}, e.g. "
                 f"--lr {cfg.lr / 10:g})")
         if batch_idx % 10 == 0 or batch_idx == t.steps_per_epoch:
-            acc = {"acc": f"{100 * correct.item() / max(seen, 1):.1f}"} if t.task.name == "classification" else {}
+            acc = {"acc": f"{100 * correct.item() / max(seen, 1):.1f}"} if t.task.train_accuracy else {}
             bar.set_postfix(loss=f"{loss_sum.item() / max(seen, 1):.4f}", **acc,
                             img_s=f"{seen * t.ctx.world_size / max(time.perf_counter() - t0, 1e-9):.0f}")
         periodic = cfg.save_every_steps and t.step % cfg.save_every_steps == 0 and batch_idx < t.steps_per_epoch
@@ -403,9 +426,9 @@ def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
     # the numbers recorded are those of the saved weights as `evaluate`, `predict` and the exports
     # run them, on any machine.
     dist.broadcast_buffers(t.eval_model, t.ctx)
-    ev = t.task.evaluate(t.eval_model, t.val_loader, t.classes, t.ctx.device, Precision(None, t.ctx.device.type),
+    ev: Any = t.task.evaluate(t.eval_model, t.val_loader, t.classes, t.ctx.device, Precision(None, t.ctx.device.type),
                          cfg.channels_last, t.pre, t.ctx)
-    train_acc = {"train_acc": 100 * sums.correct / max(sums.seen, 1)} if t.task.name == "classification" else {}
+    train_acc = {"train_acc": 100 * sums.correct / max(sums.seen, 1)} if t.task.train_accuracy else {}
     row = {"epoch": epoch + 1, "step": t.step, "train_loss": sums.loss / max(sums.seen, 1), **train_acc,
            **t.task.row(ev), "lr": t.step_fn.optimizer.param_groups[0]["lr"],
            "img_per_s": sums.seen / max(sums.seconds, 1e-9), "epoch_s": sums.seconds, "bad_samples": sums.bad}
@@ -499,15 +522,9 @@ def _report(t: Trainer) -> None:
 
 def _result(t: Trainer, wall_s: float) -> TrainResult:
     best = next((h for h in t.history if h["epoch"] == t.best_epoch), t.history[-1] if t.history else {})
-    nan = float("nan")
-    numbers: dict[str, float | None] = {"top1": None, "top5": None}
-    if t.task.name == "classification":
-        numbers = dict(top1=best.get("val_top1", nan), top5=best.get("val_top5", nan))
-    elif t.task.name == "detection":
-        numbers.update(map=best.get("val_map", nan) / 100, map50=best.get("val_map50", nan) / 100)
-    else:
-        numbers.update(miou=best.get("val_miou", nan) / 100, pixel_acc=best.get("val_pixel_acc", nan) / 100)
-    result = TrainResult(**numbers, epochs=t.cfg.epochs, weights=str(t.run.best), wall_s=wall_s,
+    metrics = {name: best.get(column, float("nan")) * scale
+               for name, (column, scale) in t.task.result_metrics.items()}
+    result = TrainResult(metrics=metrics, epochs=t.cfg.epochs, weights=str(t.run.best), wall_s=wall_s,
                          run_dir=str(t.run.path), best_epoch=t.best_epoch, model=t.cfg.model,
                          precision=t.precision.name, world_size=t.ctx.world_size, task=t.task.name, history=t.history)
     if t.ctx.is_main:

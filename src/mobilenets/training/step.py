@@ -18,12 +18,12 @@ from .optim import lr_lambda, make_optimizer, param_groups
 #: ``criterion(forward, inputs, targets)``: runs the model (``forward``: it, or its DDP wrapper) and
 #: returns the loss and a count of hits. The criterion calls the model because not every model's
 #: forward is ``model(x)``: a Faster R-CNN computes its losses itself, from ``model(x, targets)``.
-Criterion = Callable[[nn.Module, torch.Tensor, Any], tuple[torch.Tensor, torch.Tensor]]
+Criterion = Callable[[Callable[..., Any], torch.Tensor, Any], tuple[torch.Tensor, torch.Tensor]]  # (forward, x, y)
 
 
 def cross_entropy(label_smoothing: float = 0.0) -> Criterion:
     """Classification: (loss, number of correct top-1 predictions)."""
-    def loss(forward: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(forward: Callable[..., Any], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = forward(x)
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing), (logits.detach().argmax(1) == y).sum()
     return loss
@@ -39,7 +39,7 @@ class TrainStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                  precision: Precision, criterion: Criterion, channels_last: bool = True,
-                 ema: AveragedModel | None = None, compiled: nn.Module | None = None) -> None:
+                 ema: AveragedModel | None = None, compiled: Callable[..., Any] | None = None) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.forward = compiled if compiled is not None else model
         self.precision, self.channels_last, self.ema = precision, channels_last, ema

@@ -1,15 +1,16 @@
-"""What the training loop does differently per task: data, model, loss, evaluation and the numbers
-it records. The loop (:mod:`mobilenets.training.loop`) calls these and nothing task-specific.
+"""What training does differently per task: data, model, loss, evaluation and the numbers it
+records. The loop (:mod:`mobilenets.training.loop`) asks the task object in :data:`TASKS` (keyed by
+the task name of :mod:`mobilenets.tasks`' registry) and never tests which task it runs.
 
 A task's evaluation returns a result whose ``primary`` number picks the best epoch (top-1 for
 classification, COCO mAP@[.5:.95] for detection, mIoU for segmentation); ``row`` turns it into the
-history's columns.
+history's columns, and ``result_metrics`` names the columns a :class:`TrainResult` reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -18,25 +19,19 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..data import DataSpec, collate, load_splits, train_transform, with_transform
-from ..data.detection import load_detection_splits
 from ..data.annotations import normalized_boxes
+from ..data.detection import load_detection_splits
 from ..data.loaders import TransformedPairs, collate_targets
 from ..data.segmentation import load_segmentation_splits
 from ..data.transforms import DetectionTransform, SegmentationTransform
-from ..models import Preprocess
-from ..tasks import TaskConfig, default_preprocess, parse_model_name
-from ..tasks.classification import ClassificationMeter, EvalResult
-from ..tasks.detection.anchors import coverage, fit_anchors
-from ..tasks.detection.boxes import Detections, unpad
-from ..tasks.detection.faster_rcnn import FasterRCNN, torchvision_targets
-from ..tasks.detection.loss import ssd_loss
+from ..models import ModelConfig, Preprocess
+from ..tasks import Detector, TaskConfig, default_preprocess, kind_of, parse_model_name
+from ..tasks.classification import ClassificationEvalResult, ClassificationMeter
+from ..tasks.detection.boxes import Detections
 from ..tasks.detection.metrics import CocoMeter, DetectionEvalResult
-from ..tasks.detection.model import SSD
-from ..tasks.detection.spec import build_detector_arch
+from ..tasks.labels import voc_segmentation_classes
 from ..tasks.segmentation.metrics import ConfusionMeter, SegmentationEvalResult
-from ..tasks.segmentation.model import DeepLabV3
 from ..utils.device import Precision
-from ..weights.labels import voc_segmentation_classes
 from . import distributed as dist
 from .config import ResolvedConfig
 from .report import BOX_SCORE, Example, to_uint8
@@ -47,7 +42,14 @@ class Classification:
     name = "classification"
     metrics = ("val_top1", "val_top5")  # the primary metric first
     metric_label = "top-1 (%)"
+    #: TrainResult's numbers: name -> (history column, scale to the reported unit)
+    result_metrics: ClassVar[dict[str, tuple[str, float]]] = {"top1": ("val_top1", 1.0), "top5": ("val_top5", 1.0)}
+    train_accuracy = True  # a training step's hits are correct labels: shown as train top-1
+    synthetic_data = "fake"  # the --data whose presets a throughput measurement takes
     collate = staticmethod(collate)
+
+    def describe(self, m: dict[str, float]) -> str:
+        return f"top-1 {m['top1']:.2f}% (top-5 {m['top5']:.2f}%)"
 
     def splits(self, spec: DataSpec) -> Any:
         return load_splits(spec)
@@ -57,7 +59,7 @@ class Classification:
                                 **({"dropout": cfg.dropout} if cfg.dropout is not None else {}))
 
     def preprocess(self, model_cfg: TaskConfig, cfg: ResolvedConfig) -> Preprocess:
-        return Preprocess.for_config(model_cfg, cfg.input_size, cfg.crop_pct)
+        return Preprocess.for_config(cast(ModelConfig, model_cfg), cfg.input_size, cfg.crop_pct)
 
     def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> tuple[TaskConfig, str]:
         return model_cfg, ""
@@ -74,12 +76,12 @@ class Classification:
 
     def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
                  precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
-                 progress: bool = False, examples: int = 0) -> EvalResult:
+                 progress: bool = False, examples: int = 0) -> ClassificationEvalResult:
         res = run_eval(model, loader, classes, device, precision, channels_last, progress, examples=examples,
                        pre=pre)
         return dist.reduce_eval(res, ctx)
 
-    def row(self, ev: EvalResult) -> dict[str, float]:
+    def row(self, ev: ClassificationEvalResult) -> dict[str, float]:
         return {"val_loss": ev.loss, "val_top1": ev.top1, "val_top5": ev.top5}
 
 
@@ -88,6 +90,8 @@ class _TargetTask:
     named by the config, and the model's own preprocessing."""
 
     collate = staticmethod(collate_targets)
+    train_accuracy = False
+    synthetic_data = "digits"
 
     def model_config(self, cfg: ResolvedConfig, classes: list[str]) -> TaskConfig:
         return parse_model_name(cfg.model, num_classes=len(classes))
@@ -115,22 +119,20 @@ class Detection(_TargetTask):
     name = "detection"
     metrics = ("val_map", "val_map50", "val_map75")
     metric_label = "COCO mAP (%)"
+    result_metrics: ClassVar[dict[str, tuple[str, float]]] = {"map": ("val_map", 0.01), "map50": ("val_map50", 0.01)}
+
+    def describe(self, m: dict[str, float]) -> str:
+        return f"mAP {100 * m['map']:.2f} (mAP@0.5 {100 * m['map50']:.2f})"
 
     def splits(self, spec: DataSpec) -> Any:
         return load_detection_splits(spec)
 
     def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> tuple[TaskConfig, str]:
         """With ``fit_anchors``, an SSD's anchor scales fitted to the training boxes, and what changed."""
-        if not cfg.fit_anchors or not hasattr(model_cfg, "anchors"):  # Faster R-CNN: anchors of its own
+        if not cfg.fit_anchors:
             return model_cfg, ""
         size = cfg.input_size or model_cfg.resolution
-        grids = build_detector_arch(model_cfg).grid_sizes((size, size))
-        boxes = normalized_boxes(splits.train)
-        fitted = fit_anchors(model_cfg.anchors, grids, boxes)
-        before, after = coverage(model_cfg.anchors, grids, boxes), coverage(fitted, grids, boxes)
-        return model_cfg.replace(anchors=fitted), (
-            f"anchors fitted to {len(boxes)} training boxes: lowest box {fitted.lowest_scale:g}, min_scale "
-            f"{fitted.min_scale:g}; boxes with an anchor at IoU >= 0.5: {100 * before:.1f}% -> {100 * after:.1f}%")
+        return kind_of(model_cfg).fit_anchors(model_cfg, normalized_boxes(splits.train), size)
 
 
     def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
@@ -142,29 +144,26 @@ class Detection(_TargetTask):
         return TransformedPairs(ds, DetectionTransform(pre, False))
 
     def criterion(self, model: nn.Module, cfg: ResolvedConfig) -> Criterion:
-        detector = _unwrap(model)
+        detector = _detector(model)
         no_hits = torch.zeros((), dtype=torch.long)
 
-        def rcnn_loss(forward: nn.Module, x: torch.Tensor,
-                      targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-            return sum(forward(x, torchvision_targets(targets)).values()), no_hits.to(x.device)
-
-        def loss(forward: nn.Module, x: torch.Tensor,
+        def loss(forward: Callable[..., Any], x: torch.Tensor,
                  targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-            assert isinstance(detector, SSD)
-            return _ssd_loss(detector, *forward(x), x, targets)[0], no_hits.to(x.device)
-        return rcnn_loss if isinstance(detector, FasterRCNN) else loss
+            return detector.loss(x, targets, forward), no_hits.to(x.device)
+        return loss
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
                  precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
                  progress: bool = False, examples: int = 0) -> DetectionEvalResult:
-        detector = _unwrap(model)
+        detector = _detector(model)
         detector.eval()
-        meter, loss_sum, images, skipped, kept = CocoMeter(classes), 0.0, 0, [], []
+        meter, loss_sum, images = CocoMeter(classes), 0.0, 0
+        skipped: list[str] = []
+        kept: list[Example] = []
         for x, targets in _eval_batches(loader, device, channels_last, progress, skipped):
             with precision.autocast():
-                loss, detections = _loss_and_detections(detector, x, targets)
+                loss, detections = detector.loss_and_detections(x, targets)
             loss_sum += float(loss) * len(x)
             images += len(x)
             for i, (det, t) in enumerate(zip(detections, targets)):
@@ -183,6 +182,11 @@ class Segmentation(_TargetTask):
     name = "segmentation"
     metrics = ("val_miou", "val_pixel_acc")
     metric_label = "mIoU (%)"
+    result_metrics: ClassVar[dict[str, tuple[str, float]]] = {"miou": ("val_miou", 0.01),
+                                                               "pixel_acc": ("val_pixel_acc", 0.01)}
+
+    def describe(self, m: dict[str, float]) -> str:
+        return f"mIoU {100 * m['miou']:.2f} (pixel accuracy {100 * m['pixel_acc']:.2f})"
 
     def splits(self, spec: DataSpec) -> Any:
         return load_segmentation_splits(spec, list(voc_segmentation_classes()))
@@ -196,9 +200,9 @@ class Segmentation(_TargetTask):
         return TransformedPairs(ds, SegmentationTransform(pre, False))
 
     def criterion(self, model: nn.Module, cfg: ResolvedConfig) -> Criterion:
-        ignore = _unwrap_segmenter(model).config.ignore_index
+        ignore = _segmenter(model).config.ignore_index
 
-        def loss(forward: nn.Module, x: torch.Tensor,
+        def loss(forward: Callable[..., Any], x: torch.Tensor,
                  targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
             logits = forward(x)
             masks = torch.stack([t["mask"] for t in targets]).to(logits.device)
@@ -211,9 +215,11 @@ class Segmentation(_TargetTask):
     def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
                  precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
                  progress: bool = False, examples: int = 0) -> SegmentationEvalResult:
-        net = _unwrap_segmenter(model)
+        net = _segmenter(model)
         net.eval()
-        meter, loss_sum, images, skipped, kept = ConfusionMeter(classes, net.config.ignore_index), 0.0, 0, [], []
+        meter, loss_sum, images = ConfusionMeter(classes, net.config.ignore_index), 0.0, 0
+        skipped: list[str] = []
+        kept: list[Example] = []
         for x, targets in _eval_batches(loader, device, channels_last, progress, skipped):
             with precision.autocast():
                 low = net.forward_logits(x)
@@ -246,7 +252,7 @@ def run_eval(
     desc: str = "eval",
     examples: int = 0,
     pre: Preprocess | None = None,
-) -> EvalResult:
+) -> ClassificationEvalResult:
     """Evaluate ``model`` on a loader yielding ``(images, labels, unreadable)`` batches; the first
     ``examples`` images are kept with their predictions (``pre`` turns them back into pixels)."""
     model.eval()
@@ -288,8 +294,10 @@ def _detection_example(x: torch.Tensor, det: Detections, t: dict[str, Any], clas
 
 def _segmentation_example(x: torch.Tensor, pred: torch.Tensor, truth: torch.Tensor, pre: Preprocess) -> Example:
     """A held-out image as the segmenter saw it, with its predicted and true masks at that size."""
-    size = tuple(x.shape[-2:])
-    resize = (lambda m: F.interpolate(m[None, None].float(), size=size, mode="nearest")[0, 0].long().cpu())
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+
+    def resize(m: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(m[None, None].float(), size=size, mode="nearest")[0, 0].long().cpu()
     p, gt = resize(pred), resize(truth)
     valid = gt != 255
     acc = float((p[valid] == gt[valid]).float().mean()) if valid.any() else 0.0
@@ -299,7 +307,7 @@ def _segmentation_example(x: torch.Tensor, pred: torch.Tensor, truth: torch.Tens
 def _gathered_result(meter: Any, loss_sum: float, images: int, skipped: list[str], ctx: dist.DistContext) -> Any:
     """A dense task's result over every rank: the meters merged (``merge``), losses and counts summed."""
     if ctx.active:
-        parts = dist.gather_objects((meter, loss_sum, images, skipped), ctx)
+        parts: list[Any] = dist.gather_objects((meter, loss_sum, images, skipped), ctx)
         meter = parts[0][0]
         meter.merge([p[0] for p in parts[1:]])
         loss_sum, images = sum(p[1] for p in parts), sum(p[2] for p in parts)
@@ -307,34 +315,16 @@ def _gathered_result(meter: Any, loss_sum: float, images: int, skipped: list[str
     return meter.result(loss_sum / max(images, 1), skipped)
 
 
-def _loss_and_detections(detector: SSD | FasterRCNN, x: torch.Tensor, targets: list[dict[str, Any]]
-                         ) -> tuple[torch.Tensor, list[Detections]]:
-    """A held-out batch's training loss and its detections (boxes normalized to the input)."""
-    if isinstance(detector, FasterRCNN):
-        return sum(detector.validation_losses(x, torchvision_targets(targets)).values()), detector.detect(x)
-    codes, logits = detector(x)
-    loss, anchors = _ssd_loss(detector, codes, logits, x, targets)
-    return loss, unpad(*detector.postprocess(codes, logits, anchors))
-
-
-def _ssd_loss(ssd: SSD, codes: torch.Tensor, logits: torch.Tensor, x: torch.Tensor,
-              targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """An SSD's loss on a batch ``x`` (targets in its pixels), and the anchors for its size."""
-    size = (int(x.shape[-2]), int(x.shape[-1]))
-    anchors = ssd.anchors(size, x.device)
-    return ssd_loss(codes, logits, targets, anchors, size, ssd.config.box_scales)[0], anchors
-
-
-def _unwrap(model: nn.Module) -> SSD | FasterRCNN:
+def _detector(model: nn.Module) -> Detector:
     m = getattr(model, "module", model)  # DDP
-    assert isinstance(m, (SSD, FasterRCNN))
+    if not isinstance(m, Detector):
+        raise TypeError("a detection task needs a detector (loss, loss_and_detections, detect); got "
+                        f"{type(m).__name__}")
     return m
 
 
-def _unwrap_segmenter(model: nn.Module) -> DeepLabV3:
-    m = getattr(model, "module", model)  # DDP
-    assert isinstance(m, DeepLabV3)
-    return m
+def _segmenter(model: nn.Module) -> Any:
+    return getattr(model, "module", model)  # DDP
 
 
 Task = Classification | Detection | Segmentation

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..tasks import TaskConfig, build_model, task_of
+from ..tasks import TaskConfig, build_model, kind_of
 from ..utils.device import pick_device, pick_precision
 from ..utils.timing import time_fn
 from .config import TrainConfig
@@ -22,19 +22,16 @@ def train_throughput(cfg: TaskConfig, batch_size: int, input_size: int, amp: str
     dev = pick_device(device)
     precision = pick_precision(amp, dev)
     model = build_model(cfg).to(dev).to(memory_format=torch.channels_last).train()
-    task = task_of(cfg)
-    tcfg = TrainConfig(model=cfg.name, task=task, data="fake" if task == "classification" else "digits", epochs=1,
-                       batch_size=batch_size, amp=amp).resolved()
-    step = build_train_step(model, tcfg, steps + warmup, dev, precision, TASKS[task].criterion(model, tcfg))
+    kind = kind_of(cfg)
+    task = TASKS[kind.task]
+    tcfg = TrainConfig(model=cfg.name, task=kind.task, data=task.synthetic_data, epochs=1, batch_size=batch_size,
+                       amp=amp).resolved()
+    step = build_train_step(model, tcfg, steps + warmup, dev, precision, task.criterion(model, tcfg))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, cfg.in_chans, input_size, input_size, generator=g).to(dev)
-    y: Any = torch.randint(0, max(cfg.num_classes, 1), (batch_size,), generator=g).to(dev)
-    if task == "detection":
-        box = torch.tensor([[0.2, 0.3, 0.6, 0.8]]) * input_size
-        y = [{"boxes": box, "labels": torch.tensor([1]), "ignore": torch.tensor([False])}] * batch_size
-    elif task == "segmentation":
-        masks = torch.randint(0, cfg.num_classes, (batch_size, input_size, input_size), generator=g)
-        y = [{"mask": m} for m in masks]
+    y: Any = kind.example_targets(cfg, batch_size, input_size, g)
+    if isinstance(y, torch.Tensor):
+        y = y.to(dev)
 
     def one() -> None:
         loss, _ = step(x, y)

@@ -28,7 +28,7 @@ def cpu_threads() -> int:
 
 def _cpuinfo() -> tuple[str, set[str]]:
     """Model name and feature flags: /proc/cpuinfo on Linux, sysctl on macOS."""
-    name, flags = "", set()
+    name, flags = "", set[str]()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

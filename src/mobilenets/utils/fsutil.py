@@ -45,7 +45,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    def write(p: Path) -> None:
+        p.write_text(text, encoding="utf-8")
+    atomic_write(path, write)
 
 
 def create_dir_atomically(path: str | os.PathLike[str], files: dict[str, str]) -> None:

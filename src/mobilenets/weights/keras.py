@@ -19,7 +19,7 @@ import torch
 
 from ..models import ModelConfig
 from ..models.registry import published_widths
-from ..models.spec import Arch, build_arch
+from ..models.spec import Arch, Family, build_arch
 from ..models.tf_compat import tf_overrides
 from .native import WeightsError
 
@@ -70,7 +70,7 @@ def read_keras_h5(path: str | Path) -> dict[str, list[np.ndarray]]:
 
             f["layers"].visititems(visit)
         else:  # legacy layout, optionally under model_weights/
-            root = f["model_weights"] if "model_weights" in f else f
+            root = f.get("model_weights", f)
             for lname in root:
                 g = root[lname]
                 if not isinstance(g, h5py.Group) or "weight_names" not in g.attrs:
@@ -124,7 +124,7 @@ def keras_state_dict(layers: dict[str, list[np.ndarray]], cfg: ModelConfig) -> d
 
 def keras_candidates(layers: dict[str, list[np.ndarray]], cfg_hint: ModelConfig | None) -> list[ModelConfig]:
     """Configs to try: the family is told by the layer names, the width by the stem's channels."""
-    family = "v1" if "conv_dw_1" in layers else "v2" if "Conv1" in layers else None
+    family: Family | None = "v1" if "conv_dw_1" in layers else "v2" if "Conv1" in layers else None
     if family is None:
         raise WeightsError("not a Keras MobileNet/MobileNetV2 file (no conv_dw_1 or Conv1 layer)")
     v1 = family == "v1"

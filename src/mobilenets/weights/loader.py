@@ -17,25 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..models import ModelConfig
 from ..models.fake_quant import emulate_activation_quantization, emulate_integer_kernels
 from ..models.registry import published_widths
 from ..models.spec import build_arch
-from ..tasks import (
-    HEADED_CONFIGS,
-    DetectorConfig,
-    FasterRCNNConfig,
-    SegmenterConfig,
-    TaskConfig,
-    build_model,
-    config_from_dict,
-    parse_model_name,
-    task_of,
-)
+from ..tasks import TaskConfig, TaskModule, build_model, config_from_dict, kind_of, parse_model_name
 from .keras import KERAS_SUFFIXES, keras_candidates, keras_state_dict, read_keras_h5
-from .labels import classes_for
 from .native import WeightsError, load_state_dict_checked, read_metadata, read_tensors
 from .published import PUBLISHED, fetch, get_weights
 from .tflite import load_tflite
@@ -82,7 +70,7 @@ def torch_load(path: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as e:
         raise WeightsError(f"{path}: refused to load - the file needs code execution to unpickle, which is unsafe "
                            f"for downloaded files ({first_line(e)})") from None
-    except Exception as e:  # noqa: BLE001 - a damaged file can fail anywhere in the unpickler
+    except Exception as e:
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first_line(e)})") from None
     for key in ("state_dict", "model", "model_ema", "state_dict_ema"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -179,9 +167,9 @@ def load_state(weights: str | Path, model: str | TaskConfig | None = None) -> Lo
         loaded = _load_format(fmt, paths, hint)
     except (WeightsError, FileNotFoundError):
         raise
-    except Exception as e:  # noqa: BLE001 - damaged files fail in many ways; the user gets one line
+    except Exception as e:
         raise WeightsError(f"{paths[0]}: cannot read it as {fmt} weights ({first_line(e)})") from None
-    if hint is not None and _architecture(hint) != _architecture(loaded.config):
+    if hint is not None and kind_of(hint).arch_key(hint) != kind_of(loaded.config).arch_key(loaded.config):
         raise WeightsError(f"{src} holds {loaded.config.name}, not {hint.name}")
     if entry is not None:
         loaded.meta.update(published=entry.id, preprocessing=entry.preprocessing,
@@ -189,26 +177,8 @@ def load_state(weights: str | Path, model: str | TaskConfig | None = None) -> Lo
                                     "source": entry.accuracy_source})
         loaded.config = loaded.config.replace(mean=entry.mean, std=entry.std)
     if hint is not None and hint.resolution != loaded.config.resolution and fmt != "tflite":
-        loaded.config = with_resolution(loaded.config, hint.resolution)
+        loaded.config = kind_of(loaded.config).with_resolution(loaded.config, hint.resolution)
     return loaded
-
-
-def _architecture(cfg: TaskConfig) -> tuple[object, ...]:
-    """What a file must match of a requested model: family, width and variant (and a detector's head,
-    a segmenter's ASPP); not the resolution, which any input size serves."""
-    if isinstance(cfg, DetectorConfig):
-        return (cfg.head, *_architecture(cfg.backbone))
-    if isinstance(cfg, FasterRCNNConfig):
-        return ("faster_rcnn", *_architecture(cfg.backbone))
-    if isinstance(cfg, SegmenterConfig):
-        return ("aspp" if cfg.aspp else "no-aspp", *_architecture(cfg.backbone))
-    return (cfg.family, cfg.alpha, cfg.variant)
-
-
-def with_resolution(cfg: TaskConfig, resolution: int) -> TaskConfig:
-    if isinstance(cfg, HEADED_CONFIGS):
-        return cfg.replace(backbone=cfg.backbone.replace(resolution=resolution))
-    return cfg.replace(resolution=resolution)
 
 
 def _load_format(fmt: str, paths: list[Path], hint: TaskConfig | None) -> LoadedState:
@@ -252,7 +222,7 @@ def without_background(loaded: LoadedState) -> LoadedState:
 
 
 def load_model(weights: str | Path, model: str | TaskConfig | None = None, *, drop_background: bool = False,
-               emulate_quantization: bool = False, **overrides: Any) -> nn.Module:
+               emulate_quantization: bool = False, **overrides: Any) -> TaskModule:
     """Build the model a weights file (or published id) describes, load it, and return it in eval mode.
 
     ``model`` names the architecture when the file cannot tell (e.g. an unusual width).
@@ -271,7 +241,7 @@ def load_model(weights: str | Path, model: str | TaskConfig | None = None, *, dr
     meta = dict(loaded.meta)
     meta.setdefault("classes", None)
     if meta["classes"] is None or len(meta["classes"]) != cfg.num_classes:
-        meta["classes"] = classes_for(cfg.num_classes, task_of(cfg))
+        meta["classes"] = kind_of(cfg).default_classes(cfg.num_classes)
     net.weights_meta = meta
     if emulate_quantization:
         grids = meta.get("source", {}).get("activation_quantization")

@@ -16,8 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..models import ModelConfig
-from ..tasks import HEADED_CONFIGS, config_to_dict, default_preprocess, task_of
+from ..tasks import config_of, config_to_dict, default_preprocess, task_of
 from ..utils.fsutil import atomic_write
 
 META_KEY = "mobilenets"
@@ -39,9 +38,7 @@ def save_weights(
     **extra: Any,
 ) -> Path:
     """Write ``model``'s weights and metadata to a ``.safetensors`` file, atomically."""
-    cfg = getattr(model, "config", None)
-    if not isinstance(cfg, (ModelConfig, *HEADED_CONFIGS)):
-        raise TypeError("save_weights needs a mobilenets model (with .config)")
+    cfg = config_of(model)
     if classes is not None and len(classes) != cfg.num_classes:
         raise ValueError(f"{len(classes)} class names for a model with {cfg.num_classes} outputs")
     meta = {
@@ -86,7 +83,7 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a safetensors file; a truncated or malformed file gives a WeightsError."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118  (safe_open is not iterable)
     except FileNotFoundError:
         raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:

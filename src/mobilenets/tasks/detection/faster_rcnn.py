@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -82,6 +82,9 @@ class RPNHead(nn.Module):
 class FasterRCNN(HasBackbone, TorchvisionFasterRCNN):
     """Faster R-CNN on MobileNet V1/V2 (see :mod:`mobilenets.tasks.detection.faster_rcnn_spec`)."""
 
+    config: FasterRCNNConfig
+    arch: FasterRCNNArch
+
     def __init__(self, config: FasterRCNNConfig) -> None:
         arch = build_faster_rcnn_arch(config)
         c, res = config, config.resolution
@@ -126,7 +129,7 @@ class FasterRCNN(HasBackbone, TorchvisionFasterRCNN):
         detections, roi_losses = self.roi_heads(features, proposals, images.image_sizes, targets)
         return {**rpn_losses, **roi_losses}, detections
 
-    def forward(self, x: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None) -> Any:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None) -> Any:
         """Training: torchvision's losses (``targets``: ``boxes`` in pixels of ``x``, ``labels``
         1..C); eval: one dict per image (``boxes`` in pixels of ``x``, ``scores``, ``labels``)."""
         losses, detections = self.stages(x, targets)
@@ -137,6 +140,19 @@ class FasterRCNN(HasBackbone, TorchvisionFasterRCNN):
         """Detections per image, boxes normalized to [0, 1] of the input."""
         scale = x.new_tensor([x.shape[-1], x.shape[-2], x.shape[-1], x.shape[-2]])
         return [Detections(d["boxes"] / scale, d["scores"], d["labels"]) for d in self.stages(x)[1]]
+
+    def loss(self, x: torch.Tensor, targets: list[dict[str, Any]],
+             forward: Callable[..., Any] | None = None) -> torch.Tensor:
+        """The training loss of a batch (our targets; boxes in pixels of ``x``): torchvision's four
+        summed. ``forward``: this model as training wraps it (DDP, compiled)."""
+        losses = (forward or self)(x, torchvision_targets(targets))
+        return torch.stack(list(losses.values())).sum()
+
+    def loss_and_detections(self, x: torch.Tensor, targets: list[dict[str, Any]]
+                            ) -> tuple[torch.Tensor, list[Detections]]:
+        """A held-out batch's training loss (:meth:`validation_losses`) and its detections."""
+        losses = self.validation_losses(x, torchvision_targets(targets))
+        return torch.stack(list(losses.values())).sum(), self.detect(x)
 
     def validation_losses(self, x: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """The training losses on held-out images, with every BatchNorm in eval mode. The RPN and RoI

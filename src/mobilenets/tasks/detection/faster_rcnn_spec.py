@@ -91,7 +91,7 @@ def parse_faster_rcnn_name(name: str, **overrides: object) -> FasterRCNNConfig:
         raise ValueError(f"unknown Faster R-CNN name {name!r}; names look like 1.0-FasterRCNN-MobileNet-600")
     backbone = backbone_from_name(m["alpha"], m["net"], int(m["res"]) if m["res"] else DEFAULT_RESOLUTION)
     b_over, head = split_options(overrides, FasterRCNNConfig, set(), "Faster R-CNN")
-    return FasterRCNNConfig(backbone.replace(**b_over), **head)  # type: ignore[arg-type]
+    return FasterRCNNConfig(backbone.replace(**b_over), **head)
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ class CocoMeter:
             per_class[c] = round(float(p[p > -1].mean()) if (p > -1).any() else 0.0, 6)
             ap50[c] = round(float(p[0][p[0] > -1].mean()) if (p[0] > -1).any() else 0.0, 6)
             curves[c] = [round(float(v), 4) for v in np.maximum(p[0], 0.0)]
-        return DetectionEvalResult(*(float(s) for s in stats[:6]), count=len(self.images), classes=self.classes,
+        m, m50, m75, small, medium, large = (float(s) for s in stats[:6])
+        return DetectionEvalResult(m, m50, m75, small, medium, large, count=len(self.images), classes=self.classes,
                                    per_class=per_class, loss=loss, skipped=skipped or [], per_class_ap50=ap50,
                                    pr_curves=curves)

@@ -4,10 +4,15 @@ State-dict keys: ``backbone.*`` (the classifier's own keys), ``extras.<i>.{reduc
 ``reduce``, ``depthwise``, ``pointwise``), ``heads.<j>.{box,cls}`` (SSDLite: ``.depthwise``,
 ``.pointwise``). ``forward`` returns the raw box encodings ``[N, A, 4]`` and class logits
 ``[N, A, num_classes + 1]`` (what the loss and the TFLite post-processing op read); ``detect``
-adds decoding and NMS; :class:`DetectionPipeline` is both in one module, for export.
+adds decoding and NMS; :class:`DetectionPipeline` is both in one module, for export. ``loss``,
+``loss_and_detections`` and ``detect`` are the interface every detector here shares
+(:class:`~mobilenets.tasks.detection.faster_rcnn.FasterRCNN` too).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -18,6 +23,7 @@ from ...models.spec import Layer
 from ..backbone import HasBackbone
 from .anchors import generate_anchors
 from .boxes import Detections, decode, select_detections, unpad
+from .loss import ssd_loss
 from .spec import DetectorArch, DetectorConfig, build_detector_arch
 
 
@@ -27,6 +33,8 @@ def _module(layers: tuple[Layer, ...], cfg: DetectorConfig) -> nn.Module:
 
 class SSD(HasBackbone, nn.Module):
     """SSD or SSDLite on MobileNet V1/V2 (see :mod:`mobilenets.tasks.detection.spec`)."""
+
+    backbone: MobileNet
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
@@ -38,8 +46,11 @@ class SSD(HasBackbone, nn.Module):
                                    for box, cls in zip(self.arch.box_heads, self.arch.class_heads))
         self._anchor_cache: dict[tuple[int, int], torch.Tensor] = {}
         self.score = nn.Sigmoid()  # a module, so a quantized file's score grid can be emulated on its output
-        for head in self.heads:  # sigmoid scores start near 0.01, not 0.5 (TF: class_prediction_bias_init -4.6)
-            nn.init.constant_(_logit_conv(head["cls"]).bias, -4.6)
+        for head in self._heads():  # sigmoid scores start near 0.01, not 0.5 (TF: class_prediction_bias_init -4.6)
+            nn.init.constant_(_logit_bias(head["cls"]), -4.6)
+
+    def _heads(self) -> list[nn.ModuleDict]:
+        return [cast(nn.ModuleDict, h) for h in self.heads]
 
     @property
     def num_classes(self) -> int:
@@ -69,7 +80,7 @@ class SSD(HasBackbone, nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         codes, logits = [], []
         n = x.shape[0]
-        for fmap, head in zip(self.feature_maps(x), self.heads):
+        for fmap, head in zip(self.feature_maps(x), self._heads()):
             # channels-last order (row, column, box) matches the anchors' order
             codes.append(head["box"](fmap).permute(0, 2, 3, 1).reshape(n, -1, 4))
             logits.append(head["cls"](fmap).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
@@ -100,15 +111,40 @@ class SSD(HasBackbone, nn.Module):
     def detect(self, x: torch.Tensor) -> list[Detections]:
         """Detections per image, boxes normalized to [0, 1] of the input."""
         codes, logits = self(x)
-        return unpad(*self.postprocess(codes, logits, self.anchors(tuple(x.shape[-2:]), x.device)))
+        return unpad(*self.postprocess(codes, logits, self.anchors(_size(x), x.device)))
+
+    def loss(self, x: torch.Tensor, targets: list[dict[str, Any]],
+             forward: Callable[..., Any] | None = None) -> torch.Tensor:
+        """The training loss of a batch (targets' boxes in pixels of ``x``). ``forward``: this model
+        as training wraps it (DDP, compiled), called on ``x``."""
+        codes, logits = (forward or self)(x)
+        return self._loss(codes, logits, x, targets)
+
+    def loss_and_detections(self, x: torch.Tensor, targets: list[dict[str, Any]]
+                            ) -> tuple[torch.Tensor, list[Detections]]:
+        """A held-out batch's training loss and its detections, from one forward pass."""
+        codes, logits = self(x)
+        anchors = self.anchors(_size(x), x.device)
+        return self._loss(codes, logits, x, targets), unpad(*self.postprocess(codes, logits, anchors))
+
+    def _loss(self, codes: torch.Tensor, logits: torch.Tensor, x: torch.Tensor,
+              targets: list[dict[str, Any]]) -> torch.Tensor:
+        size = _size(x)
+        return ssd_loss(codes, logits, targets, self.anchors(size, x.device), size, self.config.box_scales)[0]
 
     def extra_repr(self) -> str:
         return f"name={self.config.name!r}"
 
 
-def _logit_conv(head: nn.Module) -> nn.Conv2d:
-    """The conv that outputs a predictor's logits (the last one of the head)."""
-    return [c for c in head.modules() if isinstance(c, nn.Conv2d)][-1]
+def _size(x: torch.Tensor) -> tuple[int, int]:
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
+def _logit_bias(head: nn.Module) -> torch.Tensor:
+    """The bias of the conv that outputs a predictor's logits (the last one of the head)."""
+    bias = [c for c in head.modules() if isinstance(c, nn.Conv2d)][-1].bias
+    assert bias is not None  # logit layers keep a bias
+    return bias
 
 
 def select_for(config: DetectorConfig, boxes: torch.Tensor, scores: torch.Tensor
@@ -126,6 +162,8 @@ class DetectionPipeline(nn.Module):
     ``K = max_detections``; the NMS is torchvision's, which exports to ONNX's NonMaxSuppression.
     With ``nms=False`` it stops before the NMS: every anchor's box and class scores (what a TFLite
     file holds; :func:`select_for` finishes it)."""
+
+    anchors: torch.Tensor
 
     def __init__(self, model: SSD, input_size: tuple[int, int], nms: bool = True) -> None:
         super().__init__()

@@ -175,7 +175,8 @@ def build_detector_arch(cfg: DetectorConfig) -> DetectorArch:
         maps.append(FeatureMap(p, c, maps[-1].stride * 2))
     per_loc = cfg.anchors.boxes_per_location(len(maps))
     conv_kind = "pointwise" if cfg.predictor_kernel == 1 else "conv"
-    box_heads, class_heads = [], []
+    box_heads: list[tuple[Layer, ...]] = []
+    class_heads: list[tuple[Layer, ...]] = []
     for j, (m, k) in enumerate(zip(maps, per_loc)):
         for heads, role, n in ((box_heads, "box", 4), (class_heads, "cls", cfg.num_classes + 1)):
             p = f"heads.{j}.{role}"

@@ -1,0 +1,144 @@
+"""The two detector kinds as the registry sees them: SSD / SSDLite and Faster R-CNN."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ...models.spec import Layer
+from ..labels import coco_classes
+from ..registry import EXPORT_FORMATS, ModelKind, Outputs, Shapes, fields_of
+from .anchors import AnchorConfig, coverage, fit_anchors
+from .faster_rcnn import FasterRCNN, FasterRCNNPipeline
+from .faster_rcnn_spec import (
+    FasterRCNNConfig,
+    build_faster_rcnn_arch,
+    faster_rcnn_layer_shapes,
+    is_faster_rcnn_name,
+    parse_faster_rcnn_name,
+)
+from .model import SSD, DetectionPipeline, select_for
+from .spec import DetectorConfig, build_detector_arch, detector_layer_shapes, is_detector_name, parse_detector_name
+
+DETECTIONS = ("boxes", "scores", "labels", "num_detections")
+
+
+class _Detector(ModelKind):
+    """What both detectors share: COCO's names, one box per image as a synthetic target, and int8
+    exports that quantize the convs only (the box decoding and NMS stay float)."""
+
+    task = "detection"
+    int8_ops = ("Conv",)
+    agreement_of = "best detection"
+    output_names = DETECTIONS
+    label_sets: ClassVar[dict[int, Callable[[], Sequence[str]]]] = {90: coco_classes}
+
+    def example_targets(self, cfg: Any, batch: int, size: int, generator: torch.Generator) -> list[dict[str, Any]]:
+        box = torch.tensor([[0.2, 0.3, 0.6, 0.8]]) * size
+        return [{"boxes": box, "labels": torch.tensor([1]), "ignore": torch.tensor([False])}] * batch
+
+
+class SSDKind(_Detector):
+    name = "ssd"
+    config_type = DetectorConfig
+    model_type = SSD
+    formats = EXPORT_FORMATS[:5]
+    formats_note = "the NMS has data-dependent shapes, which TorchScript and torch.export do not take"
+
+    def matches(self, name: str) -> bool:
+        return is_detector_name(name)
+
+    def parse(self, name: str, **overrides: Any) -> DetectorConfig:
+        return parse_detector_name(name, **overrides)
+
+    def arch_key(self, cfg: DetectorConfig) -> tuple[object, ...]:
+        b = cfg.backbone
+        return (cfg.head, b.family, b.alpha, b.variant)
+
+    def from_dict(self, d: dict[str, Any]) -> DetectorConfig:
+        d = dict(d)
+        anchors = AnchorConfig(**fields_of(AnchorConfig, d.pop("anchors")))
+        cfg: DetectorConfig = super().from_dict(d)
+        return cfg.replace(anchors=anchors)
+
+    def layers(self, cfg: DetectorConfig) -> list[Layer]:
+        return build_detector_arch(cfg).layers()
+
+    def layer_shapes(self, cfg: DetectorConfig, input_size: tuple[int, int]) -> Shapes:
+        return detector_layer_shapes(build_detector_arch(cfg), input_size)
+
+    def residual_blocks(self, cfg: DetectorConfig) -> list[str]:
+        return [f"backbone.blocks.{b.index}" for b in build_detector_arch(cfg).backbone.blocks if b.residual]
+
+    def pipeline(self, folded: nn.Module, input_size: int | tuple[int, int] | None = None, *, nms: bool = True,
+                 argmax: bool = False) -> tuple[nn.Module, list[str]]:
+        """Box decoding and (with ``nms``) the NMS at one input size; without it, every anchor's box
+        and scores (what our TFLite and ExecuTorch files hold: :meth:`finish` completes them)."""
+        if argmax:
+            raise ValueError("argmax applies to segmenters only")
+        assert isinstance(folded, SSD)
+        size = folded.config.resolution if input_size is None else input_size
+        hw = (size, size) if isinstance(size, int) else size
+        return DetectionPipeline(folded, hw, nms).eval(), list(DETECTIONS if nms else DETECTIONS[:2])
+
+    def fit_anchors(self, cfg: DetectorConfig, boxes: torch.Tensor, input_size: int) -> tuple[DetectorConfig, str]:
+        """The anchor scales fitted to the training boxes (:func:`fit_anchors`), and the share of boxes an
+        anchor matches at IoU >= 0.5 before and after."""
+        grids = build_detector_arch(cfg).grid_sizes((input_size, input_size))
+        fitted = fit_anchors(cfg.anchors, grids, boxes)
+        before, after = coverage(cfg.anchors, grids, boxes), coverage(fitted, grids, boxes)
+        return cfg.replace(anchors=fitted), (
+            f"anchors fitted to {len(boxes)} training boxes: lowest box {fitted.lowest_scale:g}, min_scale "
+            f"{fitted.min_scale:g}; boxes with an anchor at IoU >= 0.5: {100 * before:.1f}% -> {100 * after:.1f}%")
+
+    def finish(self, cfg: DetectorConfig, outputs: Outputs) -> Outputs:
+        boxes, scores = outputs
+        return select_for(cfg, boxes, scores)
+
+
+class FasterRCNNKind(_Detector):
+    name = "faster_rcnn"
+    config_type = FasterRCNNConfig
+    model_type = FasterRCNN
+    formats = ("onnx", "onnx-int8")
+    formats_note = "torchvision's two stages (proposals, RoIAlign, NMS) trace for ONNX only"
+    # torchvision's detection models trace with the TorchScript-based exporter, for one image at a time
+    onnx_exporter = "torchscript"
+
+    def matches(self, name: str) -> bool:
+        return is_faster_rcnn_name(name)
+
+    def parse(self, name: str, **overrides: Any) -> FasterRCNNConfig:
+        return parse_faster_rcnn_name(name, **overrides)
+
+    def arch_key(self, cfg: FasterRCNNConfig) -> tuple[object, ...]:
+        b = cfg.backbone
+        return ("faster_rcnn", b.family, b.alpha, b.variant)
+
+    def to_dict(self, cfg: FasterRCNNConfig) -> dict[str, Any]:
+        return {**super().to_dict(cfg), "framework": self.name}
+
+    def from_dict(self, d: dict[str, Any]) -> FasterRCNNConfig:
+        return super().from_dict({k: v for k, v in d.items() if k != "framework"})
+
+    def layers(self, cfg: FasterRCNNConfig) -> list[Layer]:
+        return build_faster_rcnn_arch(cfg).layers()
+
+    def layer_shapes(self, cfg: FasterRCNNConfig, input_size: tuple[int, int]) -> Shapes:
+        return faster_rcnn_layer_shapes(build_faster_rcnn_arch(cfg), input_size)
+
+    def repeats(self, cfg: FasterRCNNConfig) -> dict[str, int]:
+        return {layer.name: cfg.proposals for layer in build_faster_rcnn_arch(cfg).per_proposal()}
+
+    def pipeline(self, folded: nn.Module, input_size: int | tuple[int, int] | None = None, *, nms: bool = True,
+                 argmax: bool = False) -> tuple[nn.Module, list[str]]:
+        """Both stages and the NMS, at any input size."""
+        if argmax:
+            raise ValueError("argmax applies to segmenters only")
+        if not nms:
+            raise ValueError("a Faster R-CNN's detections come out of its second stage: it exports with its NMS")
+        assert isinstance(folded, FasterRCNN)
+        return FasterRCNNPipeline(folded).eval(), list(DETECTIONS)
