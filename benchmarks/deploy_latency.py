@@ -39,8 +39,8 @@ from mobilenets.deploy.bench import peak_gflops
 from mobilenets.deploy.onnx import export_onnx
 from mobilenets.deploy.pte import export_pte
 from mobilenets.deploy.quantize import export_onnx_int8
-from mobilenets.deploy.runtimes import ExecutorchSession, LitertSession, OnnxSession, TorchSession
-from mobilenets.deploy.session import choose_runtime, open_session
+from mobilenets.deploy.runtime_choice import choose_runtime, open_session
+from mobilenets.deploy.sessions import ExecutorchSession, LitertSession, OnnxSession, TorchSession
 from mobilenets.deploy.tflite import export_tflite
 from mobilenets.utils.device import cpu_threads
 from mobilenets.utils.timing import time_fn

@@ -31,7 +31,7 @@ from _common import machine
 import mobilenets
 from mobilenets.deploy.onnx import export_onnx
 from mobilenets.deploy.quantize import export_onnx_int8
-from mobilenets.deploy.runtimes import LitertSession, OnnxSession
+from mobilenets.deploy.sessions import LitertSession, OnnxSession
 from mobilenets.deploy.tflite import export_tflite
 from mobilenets.utils.timing import time_fn
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine
 
 from mobilenets.deploy.quantize import export_onnx_int8
-from mobilenets.deploy.session import (
+from mobilenets.deploy.runtime_choice import (
     Worker,
     cached_export,
     candidate_runtimes,

@@ -66,7 +66,7 @@ def weights_through_a_cached_export(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     import numpy as np
 
     from mobilenets import create_model, save_weights
-    from mobilenets.deploy.session import open_session
+    from mobilenets.deploy.runtime_choice import open_session
 
     monkeypatch.setenv("MOBILENETS_CACHE", str(tmp_path / "cache"))
     model = randomize_bn(create_model("0.25-MobileNet-32", num_classes=4)).eval()

@@ -244,7 +244,7 @@ def test_onnx_export_keeps_the_detections(google_ssd: SSD, refdata: Path, tmp_pa
     import onnx
 
     from mobilenets.deploy.export import export
-    from mobilenets.deploy.runtimes import OnnxSession
+    from mobilenets.deploy.sessions import OnnxSession
 
     res = export(google_ssd, tmp_path / "ssd.onnx", "onnx")
     assert res.ok

@@ -14,10 +14,10 @@ import torch
 from conftest import randomize_bn, weights_through_a_cached_export
 
 from mobilenets import create_model
-from mobilenets.deploy import runtimes
+from mobilenets.deploy import sessions
 from mobilenets.deploy.export import export
-from mobilenets.deploy.runtimes import ExecutorchSession, TorchSession
-from mobilenets.deploy.session import candidate_runtimes, open_session
+from mobilenets.deploy.runtime_choice import candidate_runtimes, open_session
+from mobilenets.deploy.sessions import ExecutorchSession, TorchSession
 
 
 @pytest.fixture(scope="module")
@@ -78,4 +78,4 @@ def test_executorch_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "executorch" else real(n, *a))
     assert candidate_runtimes() == ("torch", "onnxruntime", "openvino", "litert")
     with pytest.raises(ImportError, match=r"pip install 'mobilenets\[executorch\]'"):
-        runtimes.require_executorch()
+        sessions.require_executorch()

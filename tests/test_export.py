@@ -17,8 +17,8 @@ from mobilenets import create_model, predict, save_weights
 from mobilenets.deploy.bias_correction import fake_quant_act, fake_quant_weight
 from mobilenets.deploy.export import export
 from mobilenets.deploy.quantize import export_onnx_int8
-from mobilenets.deploy.runtimes import OnnxSession, TorchSession
-from mobilenets.deploy.session import open_session
+from mobilenets.deploy.runtime_choice import open_session
+from mobilenets.deploy.sessions import OnnxSession, TorchSession
 from mobilenets.models import fold_batchnorm
 from mobilenets.tradeoffs import bench
 from mobilenets.weights import load_model

@@ -178,7 +178,7 @@ def test_tf_same_padding_matches_tensorflow_rule() -> None:
 @pytest.mark.parametrize("padding", [(1, 1), (0, 0)])  # symmetric; tf_same pads the input first
 def test_upsampled_input_grad_equals_the_transposed_conv_in_float64(padding: tuple[int, int]) -> None:
     """The fast input gradient of a strided depthwise conv is exact: float64 against torch's own."""
-    from mobilenets.models.layers import _upsampled_input_grad
+    from mobilenets.training.fast_backward import _upsampled_input_grad
 
     g = torch.Generator().manual_seed(0)
     w = torch.randn(6, 1, 3, 3, dtype=torch.float64, generator=g)
@@ -193,7 +193,7 @@ def test_upsampled_input_grad_equals_the_transposed_conv_in_float64(padding: tup
 
 
 def test_strided_depthwise_function_passes_gradcheck() -> None:
-    from mobilenets.models.layers import _StridedDepthwiseConv
+    from mobilenets.training.fast_backward import _StridedDepthwiseConv
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 3, 7, 6, dtype=torch.float64, generator=g, requires_grad=True)
@@ -217,10 +217,11 @@ def _grad_fn(dw: torch.nn.Module, amp: bool, size: int = 9) -> str:
 
 def test_fast_strided_depthwise_backward_only_for_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     """bf16 training on a CPU that computes bf16 natively takes the fast path; nothing else does."""
-    from mobilenets.models.layers import Conv2d
+    from mobilenets.training.fast_backward import FastBackwardConv2d, use_fast_depthwise_backward
 
     model = create_model("0.5-MobileNetV2-224", num_classes=10).train()
-    assert sum(isinstance(m, Conv2d) and m.strided_depthwise for m in model.modules()) == 4
+    use_fast_depthwise_backward(model)  # what training applies
+    assert sum(isinstance(m, FastBackwardConv2d) for m in model.modules()) == 4
     dw = model.blocks[1].depthwise.conv
     _fake_cpu(monkeypatch, "avx2", "avx512f", "avx512_bf16")
     assert _grad_fn(dw, amp=True) == "_StridedDepthwiseConvBackward"
@@ -243,11 +244,12 @@ def test_fast_backward_bf16_error_is_the_plain_bf16_error(padding: str, monkeypa
     The tolerance is measured here: the plain bf16 path's own distance to the fp32 gradients (it
     depends on how this CPU computes bf16), not a constant.
     """
-    from mobilenets.models.layers import Conv2d
+    from mobilenets.training.fast_backward import FastBackwardConv2d, use_fast_depthwise_backward
 
     _fake_cpu(monkeypatch, "avx512f", "avx512_bf16")  # take the fast path whatever this CPU is
     torch.manual_seed(0)
     model = create_model("0.5-MobileNetV2-224", num_classes=10, padding=padding, dropout=0.0).train()
+    use_fast_depthwise_backward(model)
     for m in model.modules():  # BN on fixed statistics: well-conditioned gradients to compare
         if isinstance(m, torch.nn.BatchNorm2d):
             m.eval()
@@ -261,7 +263,7 @@ def test_fast_backward_bf16_error_is_the_plain_bf16_error(padding: str, monkeypa
 
     ref = grads(False)
     fast = grads(True)
-    monkeypatch.setattr(Conv2d, "_conv_forward", torch.nn.Conv2d._conv_forward)
+    monkeypatch.setattr(FastBackwardConv2d, "_conv_forward", torch.nn.Conv2d._conv_forward)
     plain = grads(True)
 
     def err(g: dict[str, torch.Tensor], names: list[str]) -> float:

@@ -16,10 +16,9 @@ import torch
 from conftest import randomize_bn
 
 from mobilenets import create_model, predict
-from mobilenets.deploy import session as session_module
+from mobilenets.deploy import runtime_choice as choice
 from mobilenets.deploy.quantize import export_onnx_int8
-from mobilenets.deploy.runtimes import LitertSession, OnnxSession, OpenvinoSession, to_layout
-from mobilenets.deploy.session import (
+from mobilenets.deploy.runtime_choice import (
     cached_export,
     choose_runtime,
     measure_isolated,
@@ -28,6 +27,7 @@ from mobilenets.deploy.session import (
     stable_choice,
     wait_idle,
 )
+from mobilenets.deploy.sessions import LitertSession, OnnxSession, OpenvinoSession, to_layout
 
 predict_module = importlib.import_module("mobilenets.deploy.predict")  # the package exports the function
 
@@ -180,8 +180,8 @@ def test_openvino_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "openvino" else real(n, *a))
-    assert "openvino" not in session_module.candidate_runtimes()
-    assert session_module.candidate_runtimes("m.onnx") == ("onnxruntime",)
+    assert "openvino" not in choice.candidate_runtimes()
+    assert choice.candidate_runtimes("m.onnx") == ("onnxruntime",)
     with pytest.raises(ImportError, match=r"pip install 'mobilenets\[openvino\]'"):
         OpenvinoSession("m.onnx")
 
@@ -211,7 +211,7 @@ def test_the_choice_is_cached_with_its_time_and_spread(tmp_path: Path) -> None:
                                                                          "torch": [3.0, 3.3, 2.7]})
     assert first.runtime == "litert" and first.tied == ["litert", "onnxruntime"] and first.measured_at
     assert first.spread["torch"] == pytest.approx(0.2) and first.timings_ms["torch"] == 3.0
-    entry = next(iter(json.loads(cache.read_text()).values()))
+    entry = next(iter(json.loads(cache.read_text())["runtime"].values()))  # the measurements file's runtime section
     assert entry["runtime"] == "litert" and entry["spread"]["litert"] == pytest.approx(0.02)
     # remeasured: onnxruntime now a hair ahead, within the noise - the choice stays
     again = choose_runtime(model, cache=cache, remeasure=True, measure=lambda m, **kw: {"litert": [1.0],
@@ -227,8 +227,8 @@ def test_an_old_cache_entry_is_measured_again(tmp_path: Path) -> None:
     model = create_model("0.25-MobileNet-32")
     cache = tmp_path / "runtime.json"
     choose_runtime(model, cache=cache, measure=lambda m, **kw: {"torch": 1.0})
-    key = next(iter(json.loads(cache.read_text())))
-    cache.write_text(json.dumps({key: {"torch": 2.0, "litert": 1.0}}))  # a table without its choice
+    key = next(iter(json.loads(cache.read_text())["runtime"]))
+    cache.write_text(json.dumps({"runtime": {key: {"torch": 2.0, "litert": 1.0}}}))  # a table without its choice
     assert not choose_runtime(model, cache=cache, measure=lambda m, **kw: {"torch": 1.0}).cached
 
 
@@ -253,14 +253,14 @@ def test_each_runtime_is_timed_in_a_process_of_its_own(onnx_file: Path, monkeypa
     """Two real workers on one ONNX file, each in its own process, timed in turn."""
     sources = {"onnxruntime": onnx_file, "openvino": onnx_file}
     spawned: list[Any] = []
-    real = session_module.Worker
+    real = choice.Worker
 
     class Watched(real):  # type: ignore[misc, valid-type]
         def __init__(self, *a: Any) -> None:
             super().__init__(*a)
             spawned.append(self)
 
-    monkeypatch.setattr(session_module, "Worker", Watched)
+    monkeypatch.setattr(choice, "Worker", Watched)
     rounds = measure_isolated(sources, [1, 3, 32, 32], threads=1, min_rounds=2, max_rounds=2, seconds=0.05)
     assert set(rounds) == set(sources) and all(len(v) == 2 and min(v) > 0 for v in rounds.values())
     assert len({w.proc.pid for w in spawned}) == 2 and all(w.proc.poll() is not None for w in spawned)
@@ -275,7 +275,7 @@ def test_auto_on_an_onnx_file_chooses_between_its_runtimes(onnx_file: Path, tmp_
         seen.append(model)
         return {"onnxruntime": [1.0], "openvino": [0.5]}
 
-    monkeypatch.setattr(session_module, "measure_runtimes", fake)
+    monkeypatch.setattr(choice, "measure_runtimes", fake)
     assert open_session(onnx_file, "auto").name == "openvino" and seen == [str(onnx_file)]
     assert open_session(onnx_file, "auto").name == "openvino" and len(seen) == 1  # cached
 

@@ -195,7 +195,7 @@ def test_predict_json_and_pictures(refdata: Path, tmp_path: Path) -> None:
 @pytest.mark.slow  # ~50 s: two exports of a 513 px-trained model, each checked in ONNX Runtime
 def test_onnx_export_with_and_without_argmax(google_segmenters: dict[str, torch.nn.Module], refdata: Path,
                                              tmp_path: Path) -> None:
-    from mobilenets.deploy.session import OnnxSession
+    from mobilenets.deploy.runtime_choice import OnnxSession
 
     model = google_segmenters["deeplabv3_mnv2_dm05_pascal_quant.tflite"]
     logits = mobilenets.export(model, tmp_path / "seg.onnx", input_size=129)

@@ -16,8 +16,8 @@ from conftest import randomize_bn, weights_through_a_cached_export
 from mobilenets import create_model, predict
 from mobilenets.deploy.bench import fma_peak_gflops, peak_fraction
 from mobilenets.deploy.export import export
-from mobilenets.deploy.runtimes import LitertSession, TorchSession
-from mobilenets.deploy.session import NOISE, choose_runtime, open_session
+from mobilenets.deploy.runtime_choice import NOISE, choose_runtime, open_session
+from mobilenets.deploy.sessions import LitertSession, TorchSession
 from mobilenets.utils.device import CpuFeatures
 from mobilenets.weights import load_model
 from mobilenets.weights.tflite_file import tflite_metadata

@@ -23,7 +23,7 @@ from .data.shard_writer import write_shards
 from .deploy import FORMATS, RUNTIMES, export, predict
 from .deploy.evaluate import evaluate_in_runtime
 from .deploy.predict import DetectionPrediction, SegmentationPrediction
-from .deploy.session import default_runtime
+from .deploy.runtime_choice import default_runtime
 from .models import check_input_size, list_models, parse_name
 from .tasks import kind_of
 from .tasks.detection.metrics import DetectionEvalResult
@@ -532,6 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What a user's input causes (bad names, values, files, a runtime not installed), printed as one line;
+#: any other exception is reported as a bug, with --debug named
+USER_ERRORS = (CLIError, ValueError, OSError, ImportError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -542,14 +547,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:
+    except USER_ERRORS as e:  # bad input, missing files or extras: the message says what to change
         if args.debug:
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e) or type(e).__name__
-        known = isinstance(e, (CLIError, ValueError, KeyError, FileNotFoundError, OSError, TypeError, RuntimeError))
-        hint = "" if known else f" ({type(e).__name__}; run with --debug for the traceback)"
-        print(f"mobilenets {args.command}: error: {str(msg).splitlines()[0] if msg else msg}{hint}", file=sys.stderr)
+        msg = str(e) or type(e).__name__
+        print(f"mobilenets {args.command}: error: {msg.splitlines()[0]}", file=sys.stderr)
         return 2
+    except Exception as e:  # anything else is a bug of ours: say so, and how to see where
+        if args.debug:
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"mobilenets {args.command}: internal error: {type(e).__name__}: {first} (a bug; rerun with --debug "
+              "for the traceback and report it)", file=sys.stderr)
+        return 1
     return int(rc or 0)
 
 

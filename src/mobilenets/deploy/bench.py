@@ -1,11 +1,10 @@
 """Inference latency and throughput on this machine, with the cost model alongside (achieved
 GFLOP/s and the fraction of an upper bound of this machine's fp32 throughput), and latencies cached
-per machine. The training step's speed is :func:`mobilenets.train.train_throughput`;
+per machine. The training step's speed is :func:`mobilenets.training.train_throughput`;
 :func:`mobilenets.tradeoffs.bench` reports both."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -21,12 +20,12 @@ from ..analysis import profile
 from ..models import check_input_size
 from ..tasks import create_model, parse_model_name
 from ..utils.device import CpuFeatures, cpu_features, cpu_max_mhz, cpu_threads
-from ..utils.fsutil import atomic_write_text
 from ..utils.timing import time_fn
 from ..weights import load_model
-from ..weights.published import PUBLISHED, cache_dir
-from .runtimes import to_layout
-from .session import FILE_RUNTIMES, candidate_runtimes, choose_runtime, machine_key, open_session
+from ..weights.published import PUBLISHED
+from .measurements import Measurements
+from .runtime_choice import FILE_RUNTIMES, candidate_runtimes, choose_runtime, machine_key, open_session
+from .sessions import to_layout
 
 
 @dataclass
@@ -112,7 +111,7 @@ def resolve_model(model_or_weights: str | Path | torch.nn.Module) -> torch.nn.Mo
     return create_model(src)
 
 
-def bench(
+def bench_inference(
     model_or_weights: str | Path | torch.nn.Module,
     *,
     runtime: str = "torch",
@@ -169,20 +168,17 @@ def bench(
 
 def measure_latencies(models: Sequence[str], runtime: str = "torch", batch_size: int = 1, remeasure: bool = False,
                       cache: Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, float]:
-    """Median batch latency (ms) of each model on this machine, cached in a JSON file."""
+    """Median batch latency (ms) of each model on this machine, cached (:class:`Measurements`)."""
     threads = cpu_threads()
-    cache = cache or cache_dir() / "latency.json"
+    store = Measurements(cache)
     key = machine_key(runtime, batch_size, threads)
-    data: dict[str, dict[str, float]] = json.loads(cache.read_text()) if cache.is_file() else {}
-    known = {} if remeasure else dict(data.get(key, {}))
+    known: dict[str, float] = {} if remeasure else store.read("latency", key)
     out = {}
     for m in models:
         if m not in known:
             if progress:
                 progress(m)
-            known[m] = round(bench(m, runtime=runtime, batch_size=batch_size, threads=threads).latency_ms, 4)
-            data[key] = known
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(cache, json.dumps(data, indent=1))
+            known[m] = round(bench_inference(m, runtime=runtime, batch_size=batch_size, threads=threads).latency_ms, 4)
+            store.write("latency", key, known)
         out[m] = known[m]
     return out

@@ -164,7 +164,7 @@ def evaluate_in_runtime(weights: str | Path | nn.Module, runtime: str, data: str
     """The task's metric of ``weights`` run through ``runtime`` (our export, made once and cached; ``auto``:
     the fastest) on the held-out split of ``data`` - by default the one the weights record."""
     from ..weights import load_model
-    from .session import open_session
+    from .runtime_choice import open_session
 
     model = weights if isinstance(weights, nn.Module) else load_model(weights)
     spec = labeled_data(model, data)

@@ -18,7 +18,7 @@ from .artifact import ExportResult
 from .evaluate import labeled_data, score_sessions, training_images
 from .onnx import export_onnx
 from .quantize import export_onnx_int8
-from .session import FILE_RUNTIMES, open_session
+from .runtime_choice import FILE_RUNTIMES, open_session
 from .torch_formats import export_pt2, export_torchscript
 
 FORMATS = EXPORT_FORMATS

@@ -14,7 +14,7 @@ from torch import nn
 from ..tasks import kind_of
 from ..utils.fsutil import atomic_path
 from .artifact import ExportResult, check_input, export_metadata, inference_module, outputs_difference
-from .runtimes import OnnxSession
+from .sessions import OnnxSession
 
 ONNX_OPSET = 18
 

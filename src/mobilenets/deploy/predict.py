@@ -22,7 +22,8 @@ from ..tasks import classification, default_preprocess, task_of
 from ..tasks.classification import Prediction
 from ..utils.device import pick_device
 from ..utils.fsutil import atomic_path
-from .session import open_session
+from .runtime_choice import open_session
+from .sessions import Session
 
 
 @dataclass
@@ -143,7 +144,7 @@ class _Options:
     save_vis: str | Path | None
 
 
-def _classify(session: Any, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
+def _classify(session: Session, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
     result = PredictResult()
     ds = Transformed(_Files(files), _InLayout(pre.eval_transform(), session.layout))
     for x, idx, bad in make_loader(ds, opts.batch_size, workers=opts.workers):
@@ -154,7 +155,7 @@ def _classify(session: Any, files: list[Path], pre: Preprocess, opts: _Options) 
     return result
 
 
-def _detect(session: Any, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
+def _detect(session: Session, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
     classes, threshold, save_vis = opts.classes, opts.score_threshold, opts.save_vis
     result = PredictResult()
     ds = TransformedPairs(_Files(files, with_target=True), _InLayout(DetectionTransform(pre, False), session.layout))
@@ -186,7 +187,7 @@ class _Segmentable:
         return x, {**target, "image_id": index}
 
 
-def _segment(session: Any, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
+def _segment(session: Session, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
     """Logits upsampled to each image's own size, then the class of every pixel (an export that ends
     in argmax gives classes at the input size: resized with nearest neighbours)."""
     import torch.nn.functional as F
@@ -218,7 +219,7 @@ def _segment(session: Any, files: list[Path], pre: Preprocess, opts: _Options) -
 
 
 #: How each task's predictions are made and read (keyed by task name: a new task adds its own)
-PREDICTORS: dict[str, Callable[[Any, list[Path], Preprocess, _Options], PredictResult]] = {
+PREDICTORS: dict[str, Callable[[Session, list[Path], Preprocess, _Options], PredictResult]] = {
     "classification": _classify, "detection": _detect, "segmentation": _segment}
 
 

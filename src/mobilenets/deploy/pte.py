@@ -18,7 +18,7 @@ from ..tasks import config_of
 from ..utils.fsutil import atomic_path
 from ..utils.quiet import quiet_native_output
 from .artifact import META_KEY, ExportResult, export_metadata, inference_module
-from .runtimes import PTE_META_METHOD, ExecutorchSession, check_float_export, require_executorch
+from .sessions import PTE_META_METHOD, ExecutorchSession, check_float_export, require_executorch
 
 
 def export_pte(model: nn.Module, path: str | Path, input_size: int | None = None, argmax: bool = False) -> ExportResult:

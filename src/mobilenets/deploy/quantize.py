@@ -22,7 +22,7 @@ from ..utils.fsutil import atomic_path
 from .artifact import ExportResult, export_metadata, inference_module
 from .bias_correction import bias_correct
 from .onnx import export_onnx
-from .runtimes import OnnxSession
+from .sessions import OnnxSession
 
 CALIBRATION_SAMPLES = 200
 

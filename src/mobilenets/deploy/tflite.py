@@ -28,7 +28,7 @@ from ..weights.tflite_file import TFLITE_META_NAME
 from .artifact import META_KEY, ExportResult, export_metadata, inference_module
 from .bias_correction import bias_correct
 from .quantize import calibration_sets, held_out_agreement, int8_details, int8_progress
-from .runtimes import LitertSession, check_float_export
+from .sessions import LitertSession, check_float_export
 
 # AI Edge Quantizer's static int8 recipe: int8 per-tensor asymmetric activations, int8 per-channel
 # symmetric weights, integer kernels (what XNNPACK runs as QS8)

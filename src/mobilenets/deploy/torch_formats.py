@@ -19,7 +19,7 @@ from .artifact import (
     inference_module,
     outputs_difference,
 )
-from .runtimes import finish
+from .sessions import finish
 
 
 def export_torchscript(model: nn.Module, path: str | Path, input_size: int | None = None) -> ExportResult:

@@ -1,5 +1,5 @@
 """A runtime in a process of its own, timed on request: what ``--runtime auto`` measures
-(:func:`mobilenets.deploy.session.measure_isolated`). Not a user command.
+(:func:`mobilenets.deploy.runtime_choice.measure_isolated`). Not a user command.
 
     python -m mobilenets.deploy.worker RUNTIME SOURCE THREADS
 
@@ -22,8 +22,8 @@ import numpy as np
 
 from ..utils.quiet import quiet_native_output
 from ..utils.timing import time_fn
-from .runtimes import to_layout
-from .session import open_session, wait_idle
+from .runtime_choice import open_session, wait_idle
+from .sessions import to_layout
 
 
 def main(argv: list[str]) -> None:

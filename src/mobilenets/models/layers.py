@@ -3,96 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils import device
 from .spec import Block, Layer, ModelConfig
 
 
-class _StridedDepthwiseConv(torch.autograd.Function):
-    """Depthwise conv whose input gradient is a stride-1 conv over the zero-upsampled gradient.
-
-    The input gradient of a strided depthwise conv is a transposed conv; oneDNN's bf16 channels-last
-    kernel for it runs 15-60x slower than the forward conv on AVX512-BF16 CPUs without AMX (140 ms
-    vs 5 ms for 96 channels at 112x112, batch 32): a quarter of a V2 training step. Scattering the gradient into
-    a zero tensor of the input's size and running the fast stride-1 forward kernel with the flipped
-    filter gives the same numbers (fp32 accumulation, one rounding) several times faster.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
-                padding: tuple[int, int]) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.padding = stride, padding
-        return F.conv2d(x, weight, None, stride, padding, 1, x.shape[1])
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        gw = None
-        if ctx.needs_input_grad[1]:
-            gw = torch.ops.aten.convolution_backward(grad, x, weight, None, ctx.stride, ctx.padding, (1, 1), False,
-                                                     (0, 0), x.shape[1], (False, True, False))[1]
-        gx = _upsampled_input_grad(grad, weight, x.shape, ctx.stride, ctx.padding) if ctx.needs_input_grad[0] else None
-        return gx, gw, None, None
-
-
-def _upsampled_input_grad(grad: torch.Tensor, weight: torch.Tensor, in_shape: torch.Size,
-                          stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
-    n, c, ho, wo = grad.shape
-    (kh, kw), (sh, sw), (ph, pw) = weight.shape[-2:], stride, padding
-    top, left = kh - 1 - ph, kw - 1 - pw  # the transposed conv's padding
-    rows = in_shape[2] + kh - 1  # so that a valid stride-1 conv returns the input's size
-    cols = in_shape[3] + kw - 1
-    up = grad.new_zeros(n, rows, cols, c).permute(0, 3, 1, 2)  # channels-last, like the kernels want
-    up[:, :, top:top + (ho - 1) * sh + 1:sh, left:left + (wo - 1) * sw + 1:sw] = grad
-    return F.conv2d(up, weight.flip(-1, -2), None, 1, 0, 1, c)
-
-
-class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` that trains strided depthwise layers faster on CPU (``_StridedDepthwiseConv``).
-
-    Same parameters and keys; eval, export and scripting take the plain path.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.strided_depthwise = (self.groups == self.in_channels == self.out_channels
-                                  and self.stride != (1, 1) and self.dilation == (1, 1))
-
-    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if not torch.jit.is_scripting():  # noqa: SIM102  (TorchScript compiles only the other branch)
-            if self._fast_backward_applies(x, weight, bias):
-                return self._fast_backward_conv(x, weight)
-        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
-
-    def _fast_backward_applies(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-        """Training a strided depthwise layer in bf16 on a CPU that computes bf16 natively.
-
-        fp32 keeps the native kernel, which is fine; so does emulated bf16 (AVX2, AVX-512 without
-        BF16), where every kernel is slow and the native one is no worse. So do maps smaller than
-        the kernel (an SSD's last extra layers): the native kernel is fast there, and oneDNN's bf16
-        weight gradient of a 1x1 input came out NaN in some runs (torch 2.14.1, AVX512-BF16).
-        """
-        if not (self.strided_depthwise and self.training and bias is None and x.device.type == "cpu"
-                and torch.is_grad_enabled() and isinstance(self.padding, tuple)
-                and x.shape[-2] >= self.kernel_size[0] and x.shape[-1] >= self.kernel_size[1]
-                and not torch.compiler.is_compiling()):
-            return False
-        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
-        return dtype == torch.bfloat16 and device.cpu_features().native_bf16
-
-    def _fast_backward_conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        dtype = torch.bfloat16  # cast as autocast would for a conv
-        with torch.autocast("cpu", enabled=False):
-            return _StridedDepthwiseConv.apply(x.to(dtype), weight.to(dtype), self.stride, self.padding)
-
-
-class Conv2dSame(Conv2d):
+class Conv2dSame(nn.Conv2d):
     """Conv2d with TensorFlow "SAME" padding: the odd extra pixel goes bottom/right.
 
     Only needed to run weights trained in TF; the padding depends on the input size, so it is
@@ -121,10 +40,11 @@ class ConvBNAct(nn.Module):
         super().__init__()
         k, s, d = layer.kernel, layer.stride, layer.dilation
         if cfg.padding == "tf_same" and s > 1:
-            self.conv: Conv2d = Conv2dSame(layer.in_ch, layer.out_ch, k, s, 0, d, groups=layer.groups,
+            self.conv: nn.Conv2d = Conv2dSame(layer.in_ch, layer.out_ch, k, s, 0, d, groups=layer.groups,
                                            bias=layer.bias)
         else:  # for stride 1 and odd k, TF SAME equals symmetric padding
-            self.conv = Conv2d(layer.in_ch, layer.out_ch, k, s, d * (k // 2), d, groups=layer.groups, bias=layer.bias)
+            self.conv = nn.Conv2d(layer.in_ch, layer.out_ch, k, s, d * (k // 2), d, groups=layer.groups,
+                                  bias=layer.bias)
         self.bn = nn.BatchNorm2d(layer.out_ch, eps=cfg.bn_eps, momentum=cfg.bn_momentum) if layer.bn else nn.Identity()
         self.act = make_activation(cfg.activation) if layer.act else nn.Identity()
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..deploy.bench import BenchResult
-from ..deploy.bench import bench as bench_inference
+from ..deploy.bench import BenchResult, bench_inference
 from ..tasks import parse_model_name
 from ..training import train_throughput
 

@@ -39,7 +39,7 @@ class DistContext:
         return self.world_size > 1
 
 
-def setup(device: str = "auto") -> DistContext:
+def init_context(device: str = "auto") -> DistContext:
     """Join the process group when launched by torchrun; otherwise a single-process context."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     dev = pick_device(device)

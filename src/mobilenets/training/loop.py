@@ -1,4 +1,4 @@
-"""The training loop in parts, the way torchvision's reference script separates them: ``setup``
+"""The training loop in parts, the way torchvision's reference script separates them: ``build_trainer``
 builds a :class:`Trainer`, ``train_one_epoch`` runs the batches, ``end_epoch`` evaluates, saves
 and reports, and ``train`` drives them, resuming from the run folder's last checkpoint."""
 
@@ -36,6 +36,7 @@ from .checkpoint import EpochSums, Run, TrainState, rng_state, seed_everything, 
 from .config import RESUMABLE_OPTIONS, ResolvedConfig, TrainConfig
 from .diagnose import stall_signs, stall_warning
 from .evaluate import evaluate
+from .fast_backward import use_fast_depthwise_backward
 from .finetune import (
     InitReport,
     freeze,
@@ -206,7 +207,7 @@ class Trainer:
 # ------------------------------------------------------------------------------ setup
 
 
-def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
+def build_trainer(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
     """Data, model, step and the state of the last checkpoint, ready for the first epoch to run."""
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = not cfg.deterministic
@@ -221,6 +222,7 @@ def setup(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Trainer:
     state = run.restore()
     model_cfg, init = _model_config(cfg, task, splits, run, state, ctx)
     model: nn.Module = build_model(model_cfg)
+    use_fast_depthwise_backward(model)
     if cfg.zero_init_residual:
         zero_init_residual(model)
     pre = task.preprocess(model_cfg, cfg)
@@ -343,20 +345,20 @@ def _to_device(y: Any, dev: torch.device) -> Any:
     return [{k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in t.items()} for t in y]
 
 
-def _start_epoch(t: Trainer, epoch: int) -> int:
+def _start_epoch(trainer: Trainer, epoch: int) -> int:
     """Seed the epoch (or restore the random state of a mid-epoch checkpoint); the batches to skip."""
-    skip = t.skip_batches
-    if skip and t.sampler is not None and t.resume_rng is not None:
-        set_rng_state(t.resume_rng)
+    skip = trainer.skip_batches
+    if skip and trainer.sampler is not None and trainer.resume_rng is not None:
+        set_rng_state(trainer.resume_rng)
     else:  # a stream cannot seek: an interrupted epoch starts again
         skip = 0
-        seed_everything(t.cfg.seed * 1000 + epoch)
-        t.partial = EpochSums()
-    if t.sampler is not None:
-        t.sampler.set_epoch(epoch, skip=skip * t.cfg.batch_size)
-    if hasattr(t.train_ds, "set_epoch"):  # streams, and datasets that draw new samples every epoch
-        t.train_ds.set_epoch(epoch)
-    t.skip_batches, t.resume_rng = 0, None
+        seed_everything(trainer.cfg.seed * 1000 + epoch)
+        trainer.partial = EpochSums()
+    if trainer.sampler is not None:
+        trainer.sampler.set_epoch(epoch, skip=skip * trainer.cfg.batch_size)
+    if hasattr(trainer.train_ds, "set_epoch"):  # streams, and datasets that draw new samples every epoch
+        trainer.train_ds.set_epoch(epoch)
+    trainer.skip_batches, trainer.resume_rng = 0, None
     return skip
 
 
@@ -367,89 +369,92 @@ def _sums(loss: torch.Tensor, correct: torch.Tensor, seen: int, bad: int, t0: fl
     return EpochSums(lo, int(co), int(n), int(b), time.perf_counter() - t0)
 
 
-def train_one_epoch(t: Trainer, epoch: int, stop: StopFlag) -> EpochSums:
+def train_one_epoch(trainer: Trainer, epoch: int, stop: StopFlag) -> EpochSums:
     """One pass over the training data (what is left of it after a mid-epoch checkpoint)."""
-    cfg, dev = t.cfg, t.ctx.device
-    skip = _start_epoch(t, epoch)
-    set_train_mode(t.model, cfg.freeze_backbone, cfg.freeze_bn, cfg.freeze_stages)
+    cfg, dev = trainer.cfg, trainer.ctx.device
+    skip = _start_epoch(trainer, epoch)
+    set_train_mode(trainer.model, cfg.freeze_backbone, cfg.freeze_bn, cfg.freeze_stages)
     loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     seen, bad, t0 = 0, 0, time.perf_counter()
-    bar = tqdm(itertools.islice(t.loader, t.steps_per_epoch - skip), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-               disable=not (cfg.progress and t.ctx.is_main), unit="batch", initial=skip, total=t.steps_per_epoch,
+    steps = trainer.steps_per_epoch
+    bar = tqdm(itertools.islice(trainer.loader, steps - skip), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not (cfg.progress and trainer.ctx.is_main), unit="batch", initial=skip, total=steps,
                leave=False, dynamic_ncols=True)
     for batch_idx, (x, y, bad_files) in enumerate(bar, start=skip + 1):
         bad += len(bad_files)
-        t.bad_examples = (t.bad_examples + bad_files)[:3]
+        trainer.bad_examples = (trainer.bad_examples + bad_files)[:3]
         if len(y) == 0:
             continue
-        loss, corr = t.step_fn(x.to(dev, non_blocking=True), _to_device(y, dev))
-        t.step += 1
+        loss, corr = trainer.step_fn(x.to(dev, non_blocking=True), _to_device(y, dev))
+        trainer.step += 1
         loss_sum += loss.double() * len(y)
         correct += corr
         seen += len(y)
         if (dev.type == "cpu" or batch_idx % 20 == 0) and not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"the loss became {loss.item()} at epoch {epoch + 1}, step {t.step}; training stopped. The last "
-                f"good checkpoint is kept in {t.run.path}. Try a lower learning rate (now {cfg.lr:g}, e.g. "
+                f"the loss became {loss.item()} at epoch {epoch + 1}, step {trainer.step}; training stopped. The last "
+                f"good checkpoint is kept in {trainer.run.path}. Try a lower learning rate (now {cfg.lr:g}, e.g. "
                 f"--lr {cfg.lr / 10:g})")
-        if batch_idx % 10 == 0 or batch_idx == t.steps_per_epoch:
-            acc = {"acc": f"{100 * correct.item() / max(seen, 1):.1f}"} if t.task.train_accuracy else {}
+        if batch_idx % 10 == 0 or batch_idx == trainer.steps_per_epoch:
+            acc = {"acc": f"{100 * correct.item() / max(seen, 1):.1f}"} if trainer.task.train_accuracy else {}
             bar.set_postfix(loss=f"{loss_sum.item() / max(seen, 1):.4f}", **acc,
-                            img_s=f"{seen * t.ctx.world_size / max(time.perf_counter() - t0, 1e-9):.0f}")
-        periodic = cfg.save_every_steps and t.step % cfg.save_every_steps == 0 and batch_idx < t.steps_per_epoch
+                            img_s=f"{seen * trainer.ctx.world_size / max(time.perf_counter() - t0, 1e-9):.0f}")
+        periodic = cfg.save_every_steps and trainer.step % cfg.save_every_steps == 0 and batch_idx < steps
         if periodic or stop.requested:
-            t.partial = t.partial.merge(_sums(loss_sum, correct, seen, bad, t0, t.ctx))
+            trainer.partial = trainer.partial.merge(_sums(loss_sum, correct, seen, bad, t0, trainer.ctx))
             loss_sum.zero_(), correct.zero_()
             seen, bad, t0 = 0, 0, time.perf_counter()
-            t.save_state(batch_idx)
+            trainer.save_state(batch_idx)
             if stop.requested:
                 bar.close()
                 raise TrainingInterrupted(f"stopped by signal after epoch {epoch + 1} batch {batch_idx}; checkpoint "
-                                          f"saved. Continue with: mobilenets train --resume {t.run.path}")
+                                          f"saved. Continue with: mobilenets train --resume {trainer.run.path}")
     bar.close()
-    sums = t.partial.merge(_sums(loss_sum, correct, seen, bad, t0, t.ctx))
-    t.partial = EpochSums()
+    sums = trainer.partial.merge(_sums(loss_sum, correct, seen, bad, t0, trainer.ctx))
+    trainer.partial = EpochSums()
     return sums
 
 
-def end_epoch(t: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
+def end_epoch(trainer: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
     """Evaluate, record, checkpoint (the state first, then the files derived from it) and report."""
-    cfg = t.cfg
+    cfg = trainer.cfg
     if sums.bad and sums.bad > cfg.max_bad_fraction * (sums.seen + sums.bad):
         raise ValueError(f"{sums.bad} of {sums.seen + sums.bad} training images were unreadable (more than "
-                         f"{cfg.max_bad_fraction:.0%}; e.g. {'; '.join(t.bad_examples) or 'on another rank'}); fix "
-                         "the data or raise --max-bad-fraction")
-    if t.val_sampler is not None:
-        t.val_sampler.set_epoch(0)
+                         f"{cfg.max_bad_fraction:.0%}; e.g. {'; '.join(trainer.bad_examples) or 'on another rank'}); "
+                         "fix the data or raise --max-bad-fraction")
+    if trainer.val_sampler is not None:
+        trainer.val_sampler.set_epoch(0)
     # Evaluated in fp32 whatever the training precision, with rank 0's BN statistics on every rank:
     # the numbers recorded are those of the saved weights as `evaluate`, `predict` and the exports
     # run them, on any machine.
-    dist.broadcast_buffers(t.eval_model, t.ctx)
-    ev: Any = t.task.evaluate(t.eval_model, t.val_loader, t.classes, t.ctx.device, Precision(None, t.ctx.device.type),
-                         cfg.channels_last, t.pre, t.ctx)
-    train_acc = {"train_acc": 100 * sums.correct / max(sums.seen, 1)} if t.task.train_accuracy else {}
-    row = {"epoch": epoch + 1, "step": t.step, "train_loss": sums.loss / max(sums.seen, 1), **train_acc,
-           **t.task.row(ev), "lr": t.step_fn.optimizer.param_groups[0]["lr"],
+    dist.broadcast_buffers(trainer.eval_model, trainer.ctx)
+    device = trainer.ctx.device
+    ev: Any = trainer.task.evaluate(trainer.eval_model, trainer.val_loader, trainer.classes, device,
+                                    Precision(None, device.type), cfg.channels_last, trainer.pre, trainer.ctx)
+    train_acc = {"train_acc": 100 * sums.correct / max(sums.seen, 1)} if trainer.task.train_accuracy else {}
+    row = {"epoch": epoch + 1, "step": trainer.step, "train_loss": sums.loss / max(sums.seen, 1), **train_acc,
+           **trainer.task.row(ev), "lr": trainer.step_fn.optimizer.param_groups[0]["lr"],
            "img_per_s": sums.seen / max(sums.seconds, 1e-9), "epoch_s": sums.seconds, "bad_samples": sums.bad}
-    signs = stall_signs(t.classes, epoch + 1, row["train_loss"], ev, t.step)
+    signs = stall_signs(trainer.classes, epoch + 1, row["train_loss"], ev, trainer.step)
     if signs:
         row["warning"] = "; ".join(signs)
-    t.history.append(row)
-    if row[t.task.metrics[0]] > t.best_metric:
-        t.best_metric, t.best_epoch = row[t.task.metrics[0]], epoch + 1
-    t.best_metric, t.best_epoch = dist.broadcast_best(t.best_metric, t.best_epoch, t.ctx)
-    t.epoch = epoch + 1
-    t.save_state()
-    if t.ctx.is_main:
+    trainer.history.append(row)
+    if row[trainer.task.metrics[0]] > trainer.best_metric:
+        trainer.best_metric, trainer.best_epoch = row[trainer.task.metrics[0]], epoch + 1
+    trainer.best_metric, trainer.best_epoch = dist.broadcast_best(trainer.best_metric, trainer.best_epoch, trainer.ctx)
+    trainer.epoch = epoch + 1
+    trainer.save_state()
+    if trainer.ctx.is_main:
         if sums.bad:
             print(f"warning: skipped {sums.bad} unreadable training image(s) in epoch {epoch + 1} (e.g. "
-                  f"{'; '.join(t.bad_examples)})")
-        t.write_outputs()
+                  f"{'; '.join(trainer.bad_examples)})")
+        trainer.write_outputs()
         if signs:
             print(stall_warning(signs, epoch + 1, cfg.lr, cfg.init, cfg.freeze_bn), file=sys.stderr)
         if cfg.progress:
-            shown = "  ".join(f"{k.replace('_', ' ')} {row[k]:.2f}" for k in ("train_acc", *t.task.metrics) if k in row)
+            shown = "  ".join(f"{k.replace('_', ' ')} {row[k]:.2f}" for k in ("train_acc", *trainer.task.metrics)
+                              if k in row)
             print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  {shown}  "
                   f"{row['img_per_s']:.0f} img/s")
     return row
@@ -467,9 +472,9 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     """
     t_start = time.perf_counter()
     run, cfg = _open_run(config, resume, options)
-    ctx = dist.setup(cfg.device)
+    ctx = dist.init_context(cfg.device)
     try:
-        trainer = setup(cfg, run, ctx)
+        trainer = build_trainer(cfg, run, ctx)
         stop = StopFlag()
         with stop.on_signals():
             for epoch in range(trainer.epoch, cfg.epochs):
@@ -512,23 +517,26 @@ def _open_run(config: TrainConfig | None, resume: str | Path | None,
     return run, cfg
 
 
-def _report(t: Trainer) -> None:
+def _report(trainer: Trainer) -> None:
     """What a person looks at, for the best weights on the held-out split, in the run folder."""
-    files = write_report(evaluate(t.run.best, device=str(t.ctx.device), workers=t.cfg.workers, progress=False,
-                                  examples=EXAMPLES), t.run.path, t.classes)
-    if t.cfg.progress:
+    ev = evaluate(trainer.run.best, device=str(trainer.ctx.device), workers=trainer.cfg.workers, progress=False,
+                  examples=EXAMPLES)
+    files = write_report(ev, trainer.run.path, trainer.classes)
+    if trainer.cfg.progress:
         print(f"held-out report of the best epoch: {', '.join(f.name for f in files)}")
 
 
-def _result(t: Trainer, wall_s: float) -> TrainResult:
-    best = next((h for h in t.history if h["epoch"] == t.best_epoch), t.history[-1] if t.history else {})
+def _result(trainer: Trainer, wall_s: float) -> TrainResult:
+    history = trainer.history
+    best = next((h for h in history if h["epoch"] == trainer.best_epoch), history[-1] if history else {})
     metrics = {name: best.get(column, float("nan")) * scale
-               for name, (column, scale) in t.task.result_metrics.items()}
-    result = TrainResult(metrics=metrics, epochs=t.cfg.epochs, weights=str(t.run.best), wall_s=wall_s,
-                         run_dir=str(t.run.path), best_epoch=t.best_epoch, model=t.cfg.model,
-                         precision=t.precision.name, world_size=t.ctx.world_size, task=t.task.name, history=t.history)
-    if t.ctx.is_main:
-        atomic_write_text(t.run.summary, json.dumps(result.summary(), indent=1))
+               for name, (column, scale) in trainer.task.result_metrics.items()}
+    result = TrainResult(metrics=metrics, epochs=trainer.cfg.epochs, weights=str(trainer.run.best), wall_s=wall_s,
+                         run_dir=str(trainer.run.path), best_epoch=trainer.best_epoch, model=trainer.cfg.model,
+                         precision=trainer.precision.name, world_size=trainer.ctx.world_size, task=trainer.task.name,
+                         history=history)
+    if trainer.ctx.is_main:
+        atomic_write_text(trainer.run.summary, json.dumps(result.summary(), indent=1))
     return result
 
 

@@ -1,5 +1,5 @@
 """The training step: forward, loss, backward, optimizer, schedule and EMA, shared by the training
-loop and by ``mobilenets bench --train`` (:mod:`mobilenets.train.throughput`)."""
+loop and by ``mobilenets bench --train`` (:mod:`mobilenets.training.throughput`)."""
 
 from __future__ import annotations
 

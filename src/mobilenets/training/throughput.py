@@ -11,6 +11,7 @@ from ..tasks import TaskConfig, build_model, kind_of
 from ..utils.device import pick_device, pick_precision
 from ..utils.timing import time_fn
 from .config import TrainConfig
+from .fast_backward import use_fast_depthwise_backward
 from .step import build_train_step
 from .tasks import TASKS
 
@@ -22,6 +23,7 @@ def train_throughput(cfg: TaskConfig, batch_size: int, input_size: int, amp: str
     dev = pick_device(device)
     precision = pick_precision(amp, dev)
     model = build_model(cfg).to(dev).to(memory_format=torch.channels_last).train()
+    use_fast_depthwise_backward(model)  # as training does
     kind = kind_of(cfg)
     task = TASKS[kind.task]
     tcfg = TrainConfig(model=cfg.name, task=kind.task, data=task.synthetic_data, epochs=1, batch_size=batch_size,

@@ -27,16 +27,17 @@ import torch
 
 from ..tasks import TaskConfig, config_of, kind_of, weights_meta_of
 from ..utils.device import cpu_name, cpu_threads
-from ..utils.fsutil import atomic_write_text
 from ..utils.timing import time_fn
 from ..weights import load_model, save_weights
 from ..weights.published import cache_dir
+from .measurements import Measurements
 from .onnx import export_onnx
-from .runtimes import (
+from .sessions import (
     ExecutorchSession,
     LitertSession,
     OnnxSession,
     OpenvinoSession,
+    Session,
     TorchSession,
     executorch_installed,
     openvino_installed,
@@ -46,7 +47,6 @@ RUNTIMES = ("auto", "torch", "onnxruntime", "openvino", "litert", "executorch")
 # the runtimes that run each exported format (the first: what auto picks without measuring)
 FILE_RUNTIMES = {".onnx": ("onnxruntime", "openvino"), ".tflite": ("litert",), ".pte": ("executorch",)}
 EXPORT_SUFFIX = {"onnxruntime": "onnx", "openvino": "onnx", "litert": "tflite", "executorch": "pte"}
-Session = TorchSession | OnnxSession | OpenvinoSession | LitertSession | ExecutorchSession
 NOISE = 0.03  # runtimes within 3% of the fastest (median of within-round ratios) are a tie
 PREFERENCE = ("litert", "onnxruntime", "openvino", "executorch", "torch")  # a tie's order without a past choice
 
@@ -328,18 +328,17 @@ def choose_runtime(model: torch.nn.Module | str | Path, batch_size: int = 1, *, 
                    measure: Callable[..., dict[str, list[float]] | dict[str, float]] | None = None,
                    ) -> RuntimeChoice:
     """The fastest runtime for ``model`` (or an exported file) on this machine: measured once
-    (``measure``: each runtime alone), then cached in ``runtime.json`` beside the latency cache with
-    its time and spread; ``remeasure`` refreshes it. GPUs run in torch. Runtimes within the noise
+    (``measure``: each runtime alone), then cached (:class:`Measurements`, beside the models'
+    latencies) with its time and spread; ``remeasure`` refreshes it. GPUs run in torch. Runtimes within the noise
     keep the previous choice (:func:`stable_choice`)."""
     threads = threads or cpu_threads()
     device = str(device)
-    cache = cache or cache_dir() / "runtime.json"
+    store = Measurements(cache)
     config = config_of(model) if isinstance(model, torch.nn.Module) else model
     key = runtime_key(config, batch_size, threads, device)
-    data: dict[str, dict[str, object]] = json.loads(cache.read_text()) if cache.is_file() else {}
-    entry = data.get(key, {})
+    entry = store.read("runtime", key)
     if "runtime" in entry and not remeasure:
-        return RuntimeChoice(**{**entry, "cached": True})  # type: ignore[arg-type]
+        return RuntimeChoice(**{**entry, "cached": True})
     measured = (measure or measure_runtimes)(model, batch_size=batch_size, threads=threads, device=device)
     rounds = {r: v if isinstance(v, list) else [v] for r, v in measured.items()}
     stats = {r: _summary(v) for r, v in rounds.items()}
@@ -349,7 +348,5 @@ def choose_runtime(model: torch.nn.Module | str | Path, batch_size: int = 1, *, 
                            {r: round(m, 4) for r, (m, _) in stats.items()}, False,
                            {r: round(sp, 4) for r, (_, sp) in stats.items()},
                            datetime.now(UTC).isoformat(timespec="seconds"), tied)
-    data[key] = {k: v for k, v in asdict(choice).items() if k != "cached"}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cache, json.dumps(data, indent=1))
+    store.write("runtime", key, {k: v for k, v in asdict(choice).items() if k != "cached"})
     return choice

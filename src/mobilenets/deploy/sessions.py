@@ -5,7 +5,7 @@ ExecuTorch (our ``.pte``).
 Every session takes float32 batches already preprocessed and returns a classifier's logits, or a
 detector's four outputs (boxes, scores, labels, count: :class:`DetectionPipeline`), so ``predict``
 and ``bench`` can run any of our weights or exported files through any runtime
-(:func:`mobilenets.deploy.session.open_session` picks and opens one). Batches are NCHW unless the
+(:func:`mobilenets.deploy.runtime_choice.open_session` picks and opens one). Batches are NCHW unless the
 caller says otherwise: ``session.layout`` is the layout the runtime takes without a copy (a TFLite
 graph and channels-last torch take NHWC), and ``run(x, layout=session.layout)`` hands it over as it
 is. ``session.raw(x)`` is the runtime's own call on ``x``, the baseline a session's cost is measured
@@ -18,7 +18,7 @@ import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -35,6 +35,21 @@ Outputs = np.ndarray | tuple[np.ndarray, ...]
 Array = np.ndarray | torch.Tensor
 LAYOUTS = ("NCHW", "NHWC")
 PTE_META_METHOD = "mobilenets_metadata"  # a .pte's constant method returning our JSON record as UTF-8 bytes
+
+
+class Session(Protocol):
+    """What every runtime's session offers (``predict``, ``bench`` and ``eval --runtime`` use nothing
+    else): its runtime's name, the layout it takes without a copy, our metadata and the model's config
+    when its file records them, ``run`` and the runtime's own call, ``raw``."""
+
+    name: str
+    layout: str
+    meta: dict[str, Any]
+    config: TaskConfig | None
+
+    def run(self, x: Array, layout: str = "NCHW") -> Outputs: ...
+
+    def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]: ...
 
 
 def finish(config: TaskConfig | None, outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> Outputs:
