@@ -10,6 +10,8 @@ from mobilenets import create_model
 from mobilenets.models.spec import build_arch
 from mobilenets.weights.zoo_keys import convert_state_dict, key_map
 
+pytestmark = pytest.mark.unit  # the sub-minute tier: python -m pytest -m unit
+
 timm = pytest.importorskip("timm")
 torchvision = pytest.importorskip("torchvision")
 

@@ -10,6 +10,8 @@ import mobilenets
 from mobilenets import profile
 from mobilenets.analysis.reported import V2_CHECKPOINTS
 
+pytestmark = pytest.mark.unit  # the sub-minute tier: python -m pytest -m unit
+
 # anchors-impl.md B.2 (timm/torchvision FlopCounterMode, 1000 classes): params incl. BN gamma/beta, MMACs
 V1_GRID = {
     1.0: (4_231_976, (568.7, 418.1, 290.7, 186.4)),

@@ -11,6 +11,8 @@ import mobilenets
 from mobilenets import create_model, list_models, parse_name, profile
 from mobilenets.models.spec import make_divisible
 
+pytestmark = pytest.mark.unit  # the sub-minute tier: python -m pytest -m unit
+
 ALL = list_models()
 # One model per distinct architecture (the resolution only changes the default input size).
 ARCHS = sorted({n.rsplit("-", 1)[0] if n.split("-")[-1].isdigit() else n for n in ALL})

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from torchvision.transforms import v2
 
 
-def train_transform(pre: Preprocess, min_scale: float = 0.35, hflip: float = 0.5) -> v2.Compose:
+def train_transform(preprocess: Preprocess, min_scale: float = 0.35, hflip: float = 0.5) -> v2.Compose:
     """RandomResizedCrop with a configurable lower scale bound (the V1 paper limits small crops)."""
     from torchvision.transforms import v2  # seconds to import: only when a transform is built
 
@@ -21,12 +21,12 @@ def train_transform(pre: Preprocess, min_scale: float = 0.35, hflip: float = 0.5
         raise ValueError(f"invalid min_scale {min_scale}; it must be in (0, 1]")
     ops: list[v2.Transform] = [
         v2.ToImage(),
-        v2.RandomResizedCrop(pre.input_size, scale=(min_scale, 1.0),
-                             interpolation=interpolation_mode(pre.interpolation), antialias=True),
+        v2.RandomResizedCrop(preprocess.input_size, scale=(min_scale, 1.0),
+                             interpolation=interpolation_mode(preprocess.interpolation), antialias=True),
     ]
     if hflip > 0:
         ops.append(v2.RandomHorizontalFlip(hflip))
-    return v2.Compose(ops + pre.finish())
+    return v2.Compose(ops + preprocess.finish())
 
 
 class DetectionTransform:
@@ -40,7 +40,7 @@ class DetectionTransform:
     every epoch instead.)
     """
 
-    def __init__(self, pre: Preprocess, train: bool, hflip: float = 0.5, zoom_out: float = 2.0,
+    def __init__(self, preprocess: Preprocess, train: bool, hflip: float = 0.5, zoom_out: float = 2.0,
                  ssd_augment: bool = True) -> None:
         from torchvision.transforms import v2
 
@@ -52,7 +52,7 @@ class DetectionTransform:
             steps += [v2.RandomIoUCrop()]
         if train and hflip > 0:
             steps.append(v2.RandomHorizontalFlip(hflip))
-        steps += [*pre.resize_steps(), v2.SanitizeBoundingBoxes(labels_getter=_box_fields), *pre.finish()]
+        steps += [*preprocess.resize_steps(), v2.SanitizeBoundingBoxes(labels_getter=_box_fields), *preprocess.finish()]
         self.transform = v2.Compose(steps)
 
     def __call__(self, img: Any, target: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -82,24 +82,24 @@ class SegmentationTransform:
     target keeps the mask at the image's size (``orig_mask``, ``orig_size``), where it is scored.
     """
 
-    def __init__(self, pre: Preprocess, train: bool, hflip: float = 0.5, scale_range: tuple[float, float] = (0.5, 2.0),
-                 ignore_index: int = 255) -> None:
+    def __init__(self, preprocess: Preprocess, train: bool, hflip: float = 0.5,
+                 scale_range: tuple[float, float] = (0.5, 2.0), ignore_index: int = 255) -> None:
         from torchvision import tv_tensors
         from torchvision.transforms import v2
 
         self.train = train
-        size = pre.input_size
+        size = preprocess.input_size
         if train:
             steps: list[v2.Transform] = [v2.ToImage()]
             if scale_range != (1.0, 1.0):
                 steps.append(v2.RandomResize(max(1, int(size * scale_range[0])), int(size * scale_range[1]) + 1,
-                                             interpolation_mode(pre.interpolation), antialias=True))
+                                             interpolation_mode(preprocess.interpolation), antialias=True))
             steps.append(v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Mask: ignore_index, "others": 0}))
             if hflip > 0:
                 steps.append(v2.RandomHorizontalFlip(hflip))
-            self.transform = v2.Compose(steps + pre.finish())
+            self.transform = v2.Compose(steps + preprocess.finish())
         else:
-            self.transform = pre.eval_transform()
+            self.transform = preprocess.eval_transform()
 
     def __call__(self, img: Any, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """With no mask (prediction), the target only carries the image's size."""

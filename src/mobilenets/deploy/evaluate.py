@@ -82,15 +82,15 @@ class _Scorer:
 
     metric = "top1"  # top1 in %, map50 / miou as fractions
 
-    def dataset(self, split: Any, pre: Preprocess) -> Any:
-        return Transformed(split, pre.eval_transform())
+    def dataset(self, split: Any, preprocess: Preprocess) -> Any:
+        return Transformed(split, preprocess.eval_transform())
 
     collate: Callable[[list[Any]], Any] = staticmethod(collate)
 
     def meter(self, classes: list[str]) -> Any:
         return ClassificationMeter(classes, torch.device("cpu"))
 
-    def update(self, meter: Any, out: Any, y: Any, pre: Preprocess, model: nn.Module) -> None:
+    def update(self, meter: Any, out: Any, y: Any, preprocess: Preprocess, model: nn.Module) -> None:
         meter.update(torch.from_numpy(np.asarray(out)), y)
 
     def result(self, meter: Any) -> float:
@@ -101,16 +101,16 @@ class _DetectionScorer(_Scorer):
     metric = "map50"
     collate = staticmethod(collate_targets)
 
-    def dataset(self, split: Any, pre: Preprocess) -> Any:
-        return TransformedPairs(split, DetectionTransform(pre, False))
+    def dataset(self, split: Any, preprocess: Preprocess) -> Any:
+        return TransformedPairs(split, DetectionTransform(preprocess, False))
 
     def meter(self, classes: list[str]) -> Any:
         return CocoMeter(classes)
 
-    def update(self, meter: Any, out: Any, y: Any, pre: Preprocess, model: nn.Module) -> None:
+    def update(self, meter: Any, out: Any, y: Any, preprocess: Preprocess, model: nn.Module) -> None:
         for b, s, lab, n, t in zip(*out, y):
             det = Detections(*(torch.from_numpy(np.asarray(v[: int(n)])) for v in (b, s, lab)))
-            meter.update(det, pre.boxes_to_image(det.boxes.float(), t["orig_size"]), t)
+            meter.update(det, preprocess.boxes_to_image(det.boxes.float(), t["orig_size"]), t)
 
     def result(self, meter: Any) -> float:
         return float(getattr(meter.result(), self.metric))
@@ -119,13 +119,13 @@ class _DetectionScorer(_Scorer):
 class _SegmentationScorer(_DetectionScorer):
     metric = "miou"
 
-    def dataset(self, split: Any, pre: Preprocess) -> Any:
-        return TransformedPairs(split, SegmentationTransform(pre, False))
+    def dataset(self, split: Any, preprocess: Preprocess) -> Any:
+        return TransformedPairs(split, SegmentationTransform(preprocess, False))
 
     def meter(self, classes: list[str]) -> Any:
         return ConfusionMeter(classes)
 
-    def update(self, meter: Any, out: Any, y: Any, pre: Preprocess, model: nn.Module) -> None:
+    def update(self, meter: Any, out: Any, y: Any, preprocess: Preprocess, model: nn.Module) -> None:
         for o, t in zip(torch.from_numpy(np.asarray(out)), y):
             full = F.interpolate(o[None].float(), size=t["orig_size"], mode="bilinear",
                                  align_corners=getattr(config_of(model), "align_corners", True))[0]

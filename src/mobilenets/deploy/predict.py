@@ -144,9 +144,9 @@ class _Options:
     save_vis: str | Path | None
 
 
-def _classify(session: Session, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
+def _classify(session: Session, files: list[Path], preprocess: Preprocess, opts: _Options) -> PredictResult:
     result = PredictResult()
-    ds = Transformed(_Files(files), _InLayout(pre.eval_transform(), session.layout))
+    ds = Transformed(_Files(files), _InLayout(preprocess.eval_transform(), session.layout))
     for x, idx, bad in make_loader(ds, opts.batch_size, workers=opts.workers):
         result.errors += bad
         if len(idx):
@@ -155,10 +155,11 @@ def _classify(session: Session, files: list[Path], pre: Preprocess, opts: _Optio
     return result
 
 
-def _detect(session: Session, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
+def _detect(session: Session, files: list[Path], preprocess: Preprocess, opts: _Options) -> PredictResult:
     classes, threshold, save_vis = opts.classes, opts.score_threshold, opts.save_vis
     result = PredictResult()
-    ds = TransformedPairs(_Files(files, with_target=True), _InLayout(DetectionTransform(pre, False), session.layout))
+    transform = _InLayout(DetectionTransform(preprocess, False), session.layout)
+    ds = TransformedPairs(_Files(files, with_target=True), transform)
     for x, targets, bad in make_loader(ds, opts.batch_size, workers=opts.workers, collate_fn=collate_targets):
         result.errors += bad
         if not targets:
@@ -166,7 +167,7 @@ def _detect(session: Session, files: list[Path], pre: Preprocess, opts: _Options
         boxes, scores, labels, counts = session.run(x, session.layout)
         for b, s, lab, n, t in zip(boxes, scores, labels, counts, targets):
             keep = np.nonzero(s[: int(n)] >= threshold)[0]
-            px = pre.boxes_to_image(torch.from_numpy(b[keep]), t["orig_size"]).tolist()
+            px = preprocess.boxes_to_image(torch.from_numpy(b[keep]), t["orig_size"]).tolist()
             path = files[t["image_id"]]
             dets = [{"label": classes[int(lab[i]) - 1] if classes else str(int(lab[i])), "class_id": int(lab[i]),
                      "score": round(float(s[i]), 6), "box": [round(v, 2) for v in box]} for i, box in zip(keep, px)]
@@ -179,15 +180,15 @@ def _detect(session: Session, files: list[Path], pre: Preprocess, opts: _Options
 class _Segmentable:
     """An image file's input tensor, with its index and size (no mask to read)."""
 
-    def __init__(self, pre: Preprocess) -> None:
-        self.transform = SegmentationTransform(pre, False)
+    def __init__(self, preprocess: Preprocess) -> None:
+        self.transform = SegmentationTransform(preprocess, False)
 
     def __call__(self, img: Any, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         x, target = self.transform(img)
         return x, {**target, "image_id": index}
 
 
-def _segment(session: Session, files: list[Path], pre: Preprocess, opts: _Options) -> PredictResult:
+def _segment(session: Session, files: list[Path], preprocess: Preprocess, opts: _Options) -> PredictResult:
     """Logits upsampled to each image's own size, then the class of every pixel (an export that ends
     in argmax gives classes at the input size: resized with nearest neighbours)."""
     import torch.nn.functional as F
@@ -195,7 +196,7 @@ def _segment(session: Session, files: list[Path], pre: Preprocess, opts: _Option
     classes, save_vis = opts.classes, opts.save_vis
     result = PredictResult()
     align = getattr(session.config, "align_corners", True)  # exports record no config: TF's convention
-    ds = TransformedPairs(_Files(files), _InLayout(_Segmentable(pre), session.layout))
+    ds = TransformedPairs(_Files(files), _InLayout(_Segmentable(preprocess), session.layout))
     for x, targets, bad in make_loader(ds, opts.batch_size, workers=opts.workers, collate_fn=collate_targets):
         result.errors += bad
         if not targets:

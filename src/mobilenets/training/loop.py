@@ -311,10 +311,10 @@ def _place(model: nn.Module, cfg: ResolvedConfig, ctx: dist.DistContext) -> nn.M
     return model
 
 
-def _loaders(cfg: ResolvedConfig, task: Task, splits: Any, pre: Preprocess,
+def _loaders(cfg: ResolvedConfig, task: Task, splits: Any, preprocess: Preprocess,
              ctx: dist.DistContext) -> dict[str, Any]:
     """Training and validation loaders, each rank reading its shard of a seeded order."""
-    train_ds, val_ds = task.datasets(splits, pre, cfg)
+    train_ds, val_ds = task.datasets(splits, preprocess, cfg)
     streamed = isinstance(train_ds, IterableDataset)
     n_train = len(cast(Sized, train_ds))  # a stream of shards knows its length too
     sampler = None if streamed else EpochSampler(n_train, shuffle=True, seed=cfg.seed, rank=ctx.rank,

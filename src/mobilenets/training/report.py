@@ -36,10 +36,10 @@ class Example:
     true_mask: torch.Tensor | None = None
 
 
-def to_uint8(x: torch.Tensor, pre: Preprocess) -> torch.Tensor:
+def to_uint8(x: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
     """A normalized input image back to uint8 RGB."""
-    mean = torch.tensor(pre.mean).view(-1, 1, 1)
-    std = torch.tensor(pre.std).view(-1, 1, 1)
+    mean = torch.tensor(preprocess.mean).view(-1, 1, 1)
+    std = torch.tensor(preprocess.std).view(-1, 1, 1)
     return (x.float().cpu() * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
 
 

@@ -64,21 +64,21 @@ class Classification:
     def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> tuple[TaskConfig, str]:
         return model_cfg, ""
 
-    def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
-        return (with_transform(splits.train, train_transform(pre, cfg.min_scale, cfg.hflip)),
-                self.val_dataset(splits.val, pre))
+    def datasets(self, splits: Any, preprocess: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
+        return (with_transform(splits.train, train_transform(preprocess, cfg.min_scale, cfg.hflip)),
+                self.val_dataset(splits.val, preprocess))
 
-    def val_dataset(self, ds: Dataset, pre: Preprocess) -> Dataset:
-        return with_transform(ds, pre.eval_transform())
+    def val_dataset(self, ds: Dataset, preprocess: Preprocess) -> Dataset:
+        return with_transform(ds, preprocess.eval_transform())
 
     def criterion(self, model: nn.Module, cfg: ResolvedConfig) -> Criterion:
         return cross_entropy(cfg.label_smoothing)
 
     def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
-                 precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
+                 precision: Precision, channels_last: bool, preprocess: Preprocess, ctx: dist.DistContext,
                  progress: bool = False, examples: int = 0) -> ClassificationEvalResult:
         res = run_eval(model, loader, classes, device, precision, channels_last, progress, examples=examples,
-                       pre=pre)
+                       preprocess=preprocess)
         return dist.reduce_eval(res, ctx)
 
     def row(self, ev: ClassificationEvalResult) -> dict[str, float]:
@@ -135,13 +135,13 @@ class Detection(_TargetTask):
         return kind_of(model_cfg).fit_anchors(model_cfg, normalized_boxes(splits.train), size)
 
 
-    def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
-        return (TransformedPairs(splits.train, DetectionTransform(pre, True, cfg.hflip, cfg.zoom_out,
+    def datasets(self, splits: Any, preprocess: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
+        return (TransformedPairs(splits.train, DetectionTransform(preprocess, True, cfg.hflip, cfg.zoom_out,
                                                                       cfg.ssd_augment)),
-                self.val_dataset(splits.val, pre))
+                self.val_dataset(splits.val, preprocess))
 
-    def val_dataset(self, ds: Dataset, pre: Preprocess) -> Dataset:
-        return TransformedPairs(ds, DetectionTransform(pre, False))
+    def val_dataset(self, ds: Dataset, preprocess: Preprocess) -> Dataset:
+        return TransformedPairs(ds, DetectionTransform(preprocess, False))
 
     def criterion(self, model: nn.Module, cfg: ResolvedConfig) -> Criterion:
         detector = _detector(model)
@@ -154,7 +154,7 @@ class Detection(_TargetTask):
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
-                 precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
+                 precision: Precision, channels_last: bool, preprocess: Preprocess, ctx: dist.DistContext,
                  progress: bool = False, examples: int = 0) -> DetectionEvalResult:
         detector = _detector(model)
         detector.eval()
@@ -167,9 +167,9 @@ class Detection(_TargetTask):
             loss_sum += float(loss) * len(x)
             images += len(x)
             for i, (det, t) in enumerate(zip(detections, targets)):
-                meter.update(det, pre.boxes_to_image(det.boxes.cpu(), t["orig_size"]), t)
+                meter.update(det, preprocess.boxes_to_image(det.boxes.cpu(), t["orig_size"]), t)
                 if len(kept) < examples:
-                    kept.append(_detection_example(x[i], det, t, classes, pre))
+                    kept.append(_detection_example(x[i], det, t, classes, preprocess))
         res = _gathered_result(meter, loss_sum, images, skipped, ctx)
         res.examples = kept
         return res
@@ -191,13 +191,13 @@ class Segmentation(_TargetTask):
     def splits(self, spec: DataSpec) -> Any:
         return load_segmentation_splits(spec, list(voc_segmentation_classes()))
 
-    def datasets(self, splits: Any, pre: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
+    def datasets(self, splits: Any, preprocess: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
         scales = (cfg.min_scale, 1.0 / cfg.min_scale)  # DeepLab's 0.5-2.0 from min_scale 0.5; 1 = no jitter
-        return (TransformedPairs(splits.train, SegmentationTransform(pre, True, cfg.hflip, scales)),
-                self.val_dataset(splits.val, pre))
+        return (TransformedPairs(splits.train, SegmentationTransform(preprocess, True, cfg.hflip, scales)),
+                self.val_dataset(splits.val, preprocess))
 
-    def val_dataset(self, ds: Dataset, pre: Preprocess) -> Dataset:
-        return TransformedPairs(ds, SegmentationTransform(pre, False))
+    def val_dataset(self, ds: Dataset, preprocess: Preprocess) -> Dataset:
+        return TransformedPairs(ds, SegmentationTransform(preprocess, False))
 
     def criterion(self, model: nn.Module, cfg: ResolvedConfig) -> Criterion:
         ignore = _segmenter(model).config.ignore_index
@@ -213,7 +213,7 @@ class Segmentation(_TargetTask):
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, loader: DataLoader, classes: list[str], device: torch.device,
-                 precision: Precision, channels_last: bool, pre: Preprocess, ctx: dist.DistContext,
+                 precision: Precision, channels_last: bool, preprocess: Preprocess, ctx: dist.DistContext,
                  progress: bool = False, examples: int = 0) -> SegmentationEvalResult:
         net = _segmenter(model)
         net.eval()
@@ -230,7 +230,7 @@ class Segmentation(_TargetTask):
                 loss_sum += float(F.cross_entropy(full[None], mask[None], ignore_index=net.config.ignore_index))
                 meter.update(full.argmax(0), mask)
                 if len(kept) < examples:
-                    kept.append(_segmentation_example(x[i], full.argmax(0), mask, pre))
+                    kept.append(_segmentation_example(x[i], full.argmax(0), mask, preprocess))
             images += len(x)
         res = _gathered_result(meter, loss_sum, images, skipped, ctx)
         res.examples = kept
@@ -251,10 +251,10 @@ def run_eval(
     progress: bool = False,
     desc: str = "eval",
     examples: int = 0,
-    pre: Preprocess | None = None,
+    preprocess: Preprocess | None = None,
 ) -> ClassificationEvalResult:
     """Evaluate ``model`` on a loader yielding ``(images, labels, unreadable)`` batches; the first
-    ``examples`` images are kept with their predictions (``pre`` turns them back into pixels)."""
+    ``examples`` images are kept with their predictions (``preprocess`` turns them back into pixels)."""
     model.eval()
     precision = precision or Precision(None, device.type)
     meter = ClassificationMeter(classes, device)
@@ -270,11 +270,11 @@ def run_eval(
         with precision.autocast():
             logits = model(x)
         meter.update(logits, y.to(device, non_blocking=True))
-        if len(kept) < examples and pre is not None:
+        if len(kept) < examples and preprocess is not None:
             probs = logits.float().softmax(1).cpu()
             for i in range(min(len(y), examples - len(kept))):
                 p, truth = int(probs[i].argmax()), int(y[i])
-                kept.append(Example(to_uint8(x[i], pre), f"{classes[p]} {float(probs[i, p]):.2f}\n(truth: "
+                kept.append(Example(to_uint8(x[i], preprocess), f"{classes[p]} {float(probs[i, p]):.2f}\n(truth: "
                                     f"{classes[truth]})", p == truth))
     res = meter.result(skipped)
     res.examples = kept
@@ -282,17 +282,17 @@ def run_eval(
 
 
 def _detection_example(x: torch.Tensor, det: Detections, t: dict[str, Any], classes: list[str],
-                       pre: Preprocess) -> Example:
+                       preprocess: Preprocess) -> Example:
     """A held-out image as the detector saw it, its detections (score >= BOX_SCORE) and its true boxes."""
     h, w = x.shape[-2:]
     keep = det.scores.cpu() >= BOX_SCORE
     boxes = det.boxes.cpu()[keep] * torch.tensor([w, h, w, h])
     names = [f"{classes[int(k) - 1]} {float(s):.2f}" for k, s in zip(det.labels.cpu()[keep], det.scores.cpu()[keep])]
-    return Example(to_uint8(x, pre), f"{len(boxes)} found, {len(t['boxes'])} true", None, boxes, names,
+    return Example(to_uint8(x, preprocess), f"{len(boxes)} found, {len(t['boxes'])} true", None, boxes, names,
                    t["boxes"].cpu())
 
 
-def _segmentation_example(x: torch.Tensor, pred: torch.Tensor, truth: torch.Tensor, pre: Preprocess) -> Example:
+def _segmentation_example(x: torch.Tensor, pred: torch.Tensor, truth: torch.Tensor, preprocess: Preprocess) -> Example:
     """A held-out image as the segmenter saw it, with its predicted and true masks at that size."""
     size = (int(x.shape[-2]), int(x.shape[-1]))
 
@@ -301,7 +301,7 @@ def _segmentation_example(x: torch.Tensor, pred: torch.Tensor, truth: torch.Tens
     p, gt = resize(pred), resize(truth)
     valid = gt != 255
     acc = float((p[valid] == gt[valid]).float().mean()) if valid.any() else 0.0
-    return Example(to_uint8(x, pre), f"pixel accuracy {100 * acc:.1f}%", None, pred_mask=p, true_mask=gt)
+    return Example(to_uint8(x, preprocess), f"pixel accuracy {100 * acc:.1f}%", None, pred_mask=p, true_mask=gt)
 
 
 def _gathered_result(meter: Any, loss_sum: float, images: int, skipped: list[str], ctx: dist.DistContext) -> Any:
