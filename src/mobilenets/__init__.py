@@ -43,7 +43,7 @@ def create_model(name: str | ModelConfig, *, weights: str | Path | None = None, 
     published-weights id) loads weights, timm-style.
     """
     if weights is None:
-        return tasks.create_model(name, **options)
+        return tasks.kind_of(name).create(name, **options)
     if {"features_only", "out_indices"} & set(options):
         raise ValueError("features_only/out_indices cannot be combined with weights= yet; load, then slice")
     from .weights import load_model

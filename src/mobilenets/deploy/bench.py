@@ -18,7 +18,7 @@ import torch
 
 from ..analysis import profile
 from ..models import check_input_size
-from ..tasks import create_model, parse_model_name
+from ..tasks import kind_of, parse_model_name
 from ..utils.device import CpuFeatures, cpu_features, cpu_max_mhz, cpu_threads
 from ..utils.timing import time_fn
 from ..weights import load_model
@@ -108,7 +108,7 @@ def resolve_model(model_or_weights: str | Path | torch.nn.Module) -> torch.nn.Mo
         return src
     if Path(src.split("+")[0]).exists() or src in PUBLISHED:
         return load_model(src)
-    return create_model(src)
+    return kind_of(src).create(src)
 
 
 def bench_inference(

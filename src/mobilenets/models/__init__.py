@@ -8,9 +8,9 @@ from .layers import zero_init_residual
 from .memory_efficient import memory_efficient
 from .mobilenet import MobileNet
 from .preprocess import Preprocess
-from .registry import create_model, list_models, parse_name, resolve_config
+from .registry import create_mobilenet, list_models, parse_name, resolve_config
 from .spec import ALPHAS, MIN_INPUT_SIZE, Arch, ModelConfig, build_arch, check_input_size
 
 __all__ = ["ALPHAS", "MIN_INPUT_SIZE", "Arch", "MobileNet", "ModelConfig", "Preprocess", "build_arch",
-           "check_input_size", "create_model", "fold_batchnorm", "list_models", "memory_efficient", "parse_name",
+           "check_input_size", "create_mobilenet", "fold_batchnorm", "list_models", "memory_efficient", "parse_name",
            "resolve_config", "zero_init_residual"]

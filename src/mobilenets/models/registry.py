@@ -1,4 +1,4 @@
-"""Model names (paper, TF-checkpoint and timm spellings) and ``create_model``."""
+"""Model names (paper, TF-checkpoint and timm spellings) and ``create_mobilenet``."""
 
 from __future__ import annotations
 
@@ -116,8 +116,9 @@ def resolve_config(name: str | ModelConfig, **overrides: Any) -> ModelConfig:
     return cfg.replace(**overrides)
 
 
-def create_model(name: str | ModelConfig, **options: Any) -> MobileNet:
-    """Build a MobileNet by name with random weights, e.g. ``create_model("0.75-MobileNet-128", num_classes=10)``.
+def create_mobilenet(name: str | ModelConfig, **options: Any) -> MobileNet:
+    """Build a MobileNet classifier by name with random weights, e.g.
+    ``create_mobilenet("0.75-MobileNet-128", num_classes=10)``.
 
     Options: any :class:`~mobilenets.models.spec.ModelConfig` field (``num_classes``, ``dropout``,
     ``in_chans``, ``activation``, ``bn_eps``, ``bn_momentum``, ``padding``, ``variant``,

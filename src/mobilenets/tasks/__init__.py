@@ -16,7 +16,6 @@ from typing import Any, cast
 from torch import nn
 
 from ..models import MobileNet, ModelConfig, Preprocess, resolve_config
-from ..models import create_model as models_create_model
 from .classification import Classifier
 from .detection.faster_rcnn import FasterRCNN
 from .detection.faster_rcnn_spec import FasterRCNNConfig
@@ -47,7 +46,6 @@ __all__ = [
     "config_from_dict",
     "config_of",
     "config_to_dict",
-    "create_model",
     "default_preprocess",
     "kind_of",
     "kinds",
@@ -72,14 +70,6 @@ def parse_model_name(name: str | TaskConfig, **overrides: Any) -> TaskConfig:
 
 def build_model(cfg: TaskConfig) -> TaskModule:
     return cast(TaskModule, kind_of(cfg).build(cfg))
-
-
-def create_model(name: str | TaskConfig, **options: Any) -> nn.Module:
-    """Any model by name with random weights: a classifier (``features_only`` and ``out_indices``
-    too), a detector or a segmenter."""
-    if kind_of(name).task == "classification":
-        return models_create_model(name, **options)  # type: ignore[arg-type]
-    return build_model(parse_model_name(name, **options))
 
 
 def task_of(obj: str | TaskConfig | nn.Module) -> str:

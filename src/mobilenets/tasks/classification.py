@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import MobileNet, ModelConfig, Preprocess, build_arch, resolve_config
+from ..models import MobileNet, ModelConfig, Preprocess, build_arch, create_mobilenet, resolve_config
 from ..models.spec import Layer, layer_shapes
 from .labels import imagenet_classes
 from .registry import ModelKind, Shapes, fields_of
@@ -159,3 +159,7 @@ class Classifier(ModelKind):
 
     def build(self, cfg: ModelConfig) -> nn.Module:
         return MobileNet(cfg)
+
+    def create(self, name: str | ModelConfig, **options: Any) -> nn.Module:
+        """Also with ``features_only`` and ``out_indices`` (a backbone's feature maps, timm-style)."""
+        return create_mobilenet(name, **options)

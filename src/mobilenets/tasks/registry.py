@@ -57,6 +57,11 @@ class ModelKind:
     def build(self, cfg: Any) -> nn.Module:
         return self.model_type(cfg)
 
+    def create(self, name: Any, **options: Any) -> nn.Module:
+        """A model by name (or config) with random weights, ``options`` applied."""
+        return self.build(self.parse(name, **options) if isinstance(name, str) else
+                          name.replace(**options) if options else name)
+
     def backbone(self, cfg: Any) -> Any:
         """The classifier config of the MobileNet inside (the config itself for a classifier)."""
         return cfg.backbone
