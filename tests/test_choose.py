@@ -93,6 +93,7 @@ def test_latency_cache_and_choose(tmp_path: Path) -> None:
     assert {"model", "top1", "latency_ms", "params", "madds"} <= set(d["candidates"][0])
 
 
+@pytest.mark.slow  # ~10-19 s: trains two models; CI runs the slow tier too
 def test_sweep_on_digits_writes_csv_and_plots(tmp_path: Path) -> None:
     res = sweep("v1", widths=(0.25, 0.5), resolutions=(32,), out=tmp_path / "sw", epochs=1, progress=False,
                 batch_size=64)

@@ -144,6 +144,7 @@ def test_google_segmenters_load_as_our_models(google_segmenters: dict[str, torch
     assert google_segmenters["deeplabv3_mnv2_dm05_pascal_quant.tflite"].config.backbone.width_divisor == 1
 
 
+@pytest.mark.slow  # ~33 s: two files x every photo; test_coral_segment_check covers both files by default
 def test_parity_with_litert_on_every_photo(refdata: Path) -> None:
     """Per-pixel class agreement with LiteRT on every photo, the file emulated (uint8 grids; convs,
     residual adds and the image-pooling branch's requantization as XNNPACK's integer kernels compute

@@ -54,6 +54,7 @@ __all__ = [
     "task_kind",
     "task_names",
     "task_of",
+    "weights_meta_of",
 ]
 
 
