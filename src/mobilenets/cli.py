@@ -26,8 +26,6 @@ from .deploy.predict import DetectionPrediction, SegmentationPrediction
 from .deploy.runtime_choice import default_runtime
 from .models import check_input_size, list_models, parse_name
 from .tasks import kind_of
-from .tasks.detection.metrics import DetectionEvalResult
-from .tasks.segmentation.metrics import SegmentationEvalResult
 from .tradeoffs import bench, choose, sweep
 from .tradeoffs.choose import parse_count
 from .training import (
@@ -285,24 +283,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({**res.to_dict(), "out": str(out)})
         return 0
-    unreadable = f" ({len(res.skipped)} unreadable)" if res.skipped else ""
-    if isinstance(res, DetectionEvalResult):
-        print(render_table(["class", "AP %", "AP@0.5 %"], [[c, f"{100 * a:.2f}", f"{100 * res.per_class_ap50[c]:.2f}"]
-                                                          for c, a in res.per_class.items()]))
-        print(f"\nmAP {100 * res.map:.2f}  mAP@0.5 {100 * res.map50:.2f}  mAP@0.75 {100 * res.map75:.2f}  small "
-              f"{100 * res.map_small:.2f}  medium {100 * res.map_medium:.2f}  large {100 * res.map_large:.2f}  "
-              f"(COCO, pycocotools) on {res.count} images{unreadable}\nresults: {Path(out) / 'eval.json'}")
-        return 0
-    if isinstance(res, SegmentationEvalResult):
-        print(render_table(["class", "IoU %"], [[c, f"{100 * v:.2f}"] for c, v in res.per_class.items()]))
-        print(f"\nmIoU {100 * res.miou:.2f}  pixel accuracy {100 * res.pixel_acc:.2f}  on {res.count} images"
-              f"{unreadable}\nresults: {Path(out) / 'eval.json'}")
-        return 0
-    print(render_table(["class", "precision %", "recall %", "images"],
-                       [[c, f"{v['precision']:.2f}", f"{v['recall']:.2f}", v["support"]]
-                        for c, v in res.precision_recall.items()], align="lrrr"))
-    print(f"\ntop-1 {res.top1:.2f}%  top-5 {res.top5:.2f}%  loss {res.loss:.4f}  on {res.count} images{unreadable}\n"
-          f"confusion matrix: {Path(out) / 'confusion.png'}; held-out examples: {Path(out) / 'examples.png'}")
+    print(res.describe())
+    print(f"report in {out}: {', '.join(sorted(p.name for p in Path(out).iterdir()))}")
     return 0
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..models import MobileNet, ModelConfig, Preprocess, build_arch, create_mobilenet, resolve_config
 from ..models.spec import Layer, layer_shapes
+from ..utils.textfmt import render_table, unreadable_note
 from .labels import imagenet_classes
 from .registry import ModelKind, Shapes, fields_of
 
@@ -48,6 +49,14 @@ class ClassificationEvalResult:
         rec = torch.where(true > 0, tp / true.clamp_min(1), torch.zeros_like(tp)) * 100
         return {n: {"precision": round(float(p), 4), "recall": round(float(r), 4), "support": int(s)}
                 for n, p, r, s in zip(self.classes, prec, rec, true)}
+
+    def describe(self) -> str:
+        """Per-class precision and recall as a table, then top-1/top-5 (what ``mobilenets eval`` prints)."""
+        table = render_table(["class", "precision %", "recall %", "images"],
+                             [[c, f"{v['precision']:.2f}", f"{v['recall']:.2f}", v["support"]]
+                              for c, v in self.precision_recall.items()], align="lrrr")
+        return (f"{table}\n\ntop-1 {self.top1:.2f}%  top-5 {self.top5:.2f}%  loss {self.loss:.4f}  on {self.count} "
+                f"images{unreadable_note(self.skipped)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -31,3 +31,8 @@ def _numeric(s: str) -> bool:
 
 def millions(n: float, digits: int = 2) -> str:
     return f"{n / 1e6:.{digits}f}M"
+
+
+def unreadable_note(skipped: Sequence[str]) -> str:
+    """`` (N unreadable)`` after a count of images, when some could not be read."""
+    return f" ({len(skipped)} unreadable)" if skipped else ""

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...utils.textfmt import render_table, unreadable_note
 from .boxes import Detections
 
 STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large")
@@ -39,6 +40,14 @@ class DetectionEvalResult:
     @property
     def primary(self) -> float:
         return self.map
+
+    def describe(self) -> str:
+        """Per-class AP as a table, then COCO's totals (what ``mobilenets eval`` prints)."""
+        rows = [[c, f"{100 * a:.2f}", f"{100 * self.per_class_ap50[c]:.2f}"] for c, a in self.per_class.items()]
+        pct = {k: f"{100 * getattr(self, k):.2f}" for k in STAT_NAMES}
+        return (f"{render_table(['class', 'AP %', 'AP@0.5 %'], rows)}\n\nmAP {pct['map']}  mAP@0.5 {pct['map50']}  "
+                f"mAP@0.75 {pct['map75']}  small {pct['map_small']}  medium {pct['map_medium']}  large "
+                f"{pct['map_large']}  (COCO, pycocotools) on {self.count} images{unreadable_note(self.skipped)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: round(getattr(self, k), 6) for k in STAT_NAMES}

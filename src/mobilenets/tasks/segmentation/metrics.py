@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from ...utils.textfmt import render_table, unreadable_note
+
 
 @dataclass
 class SegmentationEvalResult:
@@ -25,6 +27,12 @@ class SegmentationEvalResult:
     @property
     def primary(self) -> float:
         return self.miou
+
+    def describe(self) -> str:
+        """Per-class IoU as a table, then the totals (what ``mobilenets eval`` prints)."""
+        table = render_table(["class", "IoU %"], [[c, f"{100 * v:.2f}"] for c, v in self.per_class.items()])
+        return (f"{table}\n\nmIoU {100 * self.miou:.2f}  pixel accuracy {100 * self.pixel_acc:.2f}  on {self.count} "
+                f"images{unreadable_note(self.skipped)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"miou": round(self.miou, 6), "pixel_acc": round(self.pixel_acc, 6), "loss": round(self.loss, 6),
