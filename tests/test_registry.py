@@ -72,3 +72,15 @@ def test_every_detector_trains_and_evaluates_through_the_same_interface() -> Non
         with torch.no_grad():
             held_out, detections = model.loss_and_detections(x, targets)
         assert torch.isfinite(held_out) and len(detections) == 2 == len(model.detect(x))
+
+
+def test_every_layer_has_its_piece_of_every_task() -> None:
+    """A new task adds its entry to each layer's per-task table; a missing one fails here, not in use."""
+    from mobilenets.data.datasets import _RESOLVERS
+    from mobilenets.deploy.evaluate import SCORERS
+    from mobilenets.deploy.predict import PREDICTORS
+    from mobilenets.training.config import TASK_PRESETS
+    from mobilenets.training.tasks import TASKS
+
+    for table in (_RESOLVERS, SCORERS, PREDICTORS, TASK_PRESETS, TASKS):
+        assert set(table) == set(task_names())
