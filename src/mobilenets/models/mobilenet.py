@@ -36,7 +36,7 @@ class MobileNet(WeightsRecord, nn.Module):
     feature maps listed in ``feature_info`` (selected by ``out_indices``).
     """
 
-    __jit_unused_properties__ = ["feature_info", "default_input_size", "weights_meta"]  # noqa: RUF012  (TorchScript reads a list)
+    __jit_unused_properties__ = ["feature_info", "default_input_size", "weights_meta", "num_classes"]  # noqa: RUF012  (TorchScript reads a list)
 
     def __init__(
         self,
@@ -79,6 +79,10 @@ class MobileNet(WeightsRecord, nn.Module):
     def feature_info(self) -> list[FeatureInfo]:
         """Channels, reduction and module of each feature map ``forward`` returns when features_only."""
         return [self.arch.features[i] for i in self.out_indices]
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
 
     @property
     def default_input_size(self) -> int:

@@ -56,7 +56,7 @@ def weights_meta_of(model: nn.Module) -> dict[str, Any]:
 
 def config_of(model: nn.Module) -> TaskConfig:
     """The config a model (or a DDP-wrapped one) was built from."""
-    cfg = getattr(getattr(model, "module", model), "config", None)
-    if cfg is None:
-        raise TypeError(f"not a mobilenets model (no config): {type(model).__name__}")
-    return cfg
+    m = getattr(model, "module", model)  # DDP
+    if not isinstance(m, TaskModel):
+        raise TypeError(f"not a mobilenets model (no config): {type(m).__name__}")
+    return m.config
