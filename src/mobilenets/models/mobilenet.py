@@ -36,7 +36,8 @@ class MobileNet(WeightsRecord, nn.Module):
     feature maps listed in ``feature_info`` (selected by ``out_indices``).
     """
 
-    __jit_unused_properties__ = ["feature_info", "default_input_size", "weights_meta", "num_classes"]  # noqa: RUF012  (TorchScript reads a list)
+    # properties TorchScript leaves out (it reads this list)
+    __jit_unused_properties__ = ["feature_info", "default_input_size", "weights_meta", "num_classes"]  # noqa: RUF012
 
     def __init__(
         self,
