@@ -239,6 +239,7 @@ def test_predict_emulating_integer_kernels_is_litert(refdata: Path, capsys: pyte
     assert "runs in torch" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~20 s: a COCO SSD through the ONNX exporter; the TFLite and predict tests export detectors
 def test_onnx_export_keeps_the_detections(google_ssd: SSD, refdata: Path, tmp_path: Path) -> None:
     """Box decoding and NMS inside the ONNX graph; ONNX Runtime gives PyTorch's detections on photos."""
     import onnx

@@ -146,6 +146,7 @@ def test_bench_reports_latency_and_compute() -> None:
     assert 0 < r.peak_fraction <= 1
 
 
+@pytest.mark.slow  # ~25 s: two CLI processes; the ONNX export and bench tests above cover the same code in-process
 def test_cli_export_and_bench(tmp_path: Path, v2_model: torch.nn.Module) -> None:
     save_weights(v2_model, tmp_path / "w.safetensors", classes=[f"c{i}" for i in range(10)])
     r = subprocess.run([sys.executable, "-m", "mobilenets", "export", "--weights", str(tmp_path / "w.safetensors"),
