@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..tasks import task_names
+from ..tasks.labels import voc_segmentation_classes
 from .detection import detection_kind, load_detection_splits
 from .images import IMAGE_EXTENSIONS, load_image
 from .segmentation import is_mask_folder, is_voc_segmentation_folder, load_segmentation_splits
@@ -96,22 +97,9 @@ class _Resolver:
     kind: Callable[[Path], str | None]
     layouts: str
     unknown: str  # the error when no layout matches
+    load: Callable[[DataSpec], Any]  # the training and held-out splits
     folder_only: bool = True
     fake: bool = False  # "fake" is synthetic data of this task
-
-
-_RESOLVERS = {
-    "classification": _Resolver(_classification_kind, "an ImageFolder layout, a CIFAR folder, 'digits' or 'fake'",
-                                "not a classification dataset", fake=True),
-    "detection": _Resolver(detection_kind, "a COCO, Pascal VOC or YOLO dataset folder, or 'digits'",
-                           "not a detection dataset; expected COCO JSON (annotations/*.json, or the JSON file "
-                           "itself), Pascal VOC XML (Annotations/ + JPEGImages/, or XML files beside the images) or "
-                           "YOLO txt (data.yaml, or images/ + labels/)", folder_only=False),
-    "segmentation": _Resolver(_segmentation_kind, "a folder of images with a folder of masks (Pascal VOC, images/ + "
-                              "masks/), or 'digits'", "not a segmentation dataset; expected an images folder and a "
-                              "masks folder whose files match by name (e.g. images/ + masks/, JPEGImages/ + "
-                              "SegmentationClass/)"),
-}
 
 
 class _Folder(Dataset):
@@ -227,13 +215,27 @@ def load_splits(spec: DataSpec) -> Splits:
     return Splits(train, val, classes)
 
 
-def load_task_splits(spec: DataSpec, voc_classes: Sequence[str] = ()) -> Any:
-    """The training and held-out splits of ``spec`` for its task (a segmenter's VOC folder is named by
-    ``voc_classes``)."""
-    loaders: dict[str, Callable[[], Any]] = {
-        "classification": lambda: load_splits(spec), "detection": lambda: load_detection_splits(spec),
-        "segmentation": lambda: load_segmentation_splits(spec, list(voc_classes))}
-    return loaders[spec.task]()
+def _segmentation_splits(spec: DataSpec) -> Any:
+    return load_segmentation_splits(spec, list(voc_segmentation_classes()))  # a VOC folder's class names
+
+
+_RESOLVERS = {
+    "classification": _Resolver(_classification_kind, "an ImageFolder layout, a CIFAR folder, 'digits' or 'fake'",
+                                "not a classification dataset", load_splits, fake=True),
+    "detection": _Resolver(detection_kind, "a COCO, Pascal VOC or YOLO dataset folder, or 'digits'",
+                           "not a detection dataset; expected COCO JSON (annotations/*.json, or the JSON file "
+                           "itself), Pascal VOC XML (Annotations/ + JPEGImages/, or XML files beside the images) or "
+                           "YOLO txt (data.yaml, or images/ + labels/)", load_detection_splits, folder_only=False),
+    "segmentation": _Resolver(_segmentation_kind, "a folder of images with a folder of masks (Pascal VOC, images/ + "
+                              "masks/), or 'digits'", "not a segmentation dataset; expected an images folder and a "
+                              "masks folder whose files match by name (e.g. images/ + masks/, JPEGImages/ + "
+                              "SegmentationClass/)", _segmentation_splits),
+}
+
+
+def load_task_splits(spec: DataSpec) -> Any:
+    """The training and held-out splits of ``spec`` for its task."""
+    return _RESOLVERS[spec.task].load(spec)
 
 
 def count_training_images(spec: DataSpec) -> int:

@@ -25,7 +25,6 @@ from ..tasks import config_of, preprocess_of, task_of, weights_meta_of
 from ..tasks.classification import ClassificationMeter
 from ..tasks.detection.boxes import Detections
 from ..tasks.detection.metrics import CocoMeter
-from ..tasks.labels import voc_segmentation_classes
 from ..tasks.segmentation.metrics import ConfusionMeter
 
 Run = Callable[..., Any]  # a session's run: a batch in, its outputs out
@@ -66,14 +65,10 @@ def labeled_data(model: nn.Module, data: str | Path | None = None) -> DataSpec |
     return spec
 
 
-def _splits(spec: DataSpec) -> Any:
-    return load_task_splits(spec, voc_segmentation_classes())
-
-
 def training_images(model: nn.Module, spec: DataSpec) -> list[Path]:
     """The image files of the training split (empty for data held in memory): an int8 export's
     calibration when none is given."""
-    return image_paths(_splits(spec).train)
+    return image_paths(load_task_splits(spec).train)
 
 
 class _Scorer:
@@ -143,7 +138,7 @@ def score_sessions(model: nn.Module, spec: DataSpec, runs: dict[str, Run], batch
     scorer = SCORERS[task_of(model)]
     pre = preprocess_of(model)
     pre = pre if input_size is None else pre.replace(input_size=input_size)
-    splits = _splits(spec)
+    splits = load_task_splits(spec)
     loader = make_loader(scorer.dataset(splits.val, pre), batch_size, collate_fn=scorer.collate)
     meters = {name: scorer.meter(list(splits.classes)) for name in runs}
     images = 0

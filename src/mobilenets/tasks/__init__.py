@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from torch import nn
 
-from ..models import MobileNet, ModelConfig, Preprocess, resolve_config
+from ..models import MobileNet, ModelConfig, Preprocess
 from .classification import Classifier
 from .detection.faster_rcnn import FasterRCNN
 from .detection.faster_rcnn_spec import FasterRCNNConfig
@@ -62,11 +62,7 @@ def parse_model_name(name: str | TaskConfig, **overrides: Any) -> TaskConfig:
     """Any model name - classifier (``0.75-MobileNet-128``), detector (``1.0-SSDLite-MobileNetV2-320``,
     ``1.0-FasterRCNN-MobileNet-600``) or segmenter (``1.0-DeepLabV3-MobileNetV2-513``) - to its config,
     with options applied."""
-    if isinstance(name, str):
-        return kind_of(name).parse(name, **overrides)
-    if isinstance(name, ModelConfig):
-        return resolve_config(name, **overrides)
-    return name.replace(**overrides) if overrides else name
+    return kind_of(name).resolve(name, **overrides)
 
 
 def build_model(cfg: TaskConfig) -> TaskModule:

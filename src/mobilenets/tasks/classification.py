@@ -135,14 +135,17 @@ class Classifier(ModelKind):
     def parse(self, name: str, **overrides: Any) -> ModelConfig:
         return resolve_config(name, **overrides)
 
+    def resolve(self, name: str | ModelConfig, **overrides: Any) -> ModelConfig:
+        return resolve_config(name, **overrides)  # validates the overrides for a config too
+
     def backbone(self, cfg: ModelConfig) -> ModelConfig:
         return cfg
 
     def with_resolution(self, cfg: ModelConfig, resolution: int) -> ModelConfig:
         return cfg.replace(resolution=resolution)
 
-    def arch_key(self, cfg: ModelConfig) -> tuple[object, ...]:
-        return (cfg.family, cfg.alpha, cfg.variant)
+    def head_key(self, cfg: ModelConfig) -> tuple[object, ...]:
+        return ()
 
     def default_preprocess(self, cfg: ModelConfig) -> Preprocess:
         """Resize the shorter side and center-crop, as timm and torchvision do."""

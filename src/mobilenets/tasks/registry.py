@@ -44,6 +44,7 @@ class ModelKind:
     agreement_of: ClassVar[str] = "top-1"  # what int8 and float agreement is measured on
     output_names: ClassVar[tuple[str, ...]] = ("output",)
     pool_layer: ClassVar[str | None] = None  # the global pool's module (a quantized file's AVERAGE_POOL grid)
+    argmax_output: ClassVar[bool] = False  # an export can end in the class of every pixel (segmenters)
     #: Class names of the datasets Google's weights for this kind were trained on, by class count
     label_sets: ClassVar[dict[int, Callable[[], Sequence[str]]]] = {}
 
@@ -57,10 +58,15 @@ class ModelKind:
     def build(self, cfg: Any) -> nn.Module:
         return self.model_type(cfg)
 
+    def resolve(self, name: Any, **overrides: Any) -> Any:
+        """A name's config, or a config of this kind, with ``overrides`` applied."""
+        if isinstance(name, str):
+            return self.parse(name, **overrides)
+        return name.replace(**overrides) if overrides else name
+
     def create(self, name: Any, **options: Any) -> nn.Module:
         """A model by name (or config) with random weights, ``options`` applied."""
-        return self.build(self.parse(name, **options) if isinstance(name, str) else
-                          name.replace(**options) if options else name)
+        return self.build(self.resolve(name, **options))
 
     def backbone(self, cfg: Any) -> Any:
         """The classifier config of the MobileNet inside (the config itself for a classifier)."""
@@ -70,9 +76,14 @@ class ModelKind:
         return cfg.replace(backbone=cfg.backbone.replace(resolution=resolution))
 
     def arch_key(self, cfg: Any) -> tuple[object, ...]:
-        """What a weights file must match of a requested model: family, width, variant and the head
-        (not the resolution, which any input size serves)."""
-        raise NotImplementedError
+        """What a weights file must match of a requested model: the head (:meth:`head_key`), the
+        backbone's family, width and variant (not the resolution, which any input size serves)."""
+        b = self.backbone(cfg)
+        return (*self.head_key(cfg), b.family, b.alpha, b.variant)
+
+    def head_key(self, cfg: Any) -> tuple[object, ...]:
+        """What tells this kind's heads apart in :meth:`arch_key`."""
+        return (self.name,)
 
     def default_preprocess(self, cfg: Any) -> Preprocess:
         """The input the model expects when its weights record nothing else: detectors and segmenters
@@ -126,8 +137,12 @@ class ModelKind:
                  argmax: bool = False) -> tuple[nn.Module, list[str]]:
         """What an export and a torch session run at ``input_size`` (``folded``: the model, BN folded,
         in eval mode), and its output names."""
-        if argmax:
+        if argmax and not self.argmax_output:
             raise ValueError("argmax applies to segmenters only")
+        return self._pipeline(folded, input_size, nms, argmax)
+
+    def _pipeline(self, folded: nn.Module, input_size: int | tuple[int, int] | None, nms: bool,
+                  argmax: bool) -> tuple[nn.Module, list[str]]:
         return folded, list(self.output_names)
 
     def finish(self, cfg: Any, outputs: Outputs) -> Outputs:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import DataSpec, default_workers, make_loader, resolve_data
+from ..data import DataSpec, default_workers, load_task_splits, make_loader, resolve_data
 from ..tasks import preprocess_of, task_of, weights_meta_of
 from ..tasks.classification import ClassificationEvalResult
 from ..tasks.detection.metrics import DetectionEvalResult
@@ -53,7 +53,7 @@ def evaluate(
         recorded = meta.get("dataset") or {}
         spec = resolve_data(data, seed=recorded.get("seed", 0), val_split=recorded.get("val_split", 0.2),
                             task=task.name)
-    splits = task.splits(spec)
+    splits = load_task_splits(spec)
     classes = meta.get("classes") or splits.classes
     if list(splits.classes) != list(classes):
         raise ValueError(f"the data's classes {splits.classes[:10]} differ from the model's {classes[:10]}")

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
-from ..data import EpochSampler, make_loader, resolve_data
+from ..data import EpochSampler, load_task_splits, make_loader, resolve_data
 from ..data.annotations import DataIssues
 from ..models import Preprocess, zero_init_residual
 from ..tasks import TaskConfig, build_model, config_from_dict
@@ -214,7 +214,7 @@ def build_trainer(cfg: ResolvedConfig, run: Run, ctx: dist.DistContext) -> Train
     seed_everything(cfg.seed)  # the initial weights depend on the seed only
     task = TASKS[cfg.task]
     spec = resolve_data(cfg.data, cfg.val_split, cfg.seed, cfg.task)
-    splits = task.splits(spec)
+    splits = load_task_splits(spec)
     classes = list(splits.classes)
     issues = getattr(splits, "issues", None)
     if issues:

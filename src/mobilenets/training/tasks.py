@@ -18,18 +18,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..data import DataSpec, collate, load_splits, train_transform, with_transform
+from ..data import collate, train_transform, with_transform
 from ..data.annotations import normalized_boxes
-from ..data.detection import load_detection_splits
 from ..data.loaders import TransformedPairs, collate_targets
-from ..data.segmentation import load_segmentation_splits
 from ..data.transforms import DetectionTransform, SegmentationTransform
 from ..models import ModelConfig, Preprocess
 from ..tasks import Detector, TaskConfig, default_preprocess, kind_of, parse_model_name
 from ..tasks.classification import ClassificationEvalResult, ClassificationMeter
 from ..tasks.detection.boxes import Detections
 from ..tasks.detection.metrics import CocoMeter, DetectionEvalResult
-from ..tasks.labels import voc_segmentation_classes
 from ..tasks.segmentation.metrics import ConfusionMeter, SegmentationEvalResult
 from ..utils.device import Precision
 from . import distributed as dist
@@ -50,9 +47,6 @@ class Classification:
 
     def describe(self, m: dict[str, float]) -> str:
         return f"top-1 {m['top1']:.2f}% (top-5 {m['top5']:.2f}%)"
-
-    def splits(self, spec: DataSpec) -> Any:
-        return load_splits(spec)
 
     def model_config(self, cfg: ResolvedConfig, classes: list[str]) -> TaskConfig:
         return parse_model_name(cfg.model, num_classes=len(classes),
@@ -124,16 +118,12 @@ class Detection(_TargetTask):
     def describe(self, m: dict[str, float]) -> str:
         return f"mAP {100 * m['map']:.2f} (mAP@0.5 {100 * m['map50']:.2f})"
 
-    def splits(self, spec: DataSpec) -> Any:
-        return load_detection_splits(spec)
-
     def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> tuple[TaskConfig, str]:
         """With ``fit_anchors``, an SSD's anchor scales fitted to the training boxes, and what changed."""
         if not cfg.fit_anchors:
             return model_cfg, ""
         size = cfg.input_size or model_cfg.resolution
         return kind_of(model_cfg).fit_anchors(model_cfg, normalized_boxes(splits.train), size)
-
 
     def datasets(self, splits: Any, preprocess: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
         return (TransformedPairs(splits.train, DetectionTransform(preprocess, True, cfg.hflip, cfg.zoom_out,
@@ -187,9 +177,6 @@ class Segmentation(_TargetTask):
 
     def describe(self, m: dict[str, float]) -> str:
         return f"mIoU {100 * m['miou']:.2f} (pixel accuracy {100 * m['pixel_acc']:.2f})"
-
-    def splits(self, spec: DataSpec) -> Any:
-        return load_segmentation_splits(spec, list(voc_segmentation_classes()))
 
     def datasets(self, splits: Any, preprocess: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
         scales = (cfg.min_scale, 1.0 / cfg.min_scale)  # DeepLab's 0.5-2.0 from min_scale 0.5; 1 = no jitter

@@ -54,9 +54,8 @@ class SSDKind(_Detector):
     def parse(self, name: str, **overrides: Any) -> DetectorConfig:
         return parse_detector_name(name, **overrides)
 
-    def arch_key(self, cfg: DetectorConfig) -> tuple[object, ...]:
-        b = cfg.backbone
-        return (cfg.head, b.family, b.alpha, b.variant)
+    def head_key(self, cfg: DetectorConfig) -> tuple[object, ...]:
+        return (cfg.head,)
 
     def from_dict(self, d: dict[str, Any]) -> DetectorConfig:
         d = dict(d)
@@ -70,15 +69,10 @@ class SSDKind(_Detector):
     def layer_shapes(self, cfg: DetectorConfig, input_size: tuple[int, int]) -> Shapes:
         return detector_layer_shapes(build_detector_arch(cfg), input_size)
 
-    def residual_blocks(self, cfg: DetectorConfig) -> list[str]:
-        return [f"backbone.blocks.{b.index}" for b in build_detector_arch(cfg).backbone.blocks if b.residual]
-
-    def pipeline(self, folded: nn.Module, input_size: int | tuple[int, int] | None = None, *, nms: bool = True,
-                 argmax: bool = False) -> tuple[nn.Module, list[str]]:
+    def _pipeline(self, folded: nn.Module, input_size: int | tuple[int, int] | None, nms: bool,
+                  argmax: bool) -> tuple[nn.Module, list[str]]:
         """Box decoding and (with ``nms``) the NMS at one input size; without it, every anchor's box
         and scores (what our TFLite and ExecuTorch files hold: :meth:`finish` completes them)."""
-        if argmax:
-            raise ValueError("argmax applies to segmenters only")
         assert isinstance(folded, SSD)
         size = folded.config.resolution if input_size is None else input_size
         hw = (size, size) if isinstance(size, int) else size
@@ -114,10 +108,6 @@ class FasterRCNNKind(_Detector):
     def parse(self, name: str, **overrides: Any) -> FasterRCNNConfig:
         return parse_faster_rcnn_name(name, **overrides)
 
-    def arch_key(self, cfg: FasterRCNNConfig) -> tuple[object, ...]:
-        b = cfg.backbone
-        return ("faster_rcnn", b.family, b.alpha, b.variant)
-
     def to_dict(self, cfg: FasterRCNNConfig) -> dict[str, Any]:
         return {**super().to_dict(cfg), "framework": self.name}
 
@@ -133,11 +123,9 @@ class FasterRCNNKind(_Detector):
     def repeats(self, cfg: FasterRCNNConfig) -> dict[str, int]:
         return {layer.name: cfg.proposals for layer in build_faster_rcnn_arch(cfg).per_proposal()}
 
-    def pipeline(self, folded: nn.Module, input_size: int | tuple[int, int] | None = None, *, nms: bool = True,
-                 argmax: bool = False) -> tuple[nn.Module, list[str]]:
+    def _pipeline(self, folded: nn.Module, input_size: int | tuple[int, int] | None, nms: bool,
+                  argmax: bool) -> tuple[nn.Module, list[str]]:
         """Both stages and the NMS, at any input size."""
-        if argmax:
-            raise ValueError("argmax applies to segmenters only")
         if not nms:
             raise ValueError("a Faster R-CNN's detections come out of its second stage: it exports with its NMS")
         assert isinstance(folded, FasterRCNN)

@@ -24,6 +24,7 @@ class DeepLabKind(ModelKind):
     formats_note = "its pipeline does not script"
     agreement_of = "pixel class"
     output_names = ("logits",)
+    argmax_output = True
     label_sets: ClassVar[dict[int, Callable[[], Sequence[str]]]] = {21: voc_segmentation_classes}
 
     def matches(self, name: str) -> bool:
@@ -32,9 +33,8 @@ class DeepLabKind(ModelKind):
     def parse(self, name: str, **overrides: Any) -> SegmenterConfig:
         return parse_segmenter_name(name, **overrides)
 
-    def arch_key(self, cfg: SegmenterConfig) -> tuple[object, ...]:
-        b = cfg.backbone
-        return ("aspp" if cfg.aspp else "no-aspp", b.family, b.alpha, b.variant)
+    def head_key(self, cfg: SegmenterConfig) -> tuple[object, ...]:
+        return ("aspp" if cfg.aspp else "no-aspp",)
 
     def layers(self, cfg: SegmenterConfig) -> list[Layer]:
         return build_segmenter_arch(cfg).layers()
@@ -42,15 +42,12 @@ class DeepLabKind(ModelKind):
     def layer_shapes(self, cfg: SegmenterConfig, input_size: tuple[int, int]) -> Shapes:
         return segmenter_layer_shapes(build_segmenter_arch(cfg), input_size)
 
-    def residual_blocks(self, cfg: SegmenterConfig) -> list[str]:
-        return [f"backbone.blocks.{b.index}" for b in build_segmenter_arch(cfg).backbone.blocks if b.residual]
-
     def output_layer(self, cfg: SegmenterConfig) -> str:
         """TFLite upsamples the uint8 logits: the classifier's grid is the output's."""
         return "classifier"
 
-    def pipeline(self, folded: nn.Module, input_size: int | tuple[int, int] | None = None, *, nms: bool = True,
-                 argmax: bool = False) -> tuple[nn.Module, list[str]]:
+    def _pipeline(self, folded: nn.Module, input_size: int | tuple[int, int] | None, nms: bool,
+                  argmax: bool) -> tuple[nn.Module, list[str]]:
         """The logits upsampled to the input size, or (``argmax``) the class of every pixel."""
         assert isinstance(folded, DeepLabV3)
         return SegmentationPipeline(folded, argmax).eval(), ["classes" if argmax else "logits"]
