@@ -381,13 +381,13 @@ def test_digit_canvases_box_the_digits() -> None:
 
 def test_default_detection_training_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``train --task detection`` with nothing else: the embedded digit canvases (fewer here)."""
-    from mobilenets.data.detection import digit_canvases
-    from mobilenets.training import tasks
+    from mobilenets.data import detection
 
     cfg = mobilenets.TrainConfig(task="detection", progress=False).resolved()
     assert cfg.model == "0.5-SSDLite-MobileNetV2-96-os8" and cfg.zero_init_residual
-    monkeypatch.setattr(tasks, "load_detection_splits",
-                        lambda spec: digit_canvases(spec.val_split, spec.seed, train_count=64))
+    canvases = detection.digit_canvases
+    monkeypatch.setattr(detection, "digit_canvases",
+                        lambda val_split, seed: canvases(val_split, seed, train_count=64))
     res = mobilenets.train(mobilenets.TrainConfig(task="detection", epochs=1, out=str(tmp_path / "run"),
                                                   progress=False))
     assert res.model == cfg.model and 0 <= res.map50 <= 1 and {"val_map", "val_map50"} <= set(res.history[0])

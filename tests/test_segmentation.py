@@ -324,13 +324,13 @@ def test_mask_folder_layout_and_errors(tmp_path: Path) -> None:
 @pytest.mark.slow  # ~12 s
 def test_default_segmentation_training_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``train --task segmentation`` with nothing else: the embedded digit masks (fewer canvases here)."""
-    from mobilenets.data.segmentation import digit_mask_splits
-    from mobilenets.training import tasks
+    from mobilenets.data import segmentation
 
     cfg = mobilenets.TrainConfig(task="segmentation", progress=False).resolved()
     assert "DeepLabV3" in cfg.model
-    monkeypatch.setattr(tasks, "load_segmentation_splits",
-                        lambda spec, voc: digit_mask_splits(spec.val_split, spec.seed, train_count=64))
+    masks = segmentation.digit_mask_splits
+    monkeypatch.setattr(segmentation, "digit_mask_splits",
+                        lambda val_split, seed: masks(val_split, seed, train_count=64))
     res = mobilenets.train(mobilenets.TrainConfig(task="segmentation", epochs=1, out=str(tmp_path / "run"),
                                                   progress=False))
     assert res.model == cfg.model and 0 <= res.history[0]["val_pixel_acc"] <= 100
