@@ -52,7 +52,8 @@ def test_detector_cost_reproduces_the_papers(name: str, classes: int, madds: int
 
 
 @pytest.mark.parametrize("name", ["0.5-SSD-MobileNet-128", "0.35-SSDLite-MobileNetV2-96", "1.0-SSD-MobileNetV2-160",
-                                  "0.5-SSDLite-MobileNetV2-96-os8", "0.5-SSD-MobileNet-128-os16"])
+                                  "0.5-SSDLite-MobileNetV2-96-os8", "0.5-SSD-MobileNet-128-os16",
+                                  "0.5-SSDLite-MobileNetV2-96-p3", "0.5-SSD-MobileNet-128-os16-p3"])
 def test_flop_counter_matches_detector_cost_model(name: str) -> None:
     model = mobilenets.create_model(name, num_classes=7).eval()
     res = model.config.resolution
@@ -88,6 +89,50 @@ def test_detector_spec_follows_the_papers() -> None:
     assert parse_detector_name("0.5-SSD-MobileNet-128-os16").name == "0.5-SSD-MobileNet-128-os16"
     with pytest.raises(ValueError, match="output_stride"):
         parse_detector_name("0.5-SSD-MobileNet-128-os4")
+
+
+def test_p3_adds_a_stride_8_map_with_small_anchors() -> None:
+    """``-p3``: a third backbone map at stride 8 before TF's two (V2: the expansion output of the first
+    stride-16 block, TF's ``layer_7/expansion_output``; V1: ``Conv2d_5_pointwise``), smaller anchors,
+    and the extras still chained from the last backbone map."""
+    from mobilenets.tasks import config_from_dict, config_to_dict, parse_model_name
+    from mobilenets.tasks.detection.spec import P3_ANCHORS
+
+    lite = SSD(parse_detector_name("1.0-SSDLite-MobileNetV2-320-p3", num_classes=3)).eval()
+    assert lite.config.name == "1.0-SSDLite-MobileNetV2-320-p3" and lite.config.min_level == 3
+    assert lite.config.anchors == P3_ANCHORS
+    assert [(m.source, m.channels, m.stride) for m in lite.arch.maps[:4]] == [
+        ("blocks.6.expand", 192, 8), ("blocks.13.expand", 576, 16), ("head", 1280, 32), ("extras.0", 512, 64)]
+    grids = [(40, 40), (20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
+    assert lite.arch.grid_sizes((320, 320)) == grids
+    with torch.no_grad():
+        maps = lite.feature_maps(torch.randn(1, 3, 320, 320))
+        codes, logits = lite(torch.randn(1, 3, 320, 320))
+    assert [tuple(f.shape[-2:]) for f in maps] == grids
+    # FPN's top-down path: a 1x1 from the stride-16 map, started at zero (the plain stride-8 map)
+    assert {"fuse.conv.weight", "fuse.bn.weight"} <= set(lite.state_dict())
+    assert lite.fuse is not None and lite.fuse.conv.weight.shape == (192, 576, 1, 1)
+    with torch.no_grad():
+        x = torch.randn(1, 3, 320, 320)
+        plain = lite.feature_maps(x)[0]
+        lite.fuse.bn.weight.fill_(1.0)
+        assert torch.allclose(plain, lite.backbone.blocks[6].forward_expanded(
+            lite.backbone.blocks[:6](lite.backbone.stem(x)))[1])
+        assert not torch.allclose(lite.feature_maps(x)[0], plain)
+    anchors = 40 * 40 * 3 + 6 * (20 * 20 + 10 * 10 + 5 * 5 + 3 * 3 + 2 * 2 + 1)  # only the lowest map is reduced
+    assert codes.shape == (1, anchors, 4) and logits.shape == (1, anchors, 4)
+    assert lite.config.anchors.box_specs(7)[0] == [(0.05, 1.0), (0.1, 2.0), (0.1, 0.5)]
+    v1 = SSD(parse_detector_name("0.5-SSD-MobileNet-160-p3"))
+    assert [(m.source, m.stride) for m in v1.arch.backbone_maps] == [
+        ("blocks.4", 8), ("blocks.10", 16), ("blocks.12", 32)]
+    # the config round-trips through its record (saved weights keep it), and options keep their meaning
+    cfg = parse_model_name("0.5-SSD-MobileNet-160-os16-p3")
+    assert cfg.name == "0.5-SSD-MobileNet-160-os16-p3" and config_from_dict(config_to_dict(cfg)) == cfg
+    assert parse_detector_name("1.0-SSDLite-MobileNetV2-320-p3", anchors=AnchorConfig()).anchors == AnchorConfig()
+    with pytest.raises(ValueError, match="-os8 or -p3"):
+        parse_detector_name("0.5-SSD-MobileNet-128-os8-p3")
+    with pytest.raises(ValueError, match="min_level"):
+        parse_detector_name("0.5-SSD-MobileNet-128", min_level=5)
     with pytest.raises(ValueError, match="SSD-MobileNet-300"):
         mobilenets.create_model("1.0-SSDX-MobileNet-300")
 

@@ -544,6 +544,56 @@ def test_fit_anchors_to_small_boxes() -> None:
     assert fit_anchors(cfg.anchors, grids, large).lowest_scale == 0.1
 
 
+def test_small_boxes_get_advice() -> None:
+    """Training names the fixes when most boxes overlap no anchor at IoU 0.5; a -p3 model's anchors fit
+    faces of 5% of the image, and boxes that fit get no advice."""
+    from mobilenets.tasks import kind_of, parse_model_name
+
+    centre = torch.rand(300, 2, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
+    small, large = torch.cat([centre - 0.025, centre + 0.025], 1), torch.cat([centre - 0.2, centre + 0.2], 1)
+    cfg = parse_model_name("1.0-SSDLite-MobileNetV2-320", num_classes=2)
+    advice = kind_of(cfg).anchor_advice(cfg, small, 320)
+    assert "of the 300 training boxes" in advice and "--fit-anchors" in advice
+    assert "1.0-SSDLite-MobileNetV2-320-p3" in advice
+    assert kind_of(cfg).anchor_advice(cfg, large.clamp(0, 1), 320) == ""
+    p3 = parse_model_name("1.0-SSDLite-MobileNetV2-320-p3", num_classes=2)
+    assert kind_of(p3).anchor_advice(p3, small, 320) == ""
+
+
+def test_repeat_factor_sampling() -> None:
+    """LVIS's rule: a class in a fraction f of the images repeats its images sqrt(t / f) times (at least
+    once); every epoch has the same length and the same multiset, in a seeded order."""
+    from collections import Counter
+
+    from mobilenets.data import EpochSampler, repeat_factors
+    from mobilenets.data.annotations import AnnotatedImages, box_target
+
+    # class 1 in all 10 images, class 2 in 1 of them
+    samples = [(Path(f"{i}.jpg"), box_target([[0, 0, 5, 5]] * (2 if i == 0 else 1), [1, 2] if i == 0 else [1], i))
+               for i in range(10)]
+    ds = AnnotatedImages(samples, ["common", "rare"])
+    r = repeat_factors(ds, 0.4)
+    assert r[0] == pytest.approx(2.0) and r[1:] == [1.0] * 9  # sqrt(0.4 / 0.1)
+    assert repeat_factors(ds, 0.05) == [1.0] * 10
+    assert repeat_factors(AnnotatedImages([(Path("a.jpg"), 0), (Path("b.jpg"), 1)], ["a", "b"]), 1.0) == \
+        [pytest.approx(2 ** 0.5)] * 2
+    sampler = EpochSampler(10, shuffle=True, seed=3, repeat_factors=r)
+    epochs = []
+    for e in range(3):
+        sampler.set_epoch(e)
+        epochs.append(list(sampler))
+    assert len(sampler) == 11 and all(Counter(order) == Counter([0, *range(10)]) for order in epochs)
+    assert epochs[0] != epochs[1]
+    sampler.set_epoch(1, skip=4)
+    assert list(sampler) == epochs[1][4:]
+    half = EpochSampler(10, shuffle=True, seed=0, repeat_factors=[1.5] * 10)  # the fractions drawn once
+    assert 10 < len(half) < 20 and len(half) == len(EpochSampler(10, shuffle=True, seed=0, repeat_factors=[1.5] * 10))
+    with pytest.raises(ValueError, match="masks"):
+        repeat_factors(AnnotatedImages([(Path("a.jpg"), Path("a.png"))], ["a"]), 0.5)
+    with pytest.raises(ValueError, match="repeat_threshold"):
+        mobilenets.TrainConfig(repeat_threshold=2.0).resolved()
+
+
 def test_freeze_stages_and_fitted_anchors_in_a_run(tmp_path: Path) -> None:
     """``--freeze-stages 3`` keeps the stem and the stride 2-8 blocks as they started; ``--fit-anchors``
     stores the fitted anchors in the weights, which load as the trained model."""
@@ -558,7 +608,7 @@ def test_freeze_stages_and_fitted_anchors_in_a_run(tmp_path: Path) -> None:
                                     tmp_path / "start.safetensors")
     res = mobilenets.train(mobilenets.TrainConfig(data=str(root), model="0.25-SSDLite-MobileNetV2-96", init=str(start),
                                                   freeze_stages=3, fit_anchors=True, epochs=1, progress=False,
-                                                  batch_size=4, out=str(tmp_path / "run")))
+                                                  batch_size=4, out=str(tmp_path / "run"), repeat_threshold=0.9))
     trained = mobilenets.load_model(res.weights)
     before = mobilenets.load_model(start).state_dict()
     frozen = {n for m in early_stages(trained, 3) for n, _ in m.named_parameters()}

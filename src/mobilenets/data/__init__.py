@@ -2,6 +2,7 @@
 augmentation (``transforms``), batching (``loaders``) and tar shards (``shards``, ``shard_writer``).
 New tasks add their datasets here (samples with their boxes or masks)."""
 
+from .annotations import repeat_factors
 from .datasets import DATA_KINDS, DataSpec, Splits, count_training_images, load_splits, load_task_splits, resolve_data
 from .images import IMAGE_EXTENSIONS, UnreadableImage, find_images, load_image
 from .loaders import EpochSampler, Transformed, collate, default_workers, make_loader, with_transform
@@ -9,5 +10,5 @@ from .transforms import train_transform
 
 __all__ = ["DATA_KINDS", "IMAGE_EXTENSIONS", "DataSpec", "EpochSampler", "Splits", "Transformed", "UnreadableImage",
            "collate", "count_training_images", "default_workers", "find_images", "load_image", "load_splits",
-           "load_task_splits", "make_loader", "resolve_data",
+           "load_task_splits", "make_loader", "repeat_factors", "resolve_data",
            "train_transform", "with_transform"]

@@ -98,6 +98,28 @@ def normalized_boxes(ds: Dataset) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0, 4)
 
 
+def repeat_factors(ds: Dataset, threshold: float) -> list[float]:
+    """LVIS's repeat-factor sampling (Gupta et al. 2019, Detectron2's ``RepeatFactorTrainingSampler``):
+    a class found in a fraction ``f`` of the training images gets ``max(1, sqrt(threshold / f))``, and
+    each image the largest factor of its classes, so images of rare classes are seen more often. Needs
+    the classes of every image without decoding it (detection annotations, ImageFolder labels)."""
+    samples = getattr(ds, "samples", None)
+    if samples is None:
+        raise ValueError("repeat-factor sampling needs each image's classes from its annotations: detection "
+                         "or ImageFolder data, not masks, tar shards or in-memory data")
+    per_image: list[set[int]] = []
+    for _, target in samples:
+        if isinstance(target, dict) and "labels" in target:
+            per_image.append({int(c) for c in target["labels"].tolist()})
+        elif isinstance(target, int):
+            per_image.append({target})
+        else:
+            raise ValueError("repeat-factor sampling needs each image's classes: masks do not list them")
+    counts = Counter(c for classes in per_image for c in classes)
+    factor = {c: max(1.0, (threshold * len(per_image) / n) ** 0.5) for c, n in counts.items()}
+    return [max((factor[c] for c in classes), default=1.0) for classes in per_image]
+
+
 class AnnotatedImages(Dataset):
     """Image files with their targets (boxes or mask files), decoded when read."""
 

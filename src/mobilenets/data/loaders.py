@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +58,26 @@ class EpochSampler(Sampler[int]):
     """Seeded order per (seed, epoch), sharded by rank, resumable from a position in the epoch.
 
     The order depends only on (seed, epoch), so a resumed run sees the same batches as an
-    uninterrupted one; ``skip`` drops the samples of this rank already consumed.
+    uninterrupted one; ``skip`` drops the samples of this rank already consumed. ``repeat_factors``
+    (:func:`~mobilenets.data.annotations.repeat_factors`) lists image ``i`` ``floor(r_i)`` times,
+    plus once more with probability ``frac(r_i)``, drawn once from the seed: every epoch has the
+    same length, which the learning-rate schedule counts on.
     """
 
     def __init__(self, n: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1,
-                 pad: bool = True) -> None:
-        self.n, self.shuffle, self.seed, self.rank, self.world = n, shuffle, seed, rank, world_size
+                 pad: bool = True, repeat_factors: Sequence[float] | None = None) -> None:
+        self.shuffle, self.seed, self.rank, self.world = shuffle, seed, rank, world_size
         self.pad = pad  # training pads so every rank takes the same number of steps; evaluation does not
         self.epoch, self.skip = 0, 0
+        self.items = list(range(n))
+        if repeat_factors is not None:
+            if len(repeat_factors) != n:
+                raise ValueError(f"{len(repeat_factors)} repeat factors for {n} samples")
+            r = torch.tensor(list(repeat_factors), dtype=torch.float64)
+            extra = torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) < r.frac()
+            counts = (r.floor().long() + extra.long()).tolist()
+            self.items = [i for i, k in enumerate(counts) for _ in range(k)]
+        self.n = len(self.items)
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch, self.skip = epoch, skip
@@ -73,9 +85,9 @@ class EpochSampler(Sampler[int]):
     def _indices(self) -> list[int]:
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
+            order = [self.items[i] for i in torch.randperm(self.n, generator=g).tolist()]
         else:
-            order = list(range(self.n))
+            order = list(self.items)
         if self.pad and self.n:
             order += order[: math.ceil(self.n / self.world) * self.world - self.n]
         return order[self.rank :: self.world]

@@ -156,6 +156,10 @@ class ModelKind:
         unchanged for a kind without anchors of ours."""
         return cfg, ""
 
+    def anchor_advice(self, cfg: Any, boxes: torch.Tensor, input_size: int) -> str:
+        """What to try when the training ``boxes`` (normalized) fit the anchors badly; "" when they fit."""
+        return ""
+
     def example_targets(self, cfg: Any, batch: int, size: int, generator: torch.Generator) -> Any:
         """Synthetic training targets for ``batch`` images of ``size`` pixels (throughput measurements)."""
         raise NotImplementedError

@@ -67,7 +67,8 @@ TASK_PRESETS = {"classification": DATA_PRESETS, "detection": DETECTION_PRESETS,
 # measurements behind them).
 FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
     "classification": dict(epochs=6, batch_size=32, lr=0.002, warmup_epochs=0.5, min_scale=0.5, freeze_bn=True),
-    "detection": dict(batch_size=16, lr=0.05, warmup_epochs=1.0, freeze_bn=False, freeze_stages=3, zoom_out=1.0),
+    "detection": dict(batch_size=16, optimizer="adamw", lr=0.002, warmup_epochs=1.0, freeze_bn=False,
+                      freeze_stages=3, zoom_out=1.0, ssd_augment=False),
     "segmentation": dict(batch_size=8, lr=0.01, warmup_epochs=1.0, freeze_bn=False, freeze_stages=3),
 }
 
@@ -145,6 +146,9 @@ class TrainConfig:
                                           "crop; default: on for photos, off for the embedded canvases)")
     zoom_out: float | None = _opt(None, "detection: largest zoom-out factor (SSD augmentation; 1 = off)")
     fit_anchors: bool = _opt(False, "detection: fit the smallest anchors to the training boxes (small objects)")
+    repeat_threshold: float = _opt(0.0, "repeat-factor sampling (LVIS): images of a class found in fewer than "
+                                        "this fraction of the training images are seen sqrt(threshold / fraction) "
+                                        "times per epoch (rare classes; 0 = off)")
     # execution
     workers: int | None = _opt(None, "data-loader worker processes (default: 0 in memory, up to 4 for files)")
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
@@ -263,6 +267,8 @@ def _validate(c: ResolvedConfig) -> None:
         raise ValueError(f"invalid workers {c.workers!r}; it must be >= 0")
     if not 0 <= c.max_bad_fraction <= 1:
         raise ValueError(f"invalid max_bad_fraction {c.max_bad_fraction!r}")
+    if not 0 <= c.repeat_threshold <= 1:
+        raise ValueError(f"invalid repeat_threshold {c.repeat_threshold!r}; it must be in [0, 1] (0 = off)")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -92,11 +92,15 @@ def recalibrate_batchnorm(model: nn.Module, names: Iterable[str], batches: Itera
 
     def hook(name: str) -> Any:
         def record(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            x = inputs[0].double()
+            # per batch in the activations' precision (a float64 copy of every map cost more than the
+            # forward pass), combined across batches in float64
+            x = inputs[0]
+            var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)
+            n = x.numel() // x.shape[1]
             s = sums.setdefault(name, [0, 0, 0])
-            s[0] = s[0] + x.sum((0, 2, 3))
-            s[1] = s[1] + (x * x).sum((0, 2, 3))
-            s[2] = int(s[2]) + x.numel() // x.shape[1]
+            s[0] = s[0] + mean.double() * n
+            s[1] = s[1] + (var.double() + mean.double() ** 2) * n
+            s[2] = int(s[2]) + n
         return record
 
     handles = [modules[n].register_forward_pre_hook(hook(n)) for n in names]

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
-from ..data import EpochSampler, load_task_splits, make_loader, resolve_data
+from ..data import EpochSampler, load_task_splits, make_loader, repeat_factors, resolve_data
 from ..data.annotations import DataIssues
 from ..models import Preprocess, zero_init_residual
 from ..tasks import TaskConfig, build_model, config_from_dict
@@ -317,8 +317,9 @@ def _loaders(cfg: ResolvedConfig, task: Task, splits: Any, preprocess: Preproces
     train_ds, val_ds = task.datasets(splits, preprocess, cfg)
     streamed = isinstance(train_ds, IterableDataset)
     n_train = len(cast(Sized, train_ds))  # a stream of shards knows its length too
+    repeats = repeat_factors(splits.train, cfg.repeat_threshold) if cfg.repeat_threshold > 0 else None
     sampler = None if streamed else EpochSampler(n_train, shuffle=True, seed=cfg.seed, rank=ctx.rank,
-                                                 world_size=ctx.world_size)
+                                                 world_size=ctx.world_size, repeat_factors=repeats)
     val_sampler = None if streamed else EpochSampler(len(cast(Sized, val_ds)), shuffle=False, seed=0, rank=ctx.rank,
                                                      world_size=ctx.world_size, pad=False)
     per_rank = len(sampler) if sampler is not None else math.ceil(n_train / ctx.world_size)

@@ -119,11 +119,13 @@ class Detection(_TargetTask):
         return f"mAP {100 * m['map']:.2f} (mAP@0.5 {100 * m['map50']:.2f})"
 
     def fit_to_data(self, model_cfg: TaskConfig, splits: Any, cfg: ResolvedConfig) -> tuple[TaskConfig, str]:
-        """With ``fit_anchors``, an SSD's anchor scales fitted to the training boxes, and what changed."""
+        """With ``fit_anchors``, an SSD's anchor scales fitted to the training boxes, and what changed;
+        without, advice when the boxes fit its anchors badly."""
+        size, kind = cfg.input_size or model_cfg.resolution, kind_of(model_cfg)
+        boxes = normalized_boxes(splits.train)
         if not cfg.fit_anchors:
-            return model_cfg, ""
-        size = cfg.input_size or model_cfg.resolution
-        return kind_of(model_cfg).fit_anchors(model_cfg, normalized_boxes(splits.train), size)
+            return model_cfg, kind.anchor_advice(model_cfg, boxes, size) if len(boxes) else ""
+        return kind.fit_anchors(model_cfg, boxes, size)
 
     def datasets(self, splits: Any, preprocess: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
         return (TransformedPairs(splits.train, DetectionTransform(preprocess, True, cfg.hflip, cfg.zoom_out,

@@ -41,6 +41,10 @@ class _Detector(ModelKind):
         return [{"boxes": box, "labels": torch.tensor([1]), "ignore": torch.tensor([False])}] * batch
 
 
+#: Below this share of training boxes with an anchor at IoU >= 0.5, training suggests better anchors.
+ADVICE_COVERAGE = 0.5
+
+
 class SSDKind(_Detector):
     name = "ssd"
     config_type = DetectorConfig
@@ -87,6 +91,18 @@ class SSDKind(_Detector):
         return cfg.replace(anchors=fitted), (
             f"anchors fitted to {len(boxes)} training boxes: lowest box {fitted.lowest_scale:g}, min_scale "
             f"{fitted.min_scale:g}; boxes with an anchor at IoU >= 0.5: {100 * before:.1f}% -> {100 * after:.1f}%")
+
+    def anchor_advice(self, cfg: DetectorConfig, boxes: torch.Tensor, input_size: int) -> str:
+        """A hint when fewer than :data:`ADVICE_COVERAGE` of the boxes overlap an anchor at IoU >= 0.5 (small
+        objects: SSD then trains on most of them through their forced best anchor only)."""
+        cov = coverage(cfg.anchors, build_detector_arch(cfg).grid_sizes((input_size, input_size)), boxes)
+        if cov >= ADVICE_COVERAGE:
+            return ""
+        fixes = ["--fit-anchors fits the anchor scales to them"]
+        if cfg.min_level > 3 and cfg.backbone.output_stride > 8:
+            fixes.append(f"a -p3 model ({cfg.replace(min_level=3).name}) adds a stride-8 map with smaller anchors")
+        return (f"only {100 * cov:.0f}% of the {len(boxes)} training boxes overlap an anchor at IoU >= 0.5 at "
+                f"{input_size} px (small objects): " + "; ".join(fixes))
 
     def finish(self, cfg: DetectorConfig, outputs: Outputs) -> Outputs:
         boxes, scores = outputs

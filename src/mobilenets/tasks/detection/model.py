@@ -1,8 +1,8 @@
 """The SSD / SSDLite module, built from :func:`build_detector_arch`.
 
-State-dict keys: ``backbone.*`` (the classifier's own keys), ``extras.<i>.{reduce,conv}`` (SSDLite:
-``reduce``, ``depthwise``, ``pointwise``), ``heads.<j>.{box,cls}`` (SSDLite: ``.depthwise``,
-``.pointwise``). ``forward`` returns the raw box encodings ``[N, A, 4]`` and class logits
+State-dict keys: ``backbone.*`` (the classifier's own keys), ``fuse`` (``-p3`` only),
+``extras.<i>.{reduce,conv}`` (SSDLite: ``reduce``, ``depthwise``, ``pointwise``), ``heads.<j>.{box,cls}``
+(SSDLite: ``.depthwise``, ``.pointwise``). ``forward`` returns the raw box encodings ``[N, A, 4]`` and class logits
 ``[N, A, num_classes + 1]`` (what the loss and the TFLite post-processing op read); ``detect``
 adds decoding and NMS; :class:`DetectionPipeline` is both in one module, for export. ``loss``,
 ``loss_and_detections`` and ``detect`` are the interface every detector here shares
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...models import MobileNet
@@ -42,6 +43,10 @@ class SSD(HasBackbone, nn.Module):
         self.arch: DetectorArch = build_detector_arch(config)
         self.backbone = MobileNet(config.backbone)
         self.extras = nn.ModuleList(LayerStack(b.layers, config.backbone) for b in self.arch.extras)
+        self.fuse: ConvBNAct | None = None
+        if self.arch.fuse:  # -p3's top-down path, started as "add nothing"
+            self.fuse = ConvBNAct(self.arch.fuse[0], config.backbone)
+            nn.init.zeros_(cast(nn.BatchNorm2d, self.fuse.bn).weight)
         self.heads = nn.ModuleList(nn.ModuleDict({"box": _module(box, config), "cls": _module(cls, config)})
                                    for box, cls in zip(self.arch.box_heads, self.arch.class_heads))
         self._anchor_cache: dict[tuple[int, int], torch.Tensor] = {}
@@ -57,9 +62,9 @@ class SSD(HasBackbone, nn.Module):
         return self.config.num_classes
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The maps the predictors read: two from the backbone, then one per extra layer."""
+        """The maps the predictors read: two or three from the backbone, then one per extra layer."""
         b = self.backbone
-        taps = [m.source for m in self.arch.maps[:2]]
+        taps = [m.source for m in self.arch.backbone_maps]
         maps: list[torch.Tensor] = []
         x = b.stem(x)
         for i, block in enumerate(b.blocks):
@@ -73,6 +78,8 @@ class SSD(HasBackbone, nn.Module):
                 maps.append(x)
         if "head" in taps:
             maps.append(b.head(x))
+        if self.fuse is not None:  # stride 16 -> 8: FPN's top-down sum
+            maps[0] = maps[0] + F.interpolate(self.fuse(maps[1]), size=maps[0].shape[-2:], mode="nearest")
         for extra in self.extras:
             maps.append(extra(maps[-1]))
         return maps

@@ -10,6 +10,13 @@ layer records too, so the module builder and the cost model read one description
   others sit on the 1280-channel last layer (``head``, stride 32).
 * An ``output_stride`` of 8 or 16 (name suffix ``-os8``, ``-os16``; DeepLab's atrous backbone)
   puts both backbone maps at that stride: finer grids for small objects, at the backbone's cost.
+* ``min_level`` 3 (name suffix ``-p3``; the TF OD API's ``min_level``, FPN's P3) adds a third
+  backbone map before the others, at stride 8 (V1: ``blocks.4``, ``Conv2d_5_pointwise``; V2:
+  ``blocks.6.expand``, TF's ``layer_7/expansion_output``): a grid for small objects (faces,
+  cells), with smaller anchors (:data:`P3_ANCHORS`). Six layers deep, that map knows edges more
+  than objects, so FPN's top-down path gives it the stride-16 map's meaning: ``fuse`` (a 1x1 conv
+  + BN to its channels, the BN's scale started at 0 so the sum starts as the plain map) upsampled
+  2x (nearest) and added.
 * Four extra layers of depths 512/256/256/128 x alpha (at least ``min_depth``): a 1x1 conv to
   half the depth, then a 3x3 stride-2 conv (SSDLite: 3x3 depthwise + 1x1), each with BN + ReLU6.
 * Predictors per map: box encodings (4 per anchor) and class logits (``num_classes + 1`` per
@@ -33,10 +40,16 @@ NMS_MODES = ("per_class", "class_agnostic")
 EXTRA_DEPTHS = (512, 256, 256, 128)
 #: Where each family's feature maps come from, and their output strides.
 TAPS = {"v1": (("blocks.10", 16), ("blocks.12", 32)), "v2": (("blocks.13.expand", 16), ("head", 32))}
+#: The stride-8 map that ``min_level`` 3 adds.
+P3_TAPS = {"v1": ("blocks.4", 8), "v2": ("blocks.6.expand", 8)}
+MIN_LEVELS = (3, 4)
+#: A ``-p3`` detector's default anchors: the stride-8 map's boxes at 0.05 (square) and 0.1 of the
+#: image, where TF's lowest map has 0.1 and 0.2.
+P3_ANCHORS = AnchorConfig(lowest_scale=0.05, min_scale=0.1)
 DEFAULT_RESOLUTION = 300
 
 _NAME = re.compile(r"^(?:(?P<alpha>\d*\.?\d+)-)?(?P<head>ssd|ssdlite)-(?P<net>mobilenet(?:v2)?)(?:-(?P<res>\d+))?"
-                   r"(?:-os(?P<os>\d+))?$")
+                   r"(?:-os(?P<os>\d+))?(?P<p3>-p3)?$")
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,7 @@ class DetectorConfig(BackboneProperties):
     nms: str = "per_class"  # or "class_agnostic": TFLite's fast NMS over each anchor's best class
     min_depth: int = 16
     predictor_kernel: int = 1  # SSD's box/class predictors: 1x1 (TF's MobileNet SSDs) or 3x3 (the original SSD)
+    min_level: int = 4  # 4: the first map at stride 16 (TF's SSDs); 3: a stride-8 map before it
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -67,15 +81,21 @@ class DetectorConfig(BackboneProperties):
                              "max detections >= 1")
         if self.predictor_kernel not in (1, 3):
             raise ValueError(f"invalid predictor_kernel {self.predictor_kernel!r}; valid: 1, 3")
+        if self.min_level not in MIN_LEVELS:
+            raise ValueError(f"invalid min_level {self.min_level!r}; valid: 3 (a stride-8 map), 4")
+        if self.min_level == 3 and self.backbone.output_stride < 16:
+            raise ValueError("min_level 3 adds a stride-8 map; an output stride of 8 has every map there "
+                             "already: use -os8 or -p3, not both")
         if self.backbone.num_classes != 0 or self.backbone.variant != "standard":
             raise ValueError("a detector's backbone is a standard MobileNet without classifier")
 
     @property
     def name(self) -> str:
-        """``0.75-SSD-MobileNet-300``, ``1.0-SSDLite-MobileNetV2-320``, ``0.5-SSDLite-MobileNetV2-96-os8``."""
+        """``0.75-SSD-MobileNet-300``, ``1.0-SSDLite-MobileNetV2-320-p3``, ``0.5-SSDLite-MobileNetV2-96-os8``."""
         head = "SSDLite" if self.head == "ssdlite" else "SSD"
         os_ = "" if self.backbone.output_stride == 32 else f"-os{self.backbone.output_stride}"
-        return f"{format_alpha(self.backbone.alpha)}-{head}-{self.net_name}-{self.resolution}{os_}"
+        p3 = "-p3" if self.min_level == 3 else ""
+        return f"{format_alpha(self.backbone.alpha)}-{head}-{self.net_name}-{self.resolution}{os_}{p3}"
 
 
 def is_detector_name(name: str) -> bool:
@@ -84,15 +104,19 @@ def is_detector_name(name: str) -> bool:
 
 def parse_detector_name(name: str, **overrides: object) -> DetectorConfig:
     """``<alpha>-SSD-MobileNet-<res>``, ``<alpha>-SSDLite-MobileNetV2-<res>``, each with an optional
-    ``-os8`` / ``-os16`` (alpha 1.0, 300 px and output stride 32 by default)."""
+    ``-os8`` / ``-os16`` and ``-p3`` (alpha 1.0, 300 px, output stride 32 and min level 4 by default).
+    ``-p3`` also sets :data:`P3_ANCHORS` unless ``anchors`` is given."""
     m = _NAME.match(name.strip().lower())
     if not m:
         raise ValueError(f"unknown detector name {name!r}; names look like 0.75-SSD-MobileNet-300, "
-                         "1.0-SSDLite-MobileNetV2-320 or 0.5-SSDLite-MobileNetV2-96-os8")
+                         "1.0-SSDLite-MobileNetV2-320, 1.0-SSDLite-MobileNetV2-320-p3 or "
+                         "0.5-SSDLite-MobileNetV2-96-os8")
     backbone = backbone_from_name(m["alpha"], m["net"], int(m["res"]) if m["res"] else DEFAULT_RESOLUTION)
-    b_over, head = split_options(overrides, DetectorConfig, {"head"}, "detector")
+    b_over, head = split_options(overrides, DetectorConfig, {"head", "min_level"}, "detector")
     if m["os"]:
         b_over = {"output_stride": int(m["os"]), **b_over}
+    if m["p3"]:
+        head = {"min_level": 3, "anchors": P3_ANCHORS, **head}
     return DetectorConfig(backbone.replace(**b_over), m["head"], **head)
 
 
@@ -113,6 +137,7 @@ class DetectorArch:
     backbone: Arch  # without classifier; layer names without the "backbone." prefix
     maps: tuple[FeatureMap, ...]
     extras: tuple[Block, ...]
+    fuse: tuple[Layer, ...]  # min_level 3: the top-down 1x1 from the stride-16 map to the stride-8 one
     box_heads: tuple[tuple[Layer, ...], ...]  # per map
     class_heads: tuple[tuple[Layer, ...], ...]
     boxes_per_location: tuple[int, ...]
@@ -120,32 +145,39 @@ class DetectorArch:
     def layers(self) -> list[Layer]:
         """Every layer in execution order, named by module path."""
         out = [dataclasses.replace(layer, name=f"backbone.{layer.name}") for layer in self.backbone.layers()]
+        out.extend(self.fuse)
         for b in self.extras:
             out.extend(b.layers)
         for box, cls in zip(self.box_heads, self.class_heads):
             out.extend(box + cls)
         return out
 
+    @property
+    def backbone_maps(self) -> tuple[FeatureMap, ...]:
+        """The maps taken from the backbone (two, or three with ``min_level`` 3), in execution order."""
+        return self.maps[:len(self.maps) - len(self.extras)]
+
     def grid_sizes(self, input_size: tuple[int, int]) -> list[tuple[int, int]]:
         """Each feature map's rows and columns at an input size (TF "SAME": ceil(size / stride))."""
         h, w = input_size
-        sizes = [(conv_out_size(h, m.stride), conv_out_size(w, m.stride)) for m in self.maps[:2]]
+        sizes = [(conv_out_size(h, m.stride), conv_out_size(w, m.stride)) for m in self.backbone_maps]
         for _ in self.extras:
             gh, gw = sizes[-1]
             sizes.append((conv_out_size(gh, 2), conv_out_size(gw, 2)))
         return sizes
 
 
-def _backbone_maps(arch: Arch) -> tuple[FeatureMap, FeatureMap]:
+def _backbone_maps(arch: Arch, min_level: int) -> list[FeatureMap]:
     by_name = {layer.name: layer for layer in arch.layers()}
     maps = []
-    for source, stride in TAPS[arch.config.family]:
+    taps = TAPS[arch.config.family]
+    for source, stride in ((P3_TAPS[arch.config.family], *taps) if min_level == 3 else taps):
         if source.startswith("blocks.") and source.count(".") == 1:
             channels = arch.blocks[int(source.split(".")[1])].out_ch
         else:
             channels = by_name[source].out_ch
         maps.append(FeatureMap(source, channels, min(stride, arch.config.output_stride)))
-    return maps[0], maps[1]
+    return maps
 
 
 def _separable(prefix: str, cin: int, cout: int, stride: int, linear: bool) -> tuple[Layer, ...]:
@@ -156,15 +188,14 @@ def _separable(prefix: str, cin: int, cout: int, stride: int, linear: bool) -> t
 
 def build_detector_arch(cfg: DetectorConfig) -> DetectorArch:
     backbone = build_arch(cfg.backbone)
-    first, second = _backbone_maps(backbone)
-    maps = [first, second]
+    maps = _backbone_maps(backbone, cfg.min_level)
     alpha, lite = cfg.backbone.alpha, cfg.head == "ssdlite"
 
     def depth(d: int) -> int:  # TF OD API: max(int(d * depth_multiplier), min_depth)
         return max(int(d * alpha), cfg.min_depth)
 
     extras = []
-    c = second.channels
+    c = maps[-1].channels
     for i, d in enumerate(EXTRA_DEPTHS):
         p = f"extras.{i}"
         reduce = Layer(f"{p}.reduce", "pointwise", c, depth(d // 2))
@@ -173,6 +204,7 @@ def build_detector_arch(cfg: DetectorConfig) -> DetectorArch:
         extras.append(Block(i, "extra", c, depth(d), 2, (reduce, *conv)))
         c = depth(d)
         maps.append(FeatureMap(p, c, maps[-1].stride * 2))
+    fuse = (Layer("fuse", "pointwise", maps[1].channels, maps[0].channels, act=False),) if cfg.min_level == 3 else ()
     per_loc = cfg.anchors.boxes_per_location(len(maps))
     conv_kind = "pointwise" if cfg.predictor_kernel == 1 else "conv"
     box_heads: list[tuple[Layer, ...]] = []
@@ -183,7 +215,7 @@ def build_detector_arch(cfg: DetectorConfig) -> DetectorArch:
             heads.append(_separable(p, m.channels, k * n, 1, linear=True) if lite else
                          (Layer(p, conv_kind, m.channels, k * n, cfg.predictor_kernel, act=False, bn=False,
                                 bias=True),))
-    return DetectorArch(cfg, backbone, tuple(maps), tuple(extras), tuple(box_heads), tuple(class_heads),
+    return DetectorArch(cfg, backbone, tuple(maps), tuple(extras), fuse, tuple(box_heads), tuple(class_heads),
                         tuple(per_loc))
 
 
@@ -198,7 +230,8 @@ def detector_layer_shapes(arch: DetectorArch,
     out = [(dataclasses.replace(layer, name=f"backbone.{layer.name}"), i, o)
            for layer, i, o in layer_shapes(arch.backbone, input_size)]
     grids = arch.grid_sizes(input_size)
-    for b, hw in zip(arch.extras, grids[1:]):
+    out.extend((layer, grids[1], grids[1]) for layer in arch.fuse)
+    for b, hw in zip(arch.extras, grids[len(arch.backbone_maps) - 1:]):
         for layer in b.layers:
             nxt = (conv_out_size(hw[0], layer.stride), conv_out_size(hw[1], layer.stride))
             out.append((layer, hw, nxt))
