@@ -92,8 +92,7 @@ def recalibrate_batchnorm(model: nn.Module, names: Iterable[str], batches: Itera
 
     def hook(name: str) -> Any:
         def record(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            # per batch in the activations' precision (a float64 copy of every map cost more than the
-            # forward pass), combined across batches in float64
+            # per batch in float32 (no float64 copy of every map), combined across batches in float64
             x = inputs[0]
             var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)
             n = x.numel() // x.shape[1]
