@@ -22,6 +22,7 @@ Jobs (``--jobs``, default all):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -119,7 +120,8 @@ def main() -> None:
     if not INIT.is_file():
         sys.exit(f"{INIT} not found: this benchmark needs ../shared/refdata (Google's weights and the datasets)")
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    # training's and the exports' messages go to stderr: stdout is the JSON alone
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         root = Path(args.out or tmp)
         for name in args.jobs.split(","):
             job = JOBS[name]
