@@ -106,7 +106,7 @@ def repeat_factors(ds: Dataset, threshold: float) -> list[float]:
     samples = getattr(ds, "samples", None)
     if samples is None:
         raise ValueError("repeat-factor sampling needs each image's classes from its annotations: detection "
-                         "or ImageFolder data, not masks, tar shards or in-memory data")
+                         "or ImageFolder data, not tar shards or in-memory data")
     per_image: list[set[int]] = []
     for _, target in samples:
         if isinstance(target, dict) and "labels" in target:
