@@ -69,14 +69,13 @@ class EpochSampler(Sampler[int]):
         self.shuffle, self.seed, self.rank, self.world = shuffle, seed, rank, world_size
         self.pad = pad  # training pads so every rank takes the same number of steps; evaluation does not
         self.epoch, self.skip = 0, 0
-        self.items = list(range(n))
+        self.items = torch.arange(n)
         if repeat_factors is not None:
             if len(repeat_factors) != n:
                 raise ValueError(f"{len(repeat_factors)} repeat factors for {n} samples")
             r = torch.tensor(list(repeat_factors), dtype=torch.float64)
             extra = torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) < r.frac()
-            counts = (r.floor().long() + extra.long()).tolist()
-            self.items = [i for i, k in enumerate(counts) for _ in range(k)]
+            self.items = torch.repeat_interleave(self.items, r.floor().long() + extra.long())
         self.n = len(self.items)
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -85,9 +84,9 @@ class EpochSampler(Sampler[int]):
     def _indices(self) -> list[int]:
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = [self.items[i] for i in torch.randperm(self.n, generator=g).tolist()]
+            order = self.items[torch.randperm(self.n, generator=g)].tolist()
         else:
-            order = list(self.items)
+            order = self.items.tolist()
         if self.pad and self.n:
             order += order[: math.ceil(self.n / self.world) * self.world - self.n]
         return order[self.rank :: self.world]
