@@ -27,9 +27,10 @@ from mobilenets.deploy.runtime_choice import (
     stable_choice,
     wait_idle,
 )
-from mobilenets.deploy.sessions import LitertSession, OnnxSession, OpenvinoSession, to_layout
+from mobilenets.deploy.sessions import BoundArrayHeldError, LitertSession, OnnxSession, OpenvinoSession, to_layout
 
 predict_module = importlib.import_module("mobilenets.deploy.predict")  # the package exports the function
+sessions_module = importlib.import_module("mobilenets.deploy.sessions")
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +315,49 @@ def test_a_runtime_that_cannot_open_the_model_is_left_out(onnx_file: Path, tmp_p
     rounds = measure_isolated({"onnxruntime": onnx_file, "openvino": tmp_path / "broken.onnx"}, [1, 3, 32, 32],
                               threads=1, min_rounds=1, max_rounds=1, seconds=0.02)
     assert list(rounds) == ["onnxruntime"]
+
+
+# ------------------------------------------------------------------------------- bound inputs
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "openvino", "litert",
+                                     pytest.param("executorch", marks=pytest.mark.slow)])
+def test_run_takes_its_bound_array_as_it_is_and_sees_it_refilled(runtime: str, classifier: torch.nn.Module,
+                                                                  batch: np.ndarray, exports: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOBILENETS_CACHE", str(exports))
+    s = open_session(classifier, runtime)
+    with torch.inference_mode():
+        ref = classifier(torch.from_numpy(batch)).numpy()
+        flipped = classifier(torch.from_numpy(batch[:, :, ::-1].copy())).numpy()
+    bound = s.bind(batch)
+    assert bound.shape == to_layout(batch, "NCHW", s.layout).shape and bound.flags.c_contiguous
+    refuse = lambda *a, **kw: pytest.fail("the bound array was converted again")  # noqa: E731
+    monkeypatch.setattr(sessions_module, "to_layout", refuse)
+    monkeypatch.setattr(sessions_module, "copy_channels_last", refuse)
+    assert np.abs(s.run(bound, s.layout) - ref).max() <= 1e-4
+    bound[...] = to_layout(batch[:, :, ::-1], "NCHW", s.layout)  # refilled in place: the runtime reads it anew
+    assert np.abs(s.run(bound, s.layout) - flipped).max() <= 1e-4
+
+
+def test_litert_binds_its_own_input_tensor_and_quantizes_into_it(refdata: Path) -> None:
+    s = LitertSession(refdata / "models" / "mobilenet_v1_0.25_224_quant.tflite")
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
+    expected = s.run(x)
+    bound = s.bind(x)
+    assert bound.dtype == np.uint8 and bound.shape == (1, 224, 224, 3)  # the graph's dtype, on its input grid
+    scale, zero_point = s.interpreter.get_input_details()[0]["quantization"]
+    q = np.clip(np.rint(x.transpose(0, 2, 3, 1) / scale + zero_point), 0, 255)
+    assert np.array_equal(bound, q.astype(np.uint8))
+    assert np.array_equal(s.run(bound, "NHWC"), expected)
+
+
+def test_litert_refuses_to_resize_under_a_held_bound_array(classifier: torch.nn.Module, batch: np.ndarray,
+                                                          exports: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOBILENETS_CACHE", str(exports))
+    s = open_session(classifier, "litert")
+    bound = s.bind(batch)
+    with pytest.raises(BoundArrayHeldError, match="still held"):
+        s.run(batch[:1])  # another batch size needs a new tensor: the held array would dangle
+    del bound
+    assert s.run(batch[:1]).shape == (1, 4)

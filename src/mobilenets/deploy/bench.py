@@ -25,7 +25,6 @@ from ..weights import load_model
 from ..weights.published import PUBLISHED
 from .measurements import Measurements
 from .runtime_choice import FILE_RUNTIMES, candidate_runtimes, choose_runtime, machine_key, open_session
-from .sessions import to_layout
 
 
 @dataclass
@@ -35,7 +34,7 @@ class BenchResult:
     batch_size: int
     input_size: int
     threads: int
-    latency_ms: float  # median per batch, through the session (what predict gets)
+    latency_ms: float  # median per batch, through the session, on its bound input (Session.bind)
     p90_ms: float
     img_per_s: float
     madds: int  # per image
@@ -146,11 +145,11 @@ def bench_inference(
         cfg = parse_model_name(name)
     size = cfg.resolution if input_size is None else check_input_size(input_size)
     x = np.random.default_rng(0).standard_normal((batch_size, cfg.in_chans, size, size)).astype(np.float32)
-    x = np.ascontiguousarray(to_layout(x, "NCHW", session.layout))  # as predict hands it over
-    raw = session.raw(x, session.layout) if batch_size == 1 else None  # raw calls run one image
+    raw = session.raw(x) if batch_size == 1 else None  # raw calls run one image
+    bound = session.bind(x)  # the runtime's own input array, in its layout and dtype
     times, raw_times = [], []
     for _ in range(3):  # alternating blocks: noise hits both alike
-        times += time_fn(lambda: session.run(x, session.layout), warmup, max(1, iters // 3), 0.35)
+        times += time_fn(lambda: session.run(bound, session.layout), warmup, max(1, iters // 3), 0.35)
         if raw is not None:
             raw_times += time_fn(raw, warmup, max(1, iters // 3), 0.35)
     med, p90 = statistics.median(times), float(np.percentile(times, 90))

@@ -8,8 +8,11 @@ and ``bench`` can run any of our weights or exported files through any runtime
 (:func:`mobilenets.deploy.runtime_choice.open_session` picks and opens one). Batches are NCHW unless the
 caller says otherwise: ``session.layout`` is the layout the runtime takes without a copy (a TFLite
 graph and channels-last torch take NHWC), and ``run(x, layout=session.layout)`` hands it over as it
-is. ``session.raw(x)`` is the runtime's own call on ``x``, the baseline a session's cost is measured
-against (``benchmarks/runtime_overhead.py``).
+is. ``session.bind(x)`` puts ``x`` into the array the runtime itself reads (LiteRT's input tensor, in the
+graph's dtype: quantized for an integer input) and returns it; ``run`` on that array, or on it refilled in
+place, goes straight to the runtime's call, with no copy or conversion. ``session.raw(x)`` is the
+runtime's own call on ``x``, the baseline a session's cost is measured against
+(``benchmarks/runtime_overhead.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ PTE_META_METHOD = "mobilenets_metadata"  # a .pte's constant method returning ou
 class Session(Protocol):
     """What every runtime's session offers (``predict``, ``bench`` and ``eval --runtime`` use nothing
     else): its runtime's name, the layout it takes without a copy, our metadata and the model's config
-    when its file records them, ``run`` and the runtime's own call, ``raw``."""
+    when its file records them, ``run``, ``bind`` (the runtime's own input array, which ``run`` takes
+    as it is) and the runtime's own call, ``raw``."""
 
     name: str
     layout: str
@@ -49,15 +53,26 @@ class Session(Protocol):
 
     def run(self, x: Array, layout: str = "NCHW") -> Outputs: ...
 
+    def bind(self, x: Array, layout: str = "NCHW") -> np.ndarray: ...
+
     def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]: ...
 
 
 def finish(config: TaskConfig | None, outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> Outputs:
     """What a session returns from an exported graph's outputs: a detector's NMS on its boxes and scores
     (our TFLite and ExecuTorch exports end before it)."""
-    if config is not None:
-        outputs = kind_of(config).finish(config, outputs)
-    return outputs.numpy() if isinstance(outputs, torch.Tensor) else tuple(o.numpy() for o in outputs)
+    return finisher(config)(outputs)
+
+
+def finisher(config: TaskConfig | None) -> Callable[[torch.Tensor | tuple[torch.Tensor, ...]], Outputs]:
+    """:func:`finish` for one config, its kind looked up once (a session calls it on every batch)."""
+    step = None if config is None else kind_of(config).finish
+
+    def done(outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> Outputs:
+        if step is not None:
+            outputs = step(config, outputs)
+        return outputs.numpy() if isinstance(outputs, torch.Tensor) else tuple(o.numpy() for o in outputs)
+    return done
 
 
 def to_layout(x: Array, layout: str, want: str) -> Array:
@@ -69,6 +84,16 @@ def to_layout(x: Array, layout: str, want: str) -> Array:
         return x
     order = (0, 2, 3, 1) if want == "NHWC" else (0, 3, 1, 2)
     return x.permute(*order) if isinstance(x, torch.Tensor) else x.transpose(order)
+
+
+def copy_channels_last(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src`` (cast as needed) into a C-contiguous NHWC ``dst``; an NCHW batch seen as NHWC
+    (a transposed view) is copied one channel plane at a time, 4-5x faster than numpy's strided copy."""
+    if src.flags.c_contiguous:
+        np.copyto(dst, src, casting="unsafe")
+    else:
+        for c in range(dst.shape[-1]):
+            np.copyto(dst[..., c], src[..., c], casting="unsafe")
 
 
 def numpy(x: Array) -> np.ndarray:
@@ -101,10 +126,17 @@ class TorchSession:
         self.meta = weights_meta_of(model)
         self.config: TaskConfig | None = config_of(model)
         self._pipelines: dict[tuple[int, int], torch.nn.Module] = {}  # per input size (an SSD's anchors)
+        self._bound: tuple[np.ndarray, torch.Tensor] | None = None
 
     def _input(self, x: Array, layout: str) -> torch.Tensor:
         t = torch.as_tensor(to_layout(x, layout, "NHWC")).permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
         return t.to(self.device).contiguous(memory_format=torch.channels_last)
+
+    def bind(self, x: Array, layout: str = "NCHW") -> np.ndarray:
+        arr = np.ascontiguousarray(numpy(to_layout(x, layout, "NHWC")), dtype=np.float32)
+        t = self._input(arr, "NHWC")
+        self._bound = (arr, t) if t.device.type == "cpu" else None  # a device copy would go stale when refilled
+        return arr
 
     def _forward(self, t: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         size = (int(t.shape[-2]), int(t.shape[-1]))
@@ -114,7 +146,8 @@ class TorchSession:
 
     @torch.inference_mode()
     def run(self, x: Array, layout: str = "NCHW") -> Outputs:
-        out = self._forward(self._input(x, layout))
+        bound = self._bound
+        out = self._forward(bound[1] if bound is not None and x is bound[0] else self._input(x, layout))
         if isinstance(out, torch.Tensor):
             return out.float().cpu().numpy()
         return tuple(o.cpu().numpy() for o in out)
@@ -152,19 +185,32 @@ class OnnxSession:
         self.meta: dict[str, Any] = json.loads(props[META_KEY]) if META_KEY in props else {}
         self.path = Path(path)
         self.config: TaskConfig | None = config_from_dict(self.meta["config"]) if "config" in self.meta else None
+        self._feed: dict[str, np.ndarray] = {}
+
+    def bind(self, x: Array, layout: str = "NCHW") -> np.ndarray:
+        arr = np.ascontiguousarray(numpy(to_layout(x, layout, "NCHW")), dtype=np.float32)
+        self._feed = {self.input: arr}  # ONNX Runtime reads a C-contiguous float32 array in place
+        return arr
 
     def run(self, x: Array, layout: str = "NCHW") -> Outputs:
-        arr = np.ascontiguousarray(numpy(to_layout(x, layout, "NCHW")), dtype=np.float32)
+        if x is not self._feed.get(self.input):
+            self.bind(x, layout)
+        arr = self._feed[self.input]
         if self.static_batch == 1 and len(arr) > 1:  # a graph traced for one image (Faster R-CNN)
             parts = [self.session.run(None, {self.input: arr[i: i + 1]}) for i in range(len(arr))]
             outs = [np.concatenate(p) for p in zip(*parts)]
         else:
-            outs = self.session.run(None, {self.input: arr})
+            outs = self.session.run(None, self._feed)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]:
-        feed = {self.input: np.ascontiguousarray(numpy(to_layout(x, layout, "NCHW")), dtype=np.float32)}
+        feed = {self.input: self.bind(x, layout)}
         return lambda: self.session.run(None, feed)
+
+
+class BoundArrayHeldError(RuntimeError):
+    """A LiteRT session cannot resize its input tensor while a caller holds the array ``bind`` returned
+    (that array is the tensor's memory)."""
 
 
 class LitertSession:
@@ -206,37 +252,68 @@ class LitertSession:
         inp = self.interpreter.get_input_details()[0]
         self._index, self._dtype = int(inp["index"]), np.dtype(inp["dtype"])
         self._in_quant = inp["quantization"] if self._dtype.kind in "iu" else None
-        self._shape = tuple(int(d) for d in inp["shape"])
+        self._buffer: np.ndarray | None = None
+        self._finish = finisher(self.config)
         # (index, scale, zero point) of each output; scale 0: a float output
         self._outputs = [(int(o["index"]), *o["quantization"]) for o in self.interpreter.get_output_details()]
         # Google's classifiers end in a softmax: their log-probabilities are logits (softmax gives them back)
         ops = self.interpreter._get_ops_details()
         self._log = any(op["op_name"] == "SOFTMAX" and self._outputs[0][0] in op["outputs"] for op in ops)
 
-    def _set_input(self, x: np.ndarray) -> None:
-        it = self.interpreter
-        if x.shape != self._shape:
-            it.resize_tensor_input(self._index, list(x.shape))
-            it.allocate_tensors()
-            self._shape = x.shape
-        if self._in_quant is not None and x.dtype != self._dtype:  # float in: onto the input's integer grid
+    def _input_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The interpreter's input tensor as an array, resized to ``shape`` first if it differs. The
+        session holds this view for good and invokes the native interpreter, whose Python wrapper refuses
+        to run while any view is alive; only a resize reallocates the tensor, and the wrapper's
+        ``allocate_tensors`` still refuses while a caller holds an old view."""
+        if self._buffer is None or self._buffer.shape != shape:
+            self._buffer = None
+            if not self.interpreter._safe_to_run():
+                raise BoundArrayHeldError(f"an array from bind() is still held, and a batch of shape {shape} needs "
+                                          "a new input tensor: drop the old array first")
+            self.interpreter.resize_tensor_input(self._index, list(shape))
+            self.interpreter.allocate_tensors()  # a half-done resize leaves no buffer: the next call resizes again
+            self._buffer = self.interpreter.tensor(self._index)()
+        return self._buffer
+
+    def _invoke(self) -> None:
+        """The native Invoke: interpreter.invoke() without its check for live views (the session holds
+        one of its input tensor). Not kept as a bound method: that would hold the native interpreter,
+        and the wrapper counts its references to tell whether views are alive."""
+        self.interpreter._interpreter.Invoke()
+
+    def bind(self, x: Array, layout: str = "NCHW") -> np.ndarray:
+        """``x`` written into the interpreter's input tensor, in one pass that casts, transposes and
+        quantizes (a float batch for an integer input goes onto the input's grid); returns that tensor."""
+        arr = numpy(to_layout(x, layout, "NHWC"))
+        if arr is self._buffer:
+            return arr
+        buf = self._input_buffer(tuple(arr.shape))
+        if self._in_quant is not None and arr.dtype.kind == "f":  # no torch ops here: its idle threads spin
             scale, zero_point = self._in_quant
             info = np.iinfo(self._dtype)
-            q = np.multiply(x, np.float32(1 / scale), dtype=np.float32, order="C")  # one new array, then in place
+            q = np.empty(arr.shape, np.float32)
+            copy_channels_last(q, arr)
+            q *= np.float32(1 / scale)
             q += np.float32(zero_point)
             np.rint(q, out=q)
-            x = np.clip(q, info.min, info.max, out=q)
-        if x.dtype == self._dtype and x.flags.c_contiguous:
-            it.set_tensor(self._index, x)
-        else:  # one pass: cast and transpose straight into the interpreter's input buffer
-            buf = it.tensor(self._index)()
-            np.copyto(buf, x, casting="unsafe")
-            del buf  # the interpreter refuses to run while a view of its buffers is alive
+            arr = np.clip(q, info.min, info.max, out=q)
+        copy_channels_last(buf, arr)
+        return buf
 
-    def _invoke(self, x: np.ndarray) -> list[np.ndarray]:
-        self._set_input(x)
+    def _outputs_of(self, x: Array, layout: str) -> list[np.ndarray]:
+        try:
+            if x is not self._buffer:
+                self.bind(x, layout)
+            self._invoke()
+        except BoundArrayHeldError:
+            raise
+        except (ValueError, RuntimeError):  # a graph with static shapes: one image at a time
+            arr = numpy(to_layout(x, layout, "NHWC"))
+            if len(arr) == 1:
+                raise
+            return [np.concatenate(p) for p in zip(*(self._outputs_of(arr[i: i + 1], "NHWC")
+                                                    for i in range(len(arr))))]
         it = self.interpreter
-        it.invoke()
         outs = []
         for index, scale, zero_point in self._outputs:
             out = it.get_tensor(index)
@@ -244,29 +321,17 @@ class LitertSession:
         return outs
 
     def run(self, x: Array, layout: str = "NCHW") -> Outputs:
-        arr = numpy(to_layout(x, layout, "NHWC"))
-        try:
-            outs = self._invoke(arr)
-        except (ValueError, RuntimeError):  # a graph with static shapes: one image at a time
-            self._invoke_shape_reset()
-            parts = [self._invoke(arr[i: i + 1]) for i in range(len(arr))]
-            outs = [np.concatenate(p) for p in zip(*parts)]
+        outs = self._outputs_of(x, layout)
         if len(outs) == 1:
             return np.log(np.maximum(outs[0], 1e-30)) if self._log else outs[0]
         if not self.ours:  # TFLite_Detection_PostProcess: y1, x1, y2, x2; classes from 0; scores; count
             boxes, classes, scores, count = outs
             return (boxes[..., [1, 0, 3, 2]], scores, classes.astype(np.int64) + 1, count.astype(np.int64))
-        return finish(self.config, tuple(torch.from_numpy(o) for o in outs))
+        return self._finish(tuple(torch.from_numpy(o) for o in outs))
 
     def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]:
-        self._set_input(numpy(to_layout(x, layout, "NHWC")))
-        return self.interpreter.invoke
-
-    def _invoke_shape_reset(self) -> None:
-        shape = [1, *self._shape[1:]]
-        self.interpreter.resize_tensor_input(self._index, shape)
-        self.interpreter.allocate_tensors()
-        self._shape = tuple(shape)
+        self.bind(x, layout)
+        return self._invoke
 
 
 def executorch_installed() -> bool:
@@ -307,6 +372,8 @@ class ExecutorchSession:
         self.config: TaskConfig | None = config_from_dict(self.meta["config"]) if self.meta else None
         self.path = Path(path)
         self.image_shape = tuple(self.method.metadata.input_tensor_meta(0).sizes())[1:]
+        self._finish = finisher(self.config)
+        self._bound: tuple[np.ndarray, list[torch.Tensor]] | None = None  # an array and its images as tensors
 
     def _input(self, x: Array, layout: str) -> torch.Tensor:
         t = torch.as_tensor(numpy(to_layout(x, layout, "NCHW")), dtype=torch.float32)
@@ -315,18 +382,28 @@ class ExecutorchSession:
                              f"static shape), not {'x'.join(map(str, t.shape[1:]))}: export at that --input-size")
         return t.contiguous()
 
+    def _bind(self, x: Array, layout: str) -> tuple[np.ndarray, list[torch.Tensor]]:
+        arr = np.ascontiguousarray(numpy(to_layout(x, layout, "NCHW")), dtype=np.float32)
+        t = self._input(arr, "NCHW")  # shares the array's memory
+        self._bound = (arr, [t[i: i + 1] for i in range(len(t))])  # the program takes one image per call
+        return self._bound
+
+    def bind(self, x: Array, layout: str = "NCHW") -> np.ndarray:
+        return self._bind(x, layout)[0]
+
     def run(self, x: Array, layout: str = "NCHW") -> Outputs:
-        t = self._input(x, layout)
-        if len(t) == 1:
-            outs = list(self.method.execute([t]))
+        bound = self._bound if self._bound is not None and x is self._bound[0] else self._bind(x, layout)
+        images = bound[1]
+        if len(images) == 1:
+            outs = list(self.method.execute(images))
         else:
-            parts = [self.method.execute([t[i: i + 1]]) for i in range(len(t))]
+            parts = [self.method.execute([image]) for image in images]
             outs = [torch.cat(p) for p in zip(*parts)]
-        return finish(self.config, outs[0] if len(outs) == 1 else tuple(outs))
+        return self._finish(outs[0] if len(outs) == 1 else tuple(outs))
 
     def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]:
-        inputs = [self._input(x, layout)[:1]]
-        return lambda: self.method.execute(inputs)
+        images = self._bind(numpy(to_layout(x, layout, "NCHW"))[:1], "NCHW")[1]
+        return lambda: self.method.execute(images)
 
 
 def onnx_metadata(path: str | Path) -> dict[str, Any]:
@@ -364,26 +441,27 @@ class OpenvinoSession:
         except RuntimeError as e:
             raise ValueError(f"{path}: not a model OpenVINO can run ({str(e).splitlines()[0]})") from None
         self.request = self.compiled.create_infer_request()
+        self._tensor = ov.Tensor
         self._outputs = len(self.compiled.outputs)
         self._shared: np.ndarray | None = None
         self.meta: dict[str, Any] = onnx_metadata(path)
         self.config: TaskConfig | None = config_from_dict(self.meta["config"]) if "config" in self.meta else None
         self.path = Path(path)
 
-    def _set_input(self, x: Array, layout: str) -> None:
-        import openvino as ov
-
+    def bind(self, x: Array, layout: str = "NCHW") -> np.ndarray:
         arr = np.ascontiguousarray(numpy(to_layout(x, layout, "NCHW")), dtype=np.float32)
         if arr is not self._shared:  # the request reads the array itself, so the same array needs no new tensor
-            self.request.set_input_tensor(0, ov.Tensor(arr, shared_memory=True))
+            self.request.set_input_tensor(0, self._tensor(arr, shared_memory=True))
             self._shared = arr  # kept alive while the request points at its memory
+        return arr
 
     def run(self, x: Array, layout: str = "NCHW") -> Outputs:
-        self._set_input(x, layout)
+        if x is not self._shared:
+            self.bind(x, layout)
         self.request.infer()
         outs = [self.request.get_output_tensor(i).data.copy() for i in range(self._outputs)]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]:
-        self._set_input(x, layout)
+        self.bind(x, layout)
         return self.request.infer

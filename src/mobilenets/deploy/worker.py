@@ -5,8 +5,9 @@
 
 reads JSON requests from stdin, one per line, and answers each with one JSON line on stdout:
 ``{"cmd": "ready"}`` once the session is open; ``{"cmd": "time", "shape": [N, C, H, W], "seconds": s}``
-with the median latency (ms) of ``session.run`` on a batch in the session's own layout (with
-``"raw": true``, of the runtime's own call, ``session.raw``), sent after this process's threads have
+with the median latency (ms) of ``session.run`` on a batch bound to the runtime (``session.bind``: in
+its layout and dtype, where a caller that fills that array in place hands it over) (with ``"raw": true``,
+of the runtime's own call, ``session.raw``), sent after this process's threads have
 gone idle (so that the next runtime is timed alone).
 """
 
@@ -23,7 +24,6 @@ import numpy as np
 from ..utils.quiet import quiet_native_output
 from ..utils.timing import time_fn
 from .runtime_choice import open_session, wait_idle
-from .sessions import to_layout
 
 
 def main(argv: list[str]) -> None:
@@ -37,8 +37,10 @@ def main(argv: list[str]) -> None:
         reply: dict[str, object] = {"runtime": session.name}
         if request["cmd"] == "time":
             x = np.random.default_rng(0).standard_normal(request["shape"]).astype(np.float32)
-            x = np.ascontiguousarray(to_layout(x, "NCHW", session.layout))
-            call = session.raw(x, session.layout) if request.get("raw") else partial(session.run, x, session.layout)
+            if request.get("raw"):
+                call = session.raw(x)
+            else:
+                call = partial(session.run, session.bind(x), session.layout)
             times = time_fn(call, warmup=3, iters=5, min_seconds=float(request["seconds"]))
             reply["median_ms"] = statistics.median(times) * 1e3
             reply["idle"] = wait_idle()
