@@ -10,7 +10,7 @@ LiteRT on Google's files, ONNX Runtime on torchvision's own ONNX export of ``mob
 
 Each candidate runs in a worker process of its own (``mobilenets.deploy.worker``); one worker is timed
 at a time and answers only once its threads are idle, in rounds whose order rotates. In each round a
-worker times the session (``session.run`` on a batch in its layout, what ``predict`` hands it) and
+worker times the session (``session.run`` on the batch bound to its runtime, ``session.bind``) and
 the runtime's own call (``session.raw``: ``interpreter.invoke()``, ``session.run()``, ...) back to
 back; the ratio is taken within the round, then the median over rounds. Goal: session <= 1.03x raw,
 or <= 20 us more.
