@@ -5,9 +5,8 @@
 
 reads JSON requests from stdin, one per line, and answers each with one JSON line on stdout:
 ``{"cmd": "ready"}`` once the session is open; ``{"cmd": "time", "shape": [N, C, H, W], "seconds": s}``
-with the median latency (ms) of ``session.run`` on a batch bound to the runtime (``session.bind``: in
-its layout and dtype, where a caller that fills that array in place hands it over) (with ``"raw": true``,
-of the runtime's own call, ``session.raw``), sent after this process's threads have
+with the median latency (ms) of ``session.run`` on a batch bound to the runtime (``session.bind``), or
+with ``"raw": true`` of the runtime's own call (``session.raw``), sent after this process's threads have
 gone idle (so that the next runtime is timed alone).
 """
 
