@@ -172,6 +172,34 @@ def test_matching_and_hard_negatives() -> None:
     assert stats["positives"] == int(pos.sum()) and used == 4 * int(pos.sum())  # 3 negatives per positive
 
 
+def test_atss_gives_a_small_box_the_anchors_that_fit_it_and_a_large_one_every_anchor_at_half_iou() -> None:
+    xy = anchors_xyxy(mobilenets.create_model("1.0-SSDLite-MobileNetV2-320-p3", num_classes=3).anchors((320, 320)))
+    small, large = [0.4, 0.4, 0.44, 0.45], [0.2, 0.25, 0.7, 0.8]  # a 13x16 px face at 320 px; a raccoon
+    gt = torch.tensor([small, large])
+    iou = box_iou(gt, xy)
+    argmax_gt, argmax_pos = match_anchors(gt, xy, matcher="argmax")
+    gt_index, pos = match_anchors(gt, xy, matcher="atss")
+    assert int((argmax_pos & (argmax_gt == 0)).sum()) == 1  # argmax: the small box's best anchor only
+    mine = pos & (gt_index == 0)
+    assert int(mine.sum()) > 1 and mine[iou[0].argmax()]
+    centres = (xy[:, :2] + xy[:, 2:]) / 2
+    inside = ((centres > gt[0, :2]) & (centres < gt[0, 2:])).all(1)
+    top = iou[0].topk(27).values
+    limit = (top.mean() + top.std()).clamp(max=0.5)
+    assert (inside[mine] | (iou[0, mine] >= 0.5)).all() and (iou[0, mine] >= limit).all()
+    assert (pos[iou[1] >= 0.5]).all() and (gt_index[(iou[1] >= 0.5) & (iou[0] < 0.5)] == 1).all()  # TF's positives kept
+    assert match_anchors(gt[:0], xy, matcher="atss")[1].sum() == 0
+
+
+def test_detectors_train_with_atss_and_record_their_matcher() -> None:
+    from mobilenets.tasks import config_from_dict, config_to_dict
+
+    cfg = parse_detector_name("1.0-SSDLite-MobileNetV2-320-p3")
+    assert cfg.matcher == "atss" and config_from_dict(config_to_dict(cfg.replace(matcher="argmax"))).matcher == "argmax"
+    with pytest.raises(ValueError, match="valid: atss, argmax"):
+        cfg.replace(matcher="hungarian")
+
+
 # ------------------------------------------------------------------------------ Google's detector
 
 

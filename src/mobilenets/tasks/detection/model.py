@@ -137,7 +137,8 @@ class SSD(HasBackbone, nn.Module):
     def _loss(self, codes: torch.Tensor, logits: torch.Tensor, x: torch.Tensor,
               targets: list[dict[str, Any]]) -> torch.Tensor:
         size = _size(x)
-        return ssd_loss(codes, logits, targets, self.anchors(size, x.device), size, self.config.box_scales)[0]
+        return ssd_loss(codes, logits, targets, self.anchors(size, x.device), size, self.config.box_scales,
+                        matcher=self.config.matcher)[0]
 
     def extra_repr(self) -> str:
         return f"name={self.config.name!r}"
