@@ -191,13 +191,38 @@ def test_atss_gives_a_small_box_the_anchors_that_fit_it_and_a_large_one_every_an
     assert match_anchors(gt[:0], xy, matcher="atss")[1].sum() == 0
 
 
-def test_detectors_train_with_atss_and_record_their_matcher() -> None:
+def test_focal_loss_weighs_every_anchor_and_leaves_the_background_output_alone() -> None:
+    from torchvision.ops import sigmoid_focal_loss
+
+    anchors = generate_anchors(AnchorConfig(), [(6, 6), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)])
+    gt = torch.tensor([[0.1, 0.1, 0.2, 0.3], [0.5, 0.5, 0.9, 0.95]])
+    target = {"boxes": gt * 96, "labels": torch.tensor([1, 3]), "ignore": torch.tensor([False, True])}
+    logits = torch.randn(1, len(anchors), 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    codes = torch.zeros(1, len(anchors), 4)
+    loss, stats = ssd_loss(codes, logits, [target], anchors, (96, 96), (10.0, 10.0, 5.0, 5.0), cls_loss="focal")
+    loss.backward()
+    best_gt, pos = match_anchors(gt, anchors_xyxy(anchors))
+    ignored = pos & (best_gt == 1)  # matched to the ignored box
+    pos &= ~ignored
+    onehot = torch.zeros(len(anchors), 3)
+    onehot[pos, 0] = 1.0  # label 1 -> the first object class
+    expected = sigmoid_focal_loss(logits[0, :, 1:].detach(), onehot, reduction="none")[~ignored].sum() / pos.sum()
+    assert stats["positives"] == int(pos.sum()) and torch.isclose(stats["cls"], expected)
+    grad = logits.grad[0]
+    assert (grad[:, 0] == 0).all() and (grad[~ignored, 1:] != 0).all() and (grad[ignored] == 0).all()
+
+
+def test_detectors_train_with_atss_and_focal_loss_and_record_both() -> None:
     from mobilenets.tasks import config_from_dict, config_to_dict
 
     cfg = parse_detector_name("1.0-SSDLite-MobileNetV2-320-p3")
-    assert cfg.matcher == "atss" and config_from_dict(config_to_dict(cfg.replace(matcher="argmax"))).matcher == "argmax"
+    assert cfg.matcher == "atss" and cfg.cls_loss == "focal"
+    tf = config_from_dict(config_to_dict(cfg.replace(matcher="argmax", cls_loss="hard_negatives")))
+    assert tf.matcher == "argmax" and tf.cls_loss == "hard_negatives"
     with pytest.raises(ValueError, match="valid: atss, argmax"):
         cfg.replace(matcher="hungarian")
+    with pytest.raises(ValueError, match="valid: focal, hard_negatives"):
+        cfg.replace(cls_loss="softmax")
 
 
 # ------------------------------------------------------------------------------ Google's detector

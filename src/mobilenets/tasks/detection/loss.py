@@ -1,4 +1,4 @@
-"""The SSD training loss, in TF's sigmoid variant (``ssd_mobilenet_v1_coco``'s config).
+"""The SSD training loss, in TF's sigmoid variants.
 
 Matching, ``matcher="argmax"`` (TF's argmax matcher, SSD's rule): an anchor is positive when its best
 ground-truth box overlaps it with IoU >= 0.5, and every box also claims its best anchor. A box much
@@ -8,9 +8,14 @@ Selection"): each box's threshold is the mean plus the standard deviation of the
 anchors, at most 0.5, and an anchor between it and 0.5 counts only if its centre lies inside the box
 (ATSS proper takes 9 candidates per map by centre distance; here, the best by IoU over all maps). A
 small box gets the few anchors that fit it best, a large one keeps every anchor at IoU >= 0.5; measured
-on the facemask photos (a quarter of the faces under 15 px), held-out mAP@0.5 0.416 -> 0.49. Classification: sigmoid
-cross-entropy summed over the ``num_classes + 1`` outputs (background = index 0 for negatives),
-with hard negative mining: per image, the 3 negatives per positive with the highest loss.
+on the facemask photos (a quarter of the faces under 15 px), held-out mAP@0.5 0.416 -> 0.49.
+
+Classification, ``cls_loss="focal"`` (the default of our detectors; TF's choice for its FPN SSDs, Lin
+et al. 2017): the sigmoid focal loss (alpha 0.25, gamma 2, torchvision's) over the object classes of
+every anchor, a negative's targets all 0. ``cls_loss="hard_negatives"`` (``ssd_mobilenet_v1_coco``'s config):
+sigmoid cross-entropy summed over the ``num_classes + 1`` outputs (background = index 0 for
+negatives), with hard negative mining: per image, the 3 negatives per positive with the highest loss.
+
 Localization: smooth L1 on the encoded boxes of the positives. Both are summed and divided by
 the number of positives in the batch.
 
@@ -25,7 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, sigmoid_focal_loss
 
 from .boxes import anchors_xyxy, encode
 
@@ -57,8 +62,10 @@ def match_anchors(gt: torch.Tensor, anchors_xy: torch.Tensor, threshold: float =
 
 def ssd_loss(codes: torch.Tensor, logits: torch.Tensor, targets: list[dict[str, Any]], anchors: torch.Tensor,
              input_size: tuple[int, int], box_scales: tuple[float, ...],
-             neg_pos_ratio: int = 3, matcher: str = "argmax") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Loss of one batch; ``targets[i]["boxes"]`` are in pixels of the model's input."""
+             neg_pos_ratio: int = 3, matcher: str = "argmax", cls_loss: str = "hard_negatives"
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss of one batch; ``targets[i]["boxes"]`` are in pixels of the model's input. ``cls_loss``:
+    see the module's docstring."""
     h, w = input_size
     anchors_xy = anchors_xyxy(anchors)
     scale = anchors.new_tensor([w, h, w, h])
@@ -76,12 +83,16 @@ def ssd_loss(codes: torch.Tensor, logits: torch.Tensor, targets: list[dict[str, 
         onehot = torch.zeros(len(anchors), num_cls, device=logit.device)
         labels = t["labels"].to(logit.device)
         onehot[pos, labels[best_gt[pos]] if len(gt) else 0] = 1.0
-        onehot[~pos, 0] = 1.0
-        per_anchor = F.binary_cross_entropy_with_logits(logit.float(), onehot, reduction="none").sum(1)
         n_pos = int(pos.sum())
-        neg_loss = per_anchor.masked_fill(pos | ignore, float("-inf"))
-        hard = neg_loss.topk(min(neg_pos_ratio * n_pos, int((~pos & ~ignore).sum()))).indices
-        cls_sum = cls_sum + per_anchor[pos].sum() + per_anchor[hard].sum()
+        if cls_loss == "focal":  # every anchor but the ignored, the object classes only
+            focal = sigmoid_focal_loss(logit[:, 1:].float(), onehot[:, 1:], alpha=0.25, gamma=2.0, reduction="none")
+            cls_sum = cls_sum + focal[~ignore].sum()
+        else:
+            onehot[~pos, 0] = 1.0
+            per_anchor = F.binary_cross_entropy_with_logits(logit.float(), onehot, reduction="none").sum(1)
+            neg_loss = per_anchor.masked_fill(pos | ignore, float("-inf"))
+            hard = neg_loss.topk(min(neg_pos_ratio * n_pos, int((~pos & ~ignore).sum()))).indices
+            cls_sum = cls_sum + per_anchor[pos].sum() + per_anchor[hard].sum()
         if n_pos:
             target = encode(gt[best_gt[pos]], anchors[pos], box_scales)
             loc_sum = loc_sum + F.smooth_l1_loss(code[pos].float(), target, reduction="sum", beta=1.0)

@@ -44,6 +44,7 @@ TAPS = {"v1": (("blocks.10", 16), ("blocks.12", 32)), "v2": (("blocks.13.expand"
 P3_TAPS = {"v1": ("blocks.4", 8), "v2": ("blocks.6.expand", 8)}
 MIN_LEVELS = (3, 4)
 MATCHERS = ("atss", "argmax")  # how training picks each anchor's box: see detection.loss
+CLS_LOSSES = ("focal", "hard_negatives")  # training's classification loss: see detection.loss
 #: A ``-p3`` detector's default anchors: the stride-8 map's boxes at 0.05 (square) and 0.1 of the
 #: image, where TF's lowest map has 0.1 and 0.2.
 P3_ANCHORS = AnchorConfig(lowest_scale=0.05, min_scale=0.1)
@@ -70,6 +71,7 @@ class DetectorConfig(BackboneProperties):
     predictor_kernel: int = 1  # SSD's box/class predictors: 1x1 (TF's MobileNet SSDs) or 3x3 (the original SSD)
     min_level: int = 4  # 4: the first map at stride 16 (TF's SSDs); 3: a stride-8 map before it
     matcher: str = "atss"  # training's anchor matching: ATSS's adaptive IoU threshold, or TF's argmax at 0.5
+    cls_loss: str = "focal"  # training's classification loss: focal over every anchor, or SSD's hard negatives
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -85,6 +87,8 @@ class DetectorConfig(BackboneProperties):
             raise ValueError(f"invalid predictor_kernel {self.predictor_kernel!r}; valid: 1, 3")
         if self.matcher not in MATCHERS:
             raise ValueError(f"invalid matcher {self.matcher!r}; valid: {', '.join(MATCHERS)}")
+        if self.cls_loss not in CLS_LOSSES:
+            raise ValueError(f"invalid cls_loss {self.cls_loss!r}; valid: {', '.join(CLS_LOSSES)}")
         if self.min_level not in MIN_LEVELS:
             raise ValueError(f"invalid min_level {self.min_level!r}; valid: 3 (a stride-8 map), 4")
         if self.min_level == 3 and self.backbone.output_stride < 16:
