@@ -58,7 +58,8 @@ def ours(job: dict[str, Any], out: Path, **options: Any) -> dict[str, Any]:
     if r.top1 is None and report.is_file():
         score["per_class_ap50"] = json.loads(report.read_text())["per_class_ap50"]
     return {**score, "best_epoch": r.best_epoch, "epochs": r.epochs, "wall_s": round(time.perf_counter() - t, 1),
-            "per_epoch": [round(h.get("val_top1", h.get("val_map50", 0.0)), 2) for h in r.history],
+            "per_epoch": {h["epoch"]: round(h.get("val_top1", h.get("val_map50", 0.0)), 2) for h in r.history
+                          if "val_loss" in h},  # the evaluated epochs (eval_every)
             "weights": r.weights}
 
 

@@ -36,6 +36,21 @@ def _ops(path: Path) -> dict[str, set[str]]:
     return out
 
 
+def _downstream_dtypes(path: Path, op_name: str) -> set[str]:
+    """The dtypes of every tensor computed from the outputs of the first ``op_name`` op."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    reached = set(next(op for op in ops if op["op_name"] == op_name)["outputs"])
+    for op in ops:  # in execution order: a consumer comes after its producers
+        if reached & set(op["inputs"]):
+            reached |= set(op["outputs"])
+    return {dtypes[i] for i in reached}
+
+
 @pytest.fixture(scope="module")
 def classifier() -> torch.nn.Module:
     torch.manual_seed(0)
@@ -117,7 +132,10 @@ def test_int8_detector_tflite_quantizes_the_network_and_decodes_in_float(tmp_pat
     assert res.format == "tflite-int8" and res.agreement is not None and 0.0 <= res.agreement <= 1.0
     ops = _ops(tmp_path / "d8.tflite")
     assert ops["CONV_2D"] == {"int8"} and ops["DEPTHWISE_CONV_2D"] == {"int8"}
-    assert "float32" in ops["EXP"]  # box decoding stays float (see INT8_OPS)
+    assert ops["EXP"] == {"float32"}
+    # the box decoding is float from the network's outputs on: no op after the first EXP makes an int8
+    # tensor (int8 ADD and CONCATENATION put the boxes on a grid of 1/108 of the image; see float_scope)
+    assert _downstream_dtypes(tmp_path / "d8.tflite", "EXP") == {"float32"}
     session = LitertSession(tmp_path / "d8.tflite")
     assert tflite_metadata(tmp_path / "d8.tflite")["config"]["num_classes"] == 3
     boxes, scores, labels, n = session.run(np.random.default_rng(0).standard_normal((2, 3, 96, 96), dtype=np.float32))

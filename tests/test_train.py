@@ -138,6 +138,27 @@ def test_fake_data_and_json_cli(tmp_path: Path) -> None:
     assert summary["precision"] == "fp32"  # the 'fake' preset trains with --amp off
 
 
+def test_eval_every_evaluates_every_nth_and_the_last_epoch(tmp_path: Path) -> None:
+    """Epochs without an evaluation have no held-out columns; the best epoch is chosen among the
+    evaluated ones; the table and the curves show the gaps."""
+    from mobilenets.training import format_history
+
+    color_folder(tmp_path / "imgs", n=6)
+    res = train(TrainConfig(data=str(tmp_path / "imgs"), epochs=5, eval_every=2, out=str(tmp_path / "run"),
+                            workers=0, amp="off", **FAST))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["epoch"] for r in rows if "val_top1" in r] == [2, 4, 5]
+    assert {"train_loss", "lr", "img_per_s"} <= set(rows[0]) and "val_loss" not in rows[0]
+    assert res.best_epoch in (2, 4, 5) and res.top1 == max(r["val_top1"] for r in rows if "val_top1" in r)
+    table = format_history(res.history).splitlines()
+    assert "-" in table[2].split() and "-" not in table[3].split()  # epoch 1: no val columns; epoch 2: numbers
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    assert read_metadata(tmp_path / "run" / "last.safetensors")["metrics"]["top1"] == rows[-1]["val_top1"]
+    with pytest.raises(ValueError, match="eval_every"):
+        train(TrainConfig(data=str(tmp_path / "imgs"), eval_every=0, out=str(tmp_path / "bad"), **FAST))
+
+
 def test_config_files(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text('model = "0.25-MobileNet-32"\nepochs = 1\nbatch_size = 48\nrecipe = "paper"\n')
     (tmp_path / "c.yaml").write_text("model: 0.25-MobileNet-32\nepochs: 1\nlabel-smoothing: 0.1\n")

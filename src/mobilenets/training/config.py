@@ -96,7 +96,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 _FROM_RECIPE = ("optimizer", "momentum", "weight_decay", "schedule", "warmup_epochs", "label_smoothing")
 
 #: What ``--resume`` may change: how the run executes, not what it computes (``epochs`` extends it).
-RESUMABLE_OPTIONS = ("epochs", "device", "workers", "progress", "amp", "compile", "save_every_steps")
+RESUMABLE_OPTIONS = ("epochs", "device", "workers", "progress", "amp", "compile", "save_every_steps", "eval_every")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -171,6 +171,8 @@ class TrainConfig:
     # robustness and scale
     max_bad_fraction: float = _opt(0.1, "stop if a larger share of the images is missing or unreadable")
     save_every_steps: int = _opt(0, "also checkpoint every N steps (long epochs)")
+    eval_every: int | None = _opt(None, "evaluate on the held-out split every N epochs and after the last (the best "
+                                        "epoch is chosen among these; default 1, or the fine-tuning recipe's)")
     sync_bn: bool = _opt(False, "SyncBatchNorm under torchrun")
     progress: bool = _opt(True, "progress bars")
 
@@ -241,6 +243,7 @@ class ResolvedConfig(TrainConfig):
     freeze_stages: int = 0
     workers: int = 0
     amp: str = ""
+    eval_every: int = 1
 
 
 def _validate(c: ResolvedConfig) -> None:
@@ -251,6 +254,7 @@ def _validate(c: ResolvedConfig) -> None:
     positive("epochs", c.epochs, True)
     positive("batch size", c.batch_size, True)
     positive("learning rate", c.lr)
+    positive("eval_every", c.eval_every, True)
     if c.input_size is not None:
         check_input_size(c.input_size)
     if c.amp not in AMP_CHOICES:

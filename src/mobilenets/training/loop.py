@@ -197,7 +197,7 @@ class Trainer:
         """The files derived from an epoch-end state: metrics, last/best weights, curves."""
         self.run.write_history(self.history)
         row = self.history[-1]
-        metrics = {**{k.removeprefix("val_"): row[k] for k in self.task.metrics}, "epoch": row["epoch"]}
+        metrics = {**{k.removeprefix("val_"): row[k] for k in self.task.metrics if k in row}, "epoch": row["epoch"]}
         save_weights(self.eval_model, self.run.last, **self.weights_meta, metrics=metrics)
         if self.best_epoch == row["epoch"]:
             save_weights(self.eval_model, self.run.best, **self.weights_meta, metrics=metrics)
@@ -417,31 +417,39 @@ def train_one_epoch(trainer: Trainer, epoch: int, stop: StopFlag) -> EpochSums:
     return sums
 
 
+def evaluates(cfg: ResolvedConfig, epoch: int) -> bool:
+    """Whether epoch ``epoch`` (from 0) ends with an evaluation: every ``eval_every``-th, and the last."""
+    return (epoch + 1) % cfg.eval_every == 0 or epoch + 1 >= cfg.epochs
+
+
 def end_epoch(trainer: Trainer, epoch: int, sums: EpochSums) -> dict[str, Any]:
-    """Evaluate, record, checkpoint (the state first, then the files derived from it) and report."""
+    """Evaluate (every ``eval_every`` epochs and after the last), record, checkpoint (the state first,
+    then the files derived from it) and report."""
     cfg = trainer.cfg
     if sums.bad and sums.bad > cfg.max_bad_fraction * (sums.seen + sums.bad):
         raise ValueError(f"{sums.bad} of {sums.seen + sums.bad} training images were unreadable (more than "
                          f"{cfg.max_bad_fraction:.0%}; e.g. {'; '.join(trainer.bad_examples) or 'on another rank'}); "
                          "fix the data or raise --max-bad-fraction")
-    if trainer.val_sampler is not None:
-        trainer.val_sampler.set_epoch(0)
-    # Evaluated in fp32 whatever the training precision, with rank 0's BN statistics on every rank:
-    # the numbers recorded are those of the saved weights as `evaluate`, `predict` and the exports
-    # run them, on any machine.
-    dist.broadcast_buffers(trainer.eval_model, trainer.ctx)
-    device = trainer.ctx.device
-    ev: Any = trainer.task.evaluate(trainer.eval_model, trainer.val_loader, trainer.classes, device,
-                                    Precision(None, device.type), cfg.channels_last, trainer.pre, trainer.ctx)
+    ev: Any = None
+    if evaluates(cfg, epoch):
+        if trainer.val_sampler is not None:
+            trainer.val_sampler.set_epoch(0)
+        # Evaluated in fp32 whatever the training precision, with rank 0's BN statistics on every rank:
+        # the numbers recorded are those of the saved weights as `evaluate`, `predict` and the exports
+        # run them, on any machine.
+        dist.broadcast_buffers(trainer.eval_model, trainer.ctx)
+        device = trainer.ctx.device
+        ev = trainer.task.evaluate(trainer.eval_model, trainer.val_loader, trainer.classes, device,
+                                   Precision(None, device.type), cfg.channels_last, trainer.pre, trainer.ctx)
     train_acc = {"train_acc": 100 * sums.correct / max(sums.seen, 1)} if trainer.task.train_accuracy else {}
     row = {"epoch": epoch + 1, "step": trainer.step, "train_loss": sums.loss / max(sums.seen, 1), **train_acc,
-           **trainer.task.row(ev), "lr": trainer.step_fn.optimizer.param_groups[0]["lr"],
+           **(trainer.task.row(ev) if ev is not None else {}), "lr": trainer.step_fn.optimizer.param_groups[0]["lr"],
            "img_per_s": sums.seen / max(sums.seconds, 1e-9), "epoch_s": sums.seconds, "bad_samples": sums.bad}
-    signs = stall_signs(trainer.classes, epoch + 1, row["train_loss"], ev, trainer.step)
+    signs = stall_signs(trainer.classes, epoch + 1, row["train_loss"], ev, trainer.step) if ev is not None else []
     if signs:
         row["warning"] = "; ".join(signs)
     trainer.history.append(row)
-    if row[trainer.task.metrics[0]] > trainer.best_metric:
+    if ev is not None and row[trainer.task.metrics[0]] > trainer.best_metric:
         trainer.best_metric, trainer.best_epoch = row[trainer.task.metrics[0]], epoch + 1
     trainer.best_metric, trainer.best_epoch = dist.broadcast_best(trainer.best_metric, trainer.best_epoch, trainer.ctx)
     trainer.epoch = epoch + 1
@@ -544,10 +552,15 @@ def _result(trainer: Trainer, wall_s: float) -> TrainResult:
 def format_history(history: list[dict[str, Any]]) -> str:
     metrics = [k for k in ("train_acc", "val_top1", "val_top5", "val_map", "val_map50", "val_map75", "val_miou",
                            "val_pixel_acc")
-               if history and k in history[0]]
+               if any(k in h for h in history)]
     return render_table(
         ["epoch", "train loss", *(k.replace("_", " ").replace("acc", "top-1") for k in metrics), "val loss", "lr",
          "img/s", "s"],
-        [[h["epoch"], f"{h['train_loss']:.4f}", *(f"{h[k]:.2f}" for k in metrics), f"{h['val_loss']:.4f}",
+        [[h["epoch"], f"{h['train_loss']:.4f}", *(_cell(h, k, ".2f") for k in metrics), _cell(h, "val_loss", ".4f"),
           f"{h['lr']:.2e}", f"{h['img_per_s']:.0f}", f"{h['epoch_s']:.1f}"] for h in history],
     )
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    """A history value, or "-" on an epoch without evaluation (``eval_every``)."""
+    return format(row[key], fmt) if key in row else "-"

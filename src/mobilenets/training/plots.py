@@ -13,18 +13,21 @@ from ..utils.plotting import pyplot, save_figure
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, metric: str = "val_top1",
                 metric_label: str = "top-1 (%)", title: str = "") -> Path:
-    """Loss and the task's metric per epoch (train and validation) from ``metrics.jsonl`` rows."""
+    """Loss and the task's metric per epoch (train and validation) from ``metrics.jsonl`` rows
+    (validation at the epochs that were evaluated)."""
     plt = pyplot()
     ep = [h["epoch"] for h in history]
+    evaluated = [h for h in history if metric in h]
+    val_ep = [h["epoch"] for h in evaluated]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(ep, [h["train_loss"] for h in history], label="train")
-    ax1.plot(ep, [h["val_loss"] for h in history], label="validation")
+    ax1.plot(val_ep, [h["val_loss"] for h in evaluated], marker=".", label="validation")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
     ax1.legend()
     if "train_acc" in history[0] and metric == "val_top1":
         ax2.plot(ep, [h["train_acc"] for h in history], label="train")
-    ax2.plot(ep, [h[metric] for h in history], label="validation")
+    ax2.plot(val_ep, [h[metric] for h in evaluated], marker=".", label="validation")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel(metric_label)
     ax2.legend()
