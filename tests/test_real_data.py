@@ -5,6 +5,7 @@ that learns nothing says so; int8 exports scored with labels; the report a run l
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -606,6 +607,11 @@ def test_freeze_stages_and_fitted_anchors_in_a_run(tmp_path: Path) -> None:
         _voc_xml(root / "annotations" / f"{k}.xml", f"{k}.jpg", list(zip(names, boxes)), img.size)
     start = mobilenets.save_weights(mobilenets.create_model("0.25-MobileNetV2-96", num_classes=10),
                                     tmp_path / "start.safetensors")
+    recipe = mobilenets.TrainConfig(data=str(root), model="0.25-SSDLite-MobileNetV2-96", init=str(start))
+    # fine-tuning a detector: 5400 images seen (at most 30 epochs), evaluated about 4 times; flags win
+    assert (recipe.resolved().epochs, recipe.resolved().eval_every) == (30, 8)
+    assert dataclasses.replace(recipe, epochs=6).resolved().eval_every == 2
+    assert dataclasses.replace(recipe, eval_every=1).resolved().eval_every == 1
     res = mobilenets.train(mobilenets.TrainConfig(data=str(root), model="0.25-SSDLite-MobileNetV2-96", init=str(start),
                                                   freeze_stages=3, fit_anchors=True, epochs=1, progress=False,
                                                   batch_size=4, out=str(tmp_path / "run"), repeat_threshold=0.9))
