@@ -82,6 +82,7 @@ def test_flop_counter_matches_the_cost_model() -> None:
     assert sum(t.numel() for t in model.parameters()) == p.trainable_params
 
 
+@pytest.mark.slow  # an end-to-end run (17 s): in the slow suite, which CI runs too
 def test_trains_evaluates_and_predicts_on_a_coco_folder(tmp_path: Path) -> None:
     data = make_coco_folder(tmp_path / "coco")
     res = mobilenets.train(mobilenets.TrainConfig(data=str(data), epochs=2, out=str(tmp_path / "run"), **FAST))
