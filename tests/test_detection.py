@@ -435,6 +435,43 @@ def test_train_and_evaluate_on_a_folder(layout: str, tmp_path: Path) -> None:
                         str(tmp_path / "ev")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert {"map", "map50", "map75", "map_small", "map_medium", "map_large"} <= set(json.loads(r.stdout))
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert report["confusion_labels"][-1] == "background" and len(report["confusion"]) == 3
+    assert sum(v["support"] for v in report["precision_recall"].values()) == sum(map(sum, report["confusion"][:2]))
+    assert (tmp_path / "ev" / "confusion.png").stat().st_size > 1000
+
+
+def test_box_confusion_counts_what_is_mistaken_for_what() -> None:
+    """Boxes and detections matched one to one by IoU whatever the classes: a right class on the diagonal,
+    a wrong one off it, a missed box in the background column, a detection of nothing in the background
+    row; low scores and detections on crowd boxes are not counted."""
+    from mobilenets.tasks.detection.metrics import CocoMeter, box_confusion
+
+    def g(i: int, cat: int, box: list[float], crowd: int = 0) -> dict:
+        return {"image_id": i, "category_id": cat, "bbox": box, "iscrowd": crowd}
+
+    def d(i: int, cat: int, box: list[float], score: float) -> dict:
+        return {"image_id": i, "category_id": cat, "bbox": box, "score": score}
+
+    gt = [g(1, 1, [0, 0, 10, 10]), g(1, 2, [20, 0, 10, 10]), g(1, 2, [40, 0, 10, 10]), g(1, 1, [60, 0, 10, 10], 1),
+          g(2, 1, [0, 0, 10, 10])]
+    dt = [d(1, 1, [0, 0, 10, 10], 0.9),   # right
+          d(1, 2, [1, 0, 10, 10], 0.8),   # a second detection of the same box: nothing there any more
+          d(1, 1, [20, 0, 10, 10], 0.8),  # class 2 taken for class 1
+          d(1, 2, [80, 0, 10, 10], 0.7),  # nothing there
+          d(1, 1, [40, 0, 10, 10], 0.1),  # below the score: box 3 is missed
+          d(1, 1, [60, 0, 10, 10], 0.9),  # on a crowd box: not counted
+          d(2, 1, [0, 0, 10, 11], 0.5)]   # right (IoU 0.91)
+    m = box_confusion(gt, dt, 2)
+    assert m.tolist() == [[2, 0, 0], [1, 0, 1], [0, 2, 0]]
+    meter = CocoMeter(["a", "b"])
+    meter.images, meter.gt, meter.dt = [{"id": 1, "height": 20, "width": 100}, {"id": 2, "height": 20, "width": 20}], \
+        [{**x, "id": k + 1, "area": 100.0} for k, x in enumerate(gt)], dt
+    res = meter.result()
+    assert torch.equal(res.box_confusion, m)
+    assert res.precision_recall == {"a": {"precision": pytest.approx(200 / 3), "recall": 100.0, "support": 2},
+                                    "b": {"precision": 0.0, "recall": 0.0, "support": 2}}
+    assert "P@0.3 %" in res.describe() and res.to_dict()["confusion_labels"] == ["a", "b", "background"]
 
 
 def test_detector_starts_from_a_classifier(tmp_path: Path) -> None:

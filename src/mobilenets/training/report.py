@@ -1,7 +1,7 @@
 """What a person looks at after a run, written next to the weights: the numbers (``eval.json``: per-class
-precision and recall, AP or IoU), a confusion matrix (``confusion.png``), a detector's precision-recall
-curve per class (``pr_curves.png``) and a grid of held-out images with prediction and truth
-(``examples.png``)."""
+precision and recall, AP or IoU), a confusion matrix (``confusion.png``; a detector's has a background
+row and column), a detector's precision-recall curve per class (``pr_curves.png``) and a grid of held-out
+images with prediction and truth (``examples.png``)."""
 
 from __future__ import annotations
 
@@ -113,6 +113,9 @@ def write_report(res: Any, out: str | Path, classes: Sequence[str]) -> list[Path
     confusion = getattr(res, "confusion", None)
     if confusion is not None:
         written.append(plot_confusion(confusion, res.classes, out / "confusion.png"))
+    boxes = getattr(res, "box_confusion", None)  # a detector's: its classes and the background
+    if boxes is not None:
+        written.append(plot_confusion(boxes, res.confusion_labels, out / "confusion.png"))
     if getattr(res, "pr_curves", None):
         written.append(plot_pr_curves(res.pr_curves, res.per_class_ap50, out / "pr_curves.png"))
     examples = getattr(res, "examples", None)

@@ -18,6 +18,9 @@ from ...utils.textfmt import render_table, unreadable_note
 from .boxes import Detections
 
 STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large")
+#: The detections a confusion matrix counts: scores from this (what ``examples.png`` draws), matched at this IoU.
+CONFUSION_SCORE = 0.3
+CONFUSION_IOU = 0.5
 
 
 @dataclass
@@ -36,23 +39,97 @@ class DetectionEvalResult:
     per_class_ap50: dict[str, float] = field(default_factory=dict)
     pr_curves: dict[str, list[float]] = field(default_factory=dict)  # precision at recall 0, 0.01 .. 1, IoU 0.5
     examples: list[Any] = field(default_factory=list)  # a few held-out images with detections, for people
+    box_confusion: torch.Tensor | None = None  # [C + 1, C + 1]: see :func:`box_confusion`
+
+    @property
+    def precision_recall(self) -> dict[str, dict[str, float]]:
+        """Per class, from :attr:`box_confusion`: precision and recall (percent) of the detections
+        scoring >= :data:`CONFUSION_SCORE`, and the number of held-out boxes."""
+        if self.box_confusion is None:
+            return {}
+        c = self.box_confusion.double()
+        tp, predicted, true = c.diag()[:-1], c.sum(0)[:-1], c.sum(1)[:-1]
+        prec = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp)) * 100
+        rec = torch.where(true > 0, tp / true.clamp_min(1), torch.zeros_like(tp)) * 100
+        return {n: {"precision": round(float(p), 4), "recall": round(float(r), 4), "support": int(s)}
+                for n, p, r, s in zip(self.classes, prec, rec, true)}
 
     @property
     def primary(self) -> float:
         return self.map
 
     def describe(self) -> str:
-        """Per-class AP as a table, then COCO's totals (what ``mobilenets eval`` prints)."""
-        rows = [[c, f"{100 * a:.2f}", f"{100 * self.per_class_ap50[c]:.2f}"] for c, a in self.per_class.items()]
+        """Per-class AP, and precision and recall at a score of :data:`CONFUSION_SCORE`, as a table, then
+        COCO's totals (what ``mobilenets eval`` prints)."""
+        pr = self.precision_recall
+        rows = [[c, f"{100 * a:.2f}", f"{100 * self.per_class_ap50[c]:.2f}",
+                 *((f"{pr[c]['precision']:.2f}", f"{pr[c]['recall']:.2f}", pr[c]["support"]) if c in pr else ())]
+                for c, a in self.per_class.items()]
+        head = ["class", "AP %", "AP@0.5 %", *((f"P@{CONFUSION_SCORE:g} %", f"R@{CONFUSION_SCORE:g} %", "boxes")
+                                               if pr else ())]
         pct = {k: f"{100 * getattr(self, k):.2f}" for k in STAT_NAMES}
-        return (f"{render_table(['class', 'AP %', 'AP@0.5 %'], rows)}\n\nmAP {pct['map']}  mAP@0.5 {pct['map50']}  "
+        return (f"{render_table(head, rows)}\n\nmAP {pct['map']}  mAP@0.5 {pct['map50']}  "
                 f"mAP@0.75 {pct['map75']}  small {pct['map_small']}  medium {pct['map_medium']}  large "
                 f"{pct['map_large']}  (COCO, pycocotools) on {self.count} images{unreadable_note(self.skipped)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: round(getattr(self, k), 6) for k in STAT_NAMES}
+        confusion = {} if self.box_confusion is None else {
+            "precision_recall": self.precision_recall, "confusion": self.box_confusion.tolist(),
+            "confusion_labels": self.confusion_labels, "confusion_score": CONFUSION_SCORE}
         return {**d, "loss": round(self.loss, 6), "count": self.count, "per_class": self.per_class,
-                "per_class_ap50": self.per_class_ap50, "pr_curves": self.pr_curves, "skipped": self.skipped}
+                "per_class_ap50": self.per_class_ap50, "pr_curves": self.pr_curves, **confusion,
+                "skipped": self.skipped}
+
+    @property
+    def confusion_labels(self) -> list[str]:
+        """The rows and columns of :attr:`box_confusion`: the classes, then "background"."""
+        return [*self.classes, "background"]
+
+
+def box_confusion(gt: list[dict[str, Any]], dt: list[dict[str, Any]], num_classes: int,
+                  score: float = CONFUSION_SCORE, iou: float = CONFUSION_IOU) -> torch.Tensor:
+    """Counts ``[C + 1, C + 1]`` (rows: truth, columns: prediction, index C: background) from COCO-style
+    ``gt`` and ``dt`` (``bbox`` x, y, w, h; ``category_id`` 1..C): in each image the boxes and the
+    detections scoring >= ``score`` are matched one to one at IoU >= ``iou``, the largest IoU first and
+    whatever the classes, so a box found with the wrong class lands off the diagonal, a missed box in
+    the background column and a detection of nothing in the background row. Crowd (difficult) boxes,
+    and the detections that only they explain, are not counted. Why: mAP says how well; this says what
+    is mistaken for what (a mask worn badly for a mask, or for nothing)."""
+    from torchvision.ops import box_iou
+
+    m = torch.zeros(num_classes + 1, num_classes + 1, dtype=torch.long)
+    images: dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for g in gt:
+        images.setdefault(g["image_id"], ([], []))[0].append(g)
+    for d in dt:
+        if d["score"] >= score:
+            images.setdefault(d["image_id"], ([], []))[1].append(d)
+
+    def xyxy(items: list[dict[str, Any]]) -> torch.Tensor:
+        b = torch.tensor([i["bbox"] for i in items], dtype=torch.float64).reshape(-1, 4)
+        return torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], 1)
+
+    for boxes, dets in images.values():
+        real = [g for g in boxes if not g["iscrowd"]]
+        crowd = [g for g in boxes if g["iscrowd"]]
+        overlap = box_iou(xyxy(real), xyxy(dets))
+        found: set[int] = set()
+        used: set[int] = set()
+        while overlap.numel() and float(overlap.max()) >= iou:
+            gi, di = divmod(int(overlap.argmax()), overlap.shape[1])
+            m[real[gi]["category_id"] - 1, dets[di]["category_id"] - 1] += 1
+            found.add(gi)
+            used.add(di)
+            overlap[gi, :], overlap[:, di] = -1.0, -1.0
+        for gi, g in enumerate(real):
+            if gi not in found:
+                m[g["category_id"] - 1, num_classes] += 1
+        on_crowd = (box_iou(xyxy(crowd), xyxy(dets)) >= iou).any(0).tolist() if crowd else [False] * len(dets)
+        for di, d in enumerate(dets):
+            if di not in used and not on_crowd[di]:
+                m[num_classes, d["category_id"] - 1] += 1
+    return m
 
 
 class CocoMeter:
@@ -117,4 +194,4 @@ class CocoMeter:
         m, m50, m75, small, medium, large = (float(s) for s in stats[:6])
         return DetectionEvalResult(m, m50, m75, small, medium, large, count=len(self.images), classes=self.classes,
                                    per_class=per_class, loss=loss, skipped=skipped or [], per_class_ap50=ap50,
-                                   pr_curves=curves)
+                                   pr_curves=curves, box_confusion=box_confusion(self.gt, self.dt, len(self.classes)))
