@@ -19,6 +19,7 @@ from torch import nn
 from ..models import MobileNet, ModelConfig, Preprocess, build_arch, create_mobilenet, resolve_config
 from ..models.spec import Layer, layer_shapes
 from ..utils.textfmt import render_table, unreadable_note
+from .confusion import precision_recall
 from .labels import imagenet_classes
 from .registry import ModelKind, Shapes, fields_of
 
@@ -43,12 +44,7 @@ class ClassificationEvalResult:
     @property
     def precision_recall(self) -> dict[str, dict[str, float]]:
         """Per class: precision and recall (percent) and the number of held-out images."""
-        c = self.confusion.double()
-        tp, predicted, true = c.diag(), c.sum(0), c.sum(1)
-        prec = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp)) * 100
-        rec = torch.where(true > 0, tp / true.clamp_min(1), torch.zeros_like(tp)) * 100
-        return {n: {"precision": round(float(p), 4), "recall": round(float(r), 4), "support": int(s)}
-                for n, p, r, s in zip(self.classes, prec, rec, true)}
+        return precision_recall(self.confusion, self.classes)
 
     def describe(self) -> str:
         """Per-class precision and recall as a table, then top-1/top-5 (what ``mobilenets eval`` prints)."""

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ...utils.textfmt import render_table, unreadable_note
+from ..confusion import precision_recall
 from .boxes import Detections
 
 STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large")
@@ -45,14 +46,7 @@ class DetectionEvalResult:
     def precision_recall(self) -> dict[str, dict[str, float]]:
         """Per class, from :attr:`box_confusion`: precision and recall (percent) of the detections
         scoring >= :data:`CONFUSION_SCORE`, and the number of held-out boxes."""
-        if self.box_confusion is None:
-            return {}
-        c = self.box_confusion.double()
-        tp, predicted, true = c.diag()[:-1], c.sum(0)[:-1], c.sum(1)[:-1]
-        prec = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp)) * 100
-        rec = torch.where(true > 0, tp / true.clamp_min(1), torch.zeros_like(tp)) * 100
-        return {n: {"precision": round(float(p), 4), "recall": round(float(r), 4), "support": int(s)}
-                for n, p, r, s in zip(self.classes, prec, rec, true)}
+        return {} if self.box_confusion is None else precision_recall(self.box_confusion, self.classes)
 
     @property
     def primary(self) -> float:
