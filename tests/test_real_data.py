@@ -399,6 +399,38 @@ def test_unfolding_batchnorm_keeps_the_function_and_trains_as_it() -> None:
         assert torch.allclose(model(x), before, atol=0.05 * float(before.abs().max()))
 
 
+def test_frozen_stages_run_as_folded_convs() -> None:
+    """``freeze``'s stages compute conv + inference BN as one folded conv: the same outputs and gradients
+    as the two layers, and the BN statistics estimation still sees every BN's input."""
+    from mobilenets.models.layers import ConvBNAct
+    from mobilenets.training.finetune import early_stages, freeze, recalibrate_batchnorm, set_train_mode
+
+    torch.manual_seed(0)
+    model = randomize_bn(mobilenets.create_model("0.25-MobileNetV2-64", num_classes=3, padding="tf_same"))
+    ref = copy.deepcopy(model)
+    freeze(model, False, 2)
+    set_train_mode(model, False, False, 2)
+    set_train_mode(ref, False, False, 2)
+    frozen = {id(u) for m in early_stages(model, 2) for u in m.modules() if isinstance(u, ConvBNAct)}
+    flagged = {id(u) for u in model.modules() if isinstance(u, ConvBNAct) and u.fold_frozen_bn}
+    assert flagged == frozen and len(frozen) == 9  # the stem, block 0 (depthwise, project), blocks 1-2 (three each)
+    x = torch.randn(4, 3, 64, 64)
+    torch.manual_seed(1)
+    out = model(x)
+    torch.manual_seed(1)  # the same dropout
+    expected = ref(x)
+    assert torch.allclose(out, expected, atol=1e-5)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    w = model.blocks[5].project.conv.weight
+    g = ref.blocks[5].project.conv.weight.grad
+    assert w.grad is not None and g is not None and torch.allclose(w.grad, g, atol=1e-3 * float(g.abs().max()))
+    stem_bn = model.stem.bn
+    before = stem_bn.running_var.clone()
+    assert recalibrate_batchnorm(model, ["stem.bn"], [x]) == 4
+    assert not torch.equal(stem_bn.running_var, before) and model.stem.fold_frozen_bn
+
+
 def _two_colours(root: Path, n: int = 24) -> Path:
     """Photos of two kinds: mostly red or mostly blue noise."""
     rng = np.random.default_rng(0)

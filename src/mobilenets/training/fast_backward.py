@@ -91,7 +91,7 @@ class FastBackwardConv2d(nn.Conv2d):
 
 
 class FastBackwardConv2dSame(Conv2dSame, FastBackwardConv2d):
-    """:class:`FastBackwardConv2d` with TF "SAME" padding (its ``forward`` pads, then this convolves)."""
+    """:class:`FastBackwardConv2d` with TF "SAME" padding (its ``_conv_forward`` pads, then this convolves)."""
 
 
 def is_strided_depthwise(conv: nn.Conv2d) -> bool:

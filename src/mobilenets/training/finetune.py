@@ -20,6 +20,7 @@ from torch import nn
 
 from ..models import MobileNet
 from ..models.fold import unfold_batchnorm
+from ..models.layers import ConvBNAct
 from ..models.spec import build_arch
 from ..tasks import TaskConfig, config_of, kind_of
 from ..tasks.backbone import HasBackbone
@@ -104,6 +105,9 @@ def recalibrate_batchnorm(model: nn.Module, names: Iterable[str], batches: Itera
         return record
 
     handles = [modules[n].register_forward_pre_hook(hook(n)) for n in names]
+    folding = [m for m in modules.values() if isinstance(m, ConvBNAct) and m.fold_frozen_bn]
+    for m in folding:  # a folded conv + BN would hide the BN's input from its hook
+        m.fold_frozen_bn = False
     was_training = model.training
     model.eval()
     images = 0
@@ -114,6 +118,8 @@ def recalibrate_batchnorm(model: nn.Module, names: Iterable[str], batches: Itera
     finally:
         for h in handles:
             h.remove()
+        for m in folding:
+            m.fold_frozen_bn = True
         model.train(was_training)
     for n, (s1, s2, count) in sums.items():
         mean = torch.as_tensor(s1) / count
@@ -141,11 +147,15 @@ def early_stages(model: nn.Module, stages: int) -> tuple[nn.Module, ...]:
 
 
 def freeze(model: nn.Module, frozen_backbone: bool, stages: int = 0) -> None:
-    """No gradients for the backbone (``frozen_backbone``) or for its first ``stages`` stages."""
+    """No gradients for the backbone (``frozen_backbone``) or for its first ``stages`` stages, whose
+    conv + BN pairs then run as one conv (``ConvBNAct.fold_frozen_bn``)."""
     modules = _frozen_modules(model) if frozen_backbone else early_stages(model, stages)
     frozen = {id(p) for m in modules for p in m.parameters()}
     for p in model.parameters():
         p.requires_grad = id(p) not in frozen
+    for unit in (u for m in modules for u in m.modules()):
+        if isinstance(unit, ConvBNAct):
+            unit.fold_frozen_bn = True
 
 
 def set_train_mode(model: nn.Module, frozen_backbone: bool, frozen_bn: bool = False, frozen_stages: int = 0) -> None:
