@@ -124,6 +124,7 @@ def test_starts_from_a_classifier(tmp_path: Path) -> None:
 def test_onnx_export_gives_the_pytorch_detections(tmp_path: Path, refdata: Path) -> None:
     """The export holds both stages and the NMS; traced for one image, ONNX Runtime runs a batch image
     by image and finds PyTorch's detections on real photos."""
+    torch.manual_seed(0)  # not the weights the tests before left the generator at
     model = mobilenets.create_model("0.25-FasterRCNN-MobileNet-160", num_classes=3).eval()
     w = save_weights(model, tmp_path / "w.safetensors", classes=["a", "b", "c"])
     res = mobilenets.export(mobilenets.load_model(w), tmp_path / "m.onnx", format="onnx")
@@ -133,8 +134,13 @@ def test_onnx_export_gives_the_pytorch_detections(tmp_path: Path, refdata: Path)
     onnx = mobilenets.predict(tmp_path / "m.onnx", photos, runtime="onnxruntime", score_threshold=0.2, batch_size=3)
     assert sum(len(p.detections) for p in ours.predictions) > 0
     for a, b in zip(ours.predictions, onnx.predictions):
-        assert [d["class_id"] for d in a.detections] == [d["class_id"] for d in b.detections]
-        for da, db in zip(a.detections, b.detections):
-            assert abs(da["score"] - db["score"]) < 1e-4 and np.abs(np.subtract(da["box"], db["box"])).max() < 0.05
+        # an untrained model scores many boxes alike (about 1/4 each): equal scores may come in either order
+        assert len(a.detections) == len(b.detections)
+        left = list(b.detections)
+        for da in a.detections:
+            same = [db for db in left if db["class_id"] == da["class_id"] and abs(da["score"] - db["score"]) < 1e-4
+                    and np.abs(np.subtract(da["box"], db["box"])).max() < 0.05]
+            assert same, da
+            left.remove(same[0])
     with pytest.raises(ValueError, match="exports to onnx, onnx-int8, not tflite: torchvision's two stages"):
         mobilenets.export(model, tmp_path / "m.tflite", format="tflite")
