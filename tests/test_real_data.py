@@ -429,6 +429,11 @@ def test_frozen_stages_run_as_folded_convs() -> None:
     before = stem_bn.running_var.clone()
     assert recalibrate_batchnorm(model, ["stem.bn"], [x]) == 4
     assert not torch.equal(stem_bn.running_var, before) and model.stem.fold_frozen_bn
+    model.stem.conv.weight.requires_grad_(True)  # trainable again: the two layers, so the gradient reaches it
+    model(x).sum().backward()
+    assert model.stem.conv.weight.grad is not None
+    freeze(model, False, 1)  # fewer stages: blocks 1-2 unflagged
+    assert not model.blocks[1].expand.fold_frozen_bn and model.blocks[0].project.fold_frozen_bn
 
 
 def _two_colours(root: Path, n: int = 24) -> Path:

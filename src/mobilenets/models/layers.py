@@ -56,9 +56,14 @@ class ConvBNAct(nn.Module):
         self.act = make_activation(cfg.activation) if layer.act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting() and self.fold_frozen_bn and not self.bn.training:
+        if not torch.jit.is_scripting() and self._fold_applies():
             return self.act(self._folded(x))
         return self.act(self.bn(self.conv(x)))
+
+    def _fold_applies(self) -> bool:
+        """Frozen: flagged, BN in inference mode, and no parameter to train (the folded weights are
+        new tensors: no gradient would reach the conv's or the BN's)."""
+        return self.fold_frozen_bn and not self.bn.training and not any(p.requires_grad for p in self.parameters())
 
     def _folded(self, x: torch.Tensor) -> torch.Tensor:
         """Conv and inference-mode BN as one conv."""

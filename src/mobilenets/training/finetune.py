@@ -153,9 +153,10 @@ def freeze(model: nn.Module, frozen_backbone: bool, stages: int = 0) -> None:
     frozen = {id(p) for m in modules for p in m.parameters()}
     for p in model.parameters():
         p.requires_grad = id(p) not in frozen
-    for unit in (u for m in modules for u in m.modules()):
+    frozen_units = {id(u) for m in modules for u in m.modules()}
+    for unit in model.modules():
         if isinstance(unit, ConvBNAct):
-            unit.fold_frozen_bn = True
+            unit.fold_frozen_bn = id(unit) in frozen_units
 
 
 def set_train_mode(model: nn.Module, frozen_backbone: bool, frozen_bn: bool = False, frozen_stages: int = 0) -> None:
