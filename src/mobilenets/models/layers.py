@@ -56,8 +56,9 @@ class ConvBNAct(nn.Module):
         self.act = make_activation(cfg.activation) if layer.act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting() and self._fold_applies():
-            return self.act(self._folded(x))
+        if not torch.jit.is_scripting():  # the fold is for training, and TorchScript skips this block
+            if self._fold_applies():
+                return self.act(self._folded(x))
         return self.act(self.bn(self.conv(x)))
 
     def _fold_applies(self) -> bool:
