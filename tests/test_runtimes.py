@@ -28,6 +28,7 @@ from mobilenets.deploy.runtime_choice import (
     wait_idle,
 )
 from mobilenets.deploy.sessions import BoundArrayHeldError, LitertSession, OnnxSession, OpenvinoSession, to_layout
+from mobilenets.utils.timing import time_pairs
 
 predict_module = importlib.import_module("mobilenets.deploy.predict")  # the package exports the function
 sessions_module = importlib.import_module("mobilenets.deploy.sessions")
@@ -248,6 +249,22 @@ def test_wait_idle_sees_a_busy_thread() -> None:
     finally:
         stop.set()
         t.join()
+
+
+def test_session_and_raw_are_timed_in_alternating_pairs(onnx_file: Path) -> None:
+    """What the overhead benchmark compares: session and raw call in short blocks whose order alternates
+    (a then b, then b then a), so that a pair's two blocks see the same load; from a worker, as JSON."""
+    calls: list[str] = []
+    pairs = time_pairs(lambda: calls.append("a"), lambda: calls.append("b"), seconds=0.0, block_seconds=0.0,
+                       warmup=0)
+    assert len(pairs) == 2 and calls == ["a", "b", "b", "a"] and all(t >= 0 for p in pairs for t in p)
+    w = choice.Worker("onnxruntime", onnx_file, 1)
+    try:
+        w.ask(cmd="ready")
+        reply = w.ask(cmd="pairs", shape=[1, 3, 32, 32], seconds=0.05)
+    finally:
+        w.close()
+    assert len(reply["pairs_ms"]) >= 2 and all(len(p) == 2 and min(p) > 0 for p in reply["pairs_ms"])
 
 
 def test_each_runtime_is_timed_in_a_process_of_its_own(onnx_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -254,11 +254,12 @@ class LitertSession:
         self._in_quant = inp["quantization"] if self._dtype.kind in "iu" else None
         self._buffer: np.ndarray | None = None
         self._finish = finisher(self.config)
-        # (index, scale, zero point) of each output; scale 0: a float output
-        self._outputs = [(int(o["index"]), *o["quantization"]) for o in self.interpreter.get_output_details()]
         # Google's classifiers end in a softmax: their log-probabilities are logits (softmax gives them back)
+        outputs = self.interpreter.get_output_details()
         ops = self.interpreter._get_ops_details()
-        self._log = any(op["op_name"] == "SOFTMAX" and self._outputs[0][0] in op["outputs"] for op in ops)
+        log = any(op["op_name"] == "SOFTMAX" and outputs[0]["index"] in op["outputs"] for op in ops)
+        self._outputs = [(int(o["index"]), _output_reader(np.dtype(o["dtype"]), *o["quantization"], log=log and i == 0))
+                         for i, o in enumerate(outputs)]
 
     def _input_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
         """The interpreter's input tensor as an array, resized to ``shape`` first if it differs. The
@@ -314,16 +315,12 @@ class LitertSession:
             return [np.concatenate(p) for p in zip(*(self._outputs_of(arr[i: i + 1], "NHWC")
                                                     for i in range(len(arr))))]
         it = self.interpreter
-        outs = []
-        for index, scale, zero_point in self._outputs:
-            out = it.get_tensor(index)
-            outs.append((out.astype(np.float32) - zero_point) * scale if scale else out)
-        return outs
+        return [read(it.get_tensor(index)) for index, read in self._outputs]
 
     def run(self, x: Array, layout: str = "NCHW") -> Outputs:
         outs = self._outputs_of(x, layout)
         if len(outs) == 1:
-            return np.log(np.maximum(outs[0], 1e-30)) if self._log else outs[0]
+            return outs[0]
         if not self.ours:  # TFLite_Detection_PostProcess: y1, x1, y2, x2; classes from 0; scores; count
             boxes, classes, scores, count = outs
             return (boxes[..., [1, 0, 3, 2]], scores, classes.astype(np.int64) + 1, count.astype(np.int64))
@@ -332,6 +329,22 @@ class LitertSession:
     def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]:
         self.bind(x, layout)
         return self._invoke
+
+
+def _output_reader(dtype: np.dtype[Any], scale: float, zero_point: int, log: bool
+                   ) -> Callable[[np.ndarray], np.ndarray]:
+    """What a LiteRT output becomes: dequantized when ``scale`` is set (0: a float output), then its log
+    when ``log`` (a softmax's). An 8-bit output is read through a table of its 256 codes' values, one
+    numpy call where the arithmetic took five (2.8 us against 4.6 us for 1001 classes)."""
+    if scale and dtype.itemsize == 1:
+        values = (np.arange(256, dtype=np.uint8).view(dtype).astype(np.float32) - zero_point) * scale
+        table = np.log(np.maximum(values, 1e-30)) if log else values
+        return lambda out: table[out.view(np.uint8)]
+
+    def read(out: np.ndarray) -> np.ndarray:
+        value = (out.astype(np.float32) - zero_point) * scale if scale else out
+        return np.log(np.maximum(value, 1e-30)) if log else value
+    return read
 
 
 def executorch_installed() -> bool:

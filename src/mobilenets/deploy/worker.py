@@ -7,7 +7,9 @@ reads JSON requests from stdin, one per line, and answers each with one JSON lin
 ``{"cmd": "ready"}`` once the session is open; ``{"cmd": "time", "shape": [N, C, H, W], "seconds": s}``
 with the median latency (ms) of ``session.run`` on a batch bound to the runtime (``session.bind``), or
 with ``"raw": true`` of the runtime's own call (``session.raw``), sent after this process's threads have
-gone idle (so that the next runtime is timed alone).
+gone idle (so that the next runtime is timed alone); ``{"cmd": "pairs", "shape": ..., "seconds": s}``
+with ``pairs_ms``, ``[session, raw]`` medians of short alternating blocks of both
+(:func:`~mobilenets.utils.timing.time_pairs`: what ``benchmarks/runtime_overhead.py`` compares).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from functools import partial
 import numpy as np
 
 from ..utils.quiet import quiet_native_output
-from ..utils.timing import time_fn
+from ..utils.timing import time_fn, time_pairs
 from .runtime_choice import open_session, wait_idle
 
 
@@ -34,14 +36,16 @@ def main(argv: list[str]) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         reply: dict[str, object] = {"runtime": session.name}
-        if request["cmd"] == "time":
+        if request["cmd"] in ("time", "pairs"):
             x = np.random.default_rng(0).standard_normal(request["shape"]).astype(np.float32)
-            if request.get("raw"):
-                call = session.raw(x)
+            run = partial(session.run, session.bind(x), session.layout)
+            if request["cmd"] == "pairs":
+                pairs = time_pairs(run, session.raw(x), float(request["seconds"]))
+                reply["pairs_ms"] = [[s * 1e3, r * 1e3] for s, r in pairs]
             else:
-                call = partial(session.run, session.bind(x), session.layout)
-            times = time_fn(call, warmup=3, iters=5, min_seconds=float(request["seconds"]))
-            reply["median_ms"] = statistics.median(times) * 1e3
+                times = time_fn(session.raw(x) if request.get("raw") else run, warmup=3, iters=5,
+                                min_seconds=float(request["seconds"]))
+                reply["median_ms"] = statistics.median(times) * 1e3
             reply["idle"] = wait_idle()
         print(json.dumps(reply), file=replies, flush=True)
 
