@@ -258,7 +258,8 @@ class LitertSession:
         outputs = self.interpreter.get_output_details()
         ops = self.interpreter._get_ops_details()
         log = any(op["op_name"] == "SOFTMAX" and outputs[0]["index"] in op["outputs"] for op in ops)
-        self._outputs = [(int(o["index"]), _output_reader(np.dtype(o["dtype"]), *o["quantization"], log=log and i == 0))
+        self._outputs = [(int(o["index"]), _output_reader(np.dtype(o["dtype"]), float(o["quantization"][0]),
+                                                          int(o["quantization"][1]), log=log and i == 0))
                          for i, o in enumerate(outputs)]
 
     def _input_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
