@@ -251,6 +251,20 @@ def test_wait_idle_sees_a_busy_thread() -> None:
         t.join()
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_an_8bit_output_reads_as_its_dequantized_values(dtype: Any) -> None:
+    """LiteRT's 8-bit outputs go through a table of their 256 codes: the same floats as the arithmetic,
+    and a softmax's log-probabilities."""
+    codes = np.arange(256, dtype=np.uint8).view(dtype).reshape(2, 128)
+    value = (codes.astype(np.float32) - 5) * np.float32(0.03)
+    np.testing.assert_array_equal(sessions_module._output_reader(np.dtype(dtype), 0.03, 5, log=False)(codes), value)
+    np.testing.assert_array_equal(sessions_module._output_reader(np.dtype(dtype), 0.03, 5, log=True)(codes),
+                                  np.log(np.maximum(value, 1e-30)))
+    floats = np.linspace(0.0, 1.0, 7, dtype=np.float32)
+    np.testing.assert_array_equal(sessions_module._output_reader(np.dtype(np.float32), 0.0, 0, log=True)(floats),
+                                  np.log(np.maximum(floats, 1e-30)))
+
+
 def test_session_and_raw_are_timed_in_alternating_pairs(onnx_file: Path) -> None:
     """What the overhead benchmark compares: session and raw call in short blocks whose order alternates
     (a then b, then b then a), so that a pair's two blocks see the same load; from a worker, as JSON."""
