@@ -457,7 +457,7 @@ def test_finetune_from_a_folded_tflite_file(freeze_bn: bool, refdata: Path, tmp_
     data = _two_colours(tmp_path / "data")
     res = mobilenets.train(mobilenets.TrainConfig(data=str(data), model="0.25-MobileNet-64", epochs=2, progress=False,
                                                   init=str(refdata / "models" / "mobilenet_v1_0.25_224.tflite"),
-                                                  out=str(tmp_path / "run"), batch_size=8,
+                                                  out=str(tmp_path / "run"), batch_size=8, amp="off",
                                                   freeze_bn=None if freeze_bn else False))
     cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert cfg["lr"] == 0.002 and cfg["freeze_bn"] == freeze_bn and cfg["batch_size"] == 8
@@ -508,7 +508,7 @@ def test_a_run_that_learns_nothing_warns(tmp_path: Path, capsys: pytest.CaptureF
 def test_int8_export_is_scored_on_labeled_images(fmt: str, tmp_path: Path) -> None:
     data = _two_colours(tmp_path / "data", n=16)
     res = mobilenets.train(mobilenets.TrainConfig(data=str(data), model="0.25-MobileNet-32", epochs=2, progress=False,
-                                                  out=str(tmp_path / "run"), batch_size=8))
+                                                  out=str(tmp_path / "run"), batch_size=8, amp="off"))
     given = {"calibrate": data / "train"} if fmt == "onnx-int8" else {}  # tflite: the recorded training split
     out = mobilenets.export(mobilenets.load_model(res.weights), tmp_path / f"m.{fmt.split('-')[0]}", fmt, **given)
     assert ("training split" in out.calibration) == (not given) and "SYNTHETIC" not in out.calibration
@@ -527,7 +527,7 @@ def test_finetune_google_v2_on_real_photos(refdata: Path, tmp_path: Path) -> Non
         pytest.skip(f"{data} not found")
     res = mobilenets.train(mobilenets.TrainConfig(data=str(data), model="1.0-MobileNetV2-128", epochs=2,
                                                   init=str(refdata / "models" / "mobilenet_v2_1.0_224_quant.tflite"),
-                                                  out=str(tmp_path / "run"), progress=False))
+                                                  out=str(tmp_path / "run"), progress=False, amp="off"))
     assert res.top1 >= 75, res.history
     assert all("warning" not in h for h in res.history)
 
@@ -552,7 +552,7 @@ def test_finetune_starts_from_every_weights_format(source: str, refdata: Path, t
         init = convert_weights(src, tmp_path / f"init{suffix}", target=source)
     data = _two_colours(tmp_path / "data", n=8)
     res = mobilenets.train(mobilenets.TrainConfig(data=str(data), model=name, epochs=1, progress=False,
-                                                  init=str(init), out=str(tmp_path / "run"), batch_size=4))
+                                                  init=str(init), out=str(tmp_path / "run"), batch_size=4, amp="off"))
     model = mobilenets.load_model(res.weights)
     tf = source.startswith("tflite") or source == "keras"
     assert (model.config.padding == "tf_same") == tf and (model.config.bn_eps == 1e-3) == tf
@@ -651,7 +651,7 @@ def test_freeze_stages_and_fitted_anchors_in_a_run(tmp_path: Path) -> None:
     assert dataclasses.replace(recipe, eval_every=1).resolved().eval_every == 1
     res = mobilenets.train(mobilenets.TrainConfig(data=str(root), model="0.25-SSDLite-MobileNetV2-96", init=str(start),
                                                   freeze_stages=3, fit_anchors=True, epochs=1, progress=False,
-                                                  batch_size=4, out=str(tmp_path / "run"), repeat_threshold=0.9))
+                                                  batch_size=4, out=str(tmp_path / "run"), repeat_threshold=0.9, amp="off"))
     trained = mobilenets.load_model(res.weights)
     before = mobilenets.load_model(start).state_dict()
     frozen = {n for m in early_stages(trained, 3) for n, _ in m.named_parameters()}
