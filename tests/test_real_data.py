@@ -651,7 +651,8 @@ def test_freeze_stages_and_fitted_anchors_in_a_run(tmp_path: Path) -> None:
     assert dataclasses.replace(recipe, eval_every=1).resolved().eval_every == 1
     res = mobilenets.train(mobilenets.TrainConfig(data=str(root), model="0.25-SSDLite-MobileNetV2-96", init=str(start),
                                                   freeze_stages=3, fit_anchors=True, epochs=1, progress=False,
-                                                  batch_size=4, out=str(tmp_path / "run"), repeat_threshold=0.9, amp="off"))
+                                                  batch_size=4, out=str(tmp_path / "run"), repeat_threshold=0.9,
+                                                  amp="off"))
     trained = mobilenets.load_model(res.weights)
     before = mobilenets.load_model(start).state_dict()
     frozen = {n for m in early_stages(trained, 3) for n, _ in m.named_parameters()}
