@@ -35,13 +35,7 @@ def time_pairs(a: Callable[[], Any], b: Callable[[], Any], seconds: float, block
         b()
 
     def block(fn: Callable[[], Any]) -> float:
-        times: list[float] = []
-        start = time.perf_counter()
-        while not times or time.perf_counter() - start < block_seconds:
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return statistics.median(times)
+        return statistics.median(time_fn(fn, warmup=0, iters=1, min_seconds=block_seconds))
 
     pairs: list[tuple[float, float]] = []
     start = time.perf_counter()
