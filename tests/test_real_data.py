@@ -295,6 +295,51 @@ def test_missing_and_unreadable_are_different_messages(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ segmentation layouts
 
 
+def test_the_data_layout_names_the_task(tmp_path: Path) -> None:
+    """``train --data D`` with no model or task trains what D's layout is for: boxes make a detector, masks
+    a segmenter, class folders a classifier. Before, raccoon's ``images/`` + ``annotations/`` trained a
+    one-class classifier to 100% top-1. A classifier named for boxes, two layouts at once, a single class
+    folder and an empty one are errors that say what to do."""
+    voc = tmp_path / "voc"
+    for k, (img, boxes, names) in enumerate(_shapes(6)):
+        (voc / "images").mkdir(parents=True, exist_ok=True)
+        img.save(voc / "images" / f"pic-{k}.jpg")
+        _voc_xml(voc / "annotations" / f"pic-{k}.xml", f"pic-{k}.jpg", list(zip(names, boxes)), img.size)
+    seg = tmp_path / "seg"
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        for d in ("images", "masks"):
+            (seg / d).mkdir(parents=True, exist_ok=True)
+        _photo(rng, (50, 40)).save(seg / "images" / f"p{k}.jpg")
+        Image.fromarray(np.where(np.arange(50)[None] < 25, 255, 0).repeat(40, 0).astype(np.uint8)).save(
+            seg / "masks" / f"p{k}.png")
+    cls = tmp_path / "cls"
+    for c in ("cat", "dog"):
+        for k in range(3):
+            (cls / c).mkdir(parents=True, exist_ok=True)
+            _photo(rng, (30, 30)).save(cls / c / f"{k}.jpg")
+    one = tmp_path / "one" / "cat"
+    one.mkdir(parents=True)
+    _photo(rng, (30, 30)).save(one / "0.jpg")
+    for data, task in ((voc, "detection"), (seg, "segmentation"), (cls, "classification")):
+        assert mobilenets.TrainConfig(data=str(data)).resolved().task == task
+    with pytest.raises(ValueError, match="is a detection dataset and 0.25-MobileNet-96 is not a detection model"):
+        mobilenets.TrainConfig(data=str(voc), model="0.25-MobileNet-96").resolved()
+    fast = dict(model="0.25-MobileNet-32", epochs=1, progress=False, out=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="class folders without images: annotations"):  # --task: folders as classes
+        mobilenets.train(mobilenets.TrainConfig(data=str(voc), task="classification", **fast))
+    with pytest.raises(ValueError, match=r"one class folder \('cat'\); a classifier needs two or more"):
+        mobilenets.train(mobilenets.TrainConfig(data=str(tmp_path / "one"), **fast))
+    (seg / "Annotations").mkdir()
+    (seg / "Annotations" / "p0.xml").write_text((voc / "annotations" / "pic-0.xml").read_text())
+    with pytest.raises(ValueError, match="holds both box annotations and masks; pass --task detection or "
+                                         "--task segmentation"):
+        mobilenets.TrainConfig(data=str(seg)).resolved()
+    (cls / "unsorted").mkdir()
+    with pytest.raises(ValueError, match="class folders without images: unsorted"):
+        mobilenets.train(mobilenets.TrainConfig(data=str(cls), **fast))
+
+
 def _photo(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
 

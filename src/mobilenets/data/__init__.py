@@ -3,12 +3,21 @@ augmentation (``transforms``), batching (``loaders``) and tar shards (``shards``
 New tasks add their datasets here (samples with their boxes or masks)."""
 
 from .annotations import repeat_factors
-from .datasets import DATA_KINDS, DataSpec, Splits, count_training_images, load_splits, load_task_splits, resolve_data
+from .datasets import (
+    DATA_KINDS,
+    DataSpec,
+    Splits,
+    count_training_images,
+    data_task,
+    load_splits,
+    load_task_splits,
+    resolve_data,
+)
 from .images import IMAGE_EXTENSIONS, UnreadableImage, find_images, load_image
 from .loaders import EpochSampler, Transformed, collate, default_workers, make_loader, with_transform
 from .transforms import train_transform
 
 __all__ = ["DATA_KINDS", "IMAGE_EXTENSIONS", "DataSpec", "EpochSampler", "Splits", "Transformed", "UnreadableImage",
-           "collate", "count_training_images", "default_workers", "find_images", "load_image", "load_splits",
-           "load_task_splits", "make_loader", "repeat_factors", "resolve_data",
+           "collate", "count_training_images", "data_task", "default_workers", "find_images", "load_image",
+           "load_splits", "load_task_splits", "make_loader", "repeat_factors", "resolve_data",
            "train_transform", "with_transform"]

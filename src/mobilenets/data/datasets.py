@@ -100,6 +100,7 @@ class _Resolver:
     load: Callable[[DataSpec], Any]  # the training and held-out splits
     folder_only: bool = True
     fake: bool = False  # "fake" is synthetic data of this task
+    fallback: bool = False  # any folder of folders: the task of data no other layout claims
 
 
 class _Folder(Dataset):
@@ -157,6 +158,8 @@ def _split(ds: Dataset, targets: Sequence[int], spec: DataSpec) -> tuple[Subset,
     from sklearn.model_selection import train_test_split
 
     idx = list(range(len(targets)))
+    if len(idx) < 2:
+        raise ValueError(f"{len(idx)} image(s): too few to hold some out for validation (--val-split)")
     counts = torch.bincount(torch.tensor(list(targets))) if targets else torch.zeros(0)
     stratify = targets if len(counts) and int(counts[counts > 0].min()) >= 2 else None
     tr, va = train_test_split(idx, test_size=spec.val_split, random_state=spec.seed, stratify=stratify)
@@ -195,23 +198,27 @@ def load_splits(spec: DataSpec) -> Splits:
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root}")
     val_dir = next((root / n for n in VAL_FOLDER_NAMES if (root / n).is_dir()), None)
-    if (root / "train").is_dir() and val_dir is not None:
-        classes = _class_dirs(root / "train")
-        if not classes:
-            raise ValueError(f"{root / 'train'}: no class folders found; expected train/<class>/<image>")
+    base = root / "train" if (root / "train").is_dir() else root
+    classes = _class_dirs(base)
+    if not classes:
+        raise ValueError(f"{base}: no class folders found; expected {root}/<class>/<image> or train/ and val/")
+    held_out: Dataset | None = None
+    if base != root and val_dir is not None:
         extra = sorted(set(_class_dirs(val_dir)) - set(classes))
         if extra:
-            raise ValueError(f"{val_dir} has classes that {root / 'train'} lacks: {extra}")
-        train, val = _Folder(root / "train", classes), _Folder(val_dir, classes)
-    else:
-        base = root / "train" if (root / "train").is_dir() else root
-        classes = _class_dirs(base)
-        if not classes:
-            raise ValueError(f"{root}: no class folders found; expected {root}/<class>/<image> or train/ and val/")
-        full = _Folder(base, classes)
-        train, val = _split(full, full.targets, spec) if len(full) else (full, full)
-    if len(train) == 0:
+            raise ValueError(f"{val_dir} has classes that {base} lacks: {extra}")
+        held_out = _Folder(val_dir, classes)
+    listed = _Folder(base, classes)
+    if len(listed) == 0:
         raise ValueError(f"{root}: no images found (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    if len(classes) == 1:
+        raise ValueError(f"{base}: one class folder ({classes[0]!r}); a classifier needs two or more, one folder of "
+                         "images per class (boxes or masks: --task detection or segmentation)")
+    empty = [c for i, c in enumerate(classes) if i not in set(listed.targets)]
+    if empty:
+        raise ValueError(f"{base}: class folders without images: {', '.join(empty)} (a class needs training "
+                         f"images; extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    train, val = (listed, held_out) if held_out is not None else _split(listed, listed.targets, spec)
     return Splits(train, val, classes)
 
 
@@ -221,7 +228,7 @@ def _segmentation_splits(spec: DataSpec) -> Any:
 
 _RESOLVERS = {
     "classification": _Resolver(_classification_kind, "an ImageFolder layout, a CIFAR folder, 'digits' or 'fake'",
-                                "not a classification dataset", load_splits, fake=True),
+                                "not a classification dataset", load_splits, fake=True, fallback=True),
     "detection": _Resolver(detection_kind, "a COCO, Pascal VOC or YOLO dataset folder, or 'digits'",
                            "not a detection dataset; expected COCO JSON (annotations/*.json, or the JSON file "
                            "itself), Pascal VOC XML (Annotations/ + JPEGImages/, or XML files beside the images) or "
@@ -231,6 +238,24 @@ _RESOLVERS = {
                               "masks folder whose files match by name (e.g. images/ + masks/, JPEGImages/ + "
                               "SegmentationClass/)", _segmentation_splits),
 }
+
+
+def data_task(data: str | os.PathLike[str] | None) -> str | None:
+    """The task a ``--data`` folder's layout is for: "detection" (COCO, VOC or YOLO annotations),
+    "segmentation" (masks) or None (class folders, or nothing recognizable: classification's reading
+    says what is wrong). Why: ``train --data raccoon/`` with no model named had trained a classifier
+    on the folder names (``images``: one class, 100% top-1)."""
+    if data is None or str(data) in ("digits", "fake"):
+        return None
+    root = Path(data).expanduser()
+    if not root.exists():
+        return None
+    found = [task for task, r in _RESOLVERS.items()
+             if not r.fallback and (root.is_dir() or not r.folder_only) and r.kind(root) is not None]
+    if len(found) > 1:
+        raise ValueError(f"{root} holds both box annotations and masks; pass --task "
+                         + " or --task ".join(found))
+    return found[0] if found else None
 
 
 def load_task_splits(spec: DataSpec) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ..data import count_training_images, default_workers, resolve_data
+from ..data import count_training_images, data_task, default_workers, resolve_data
 from ..models import check_input_size
 from ..tasks import task_of
 from ..utils.device import AMP_CHOICES
@@ -74,6 +74,8 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
     "segmentation": dict(batch_size=8, optimizer="adamw", lr=0.002, warmup_epochs=1.0, freeze_bn=False,
                          freeze_stages=3),
 }
+
+_EXAMPLE_MODEL = {"detection": "1.0-SSDLite-MobileNetV2-320", "segmentation": "1.0-DeepLabV3-MobileNetV2-257"}
 
 #: A dense task's fine-tuning length in training images seen: the epochs depend on the data's size
 #: (raccoon's 160 photos: 30 epochs; facemask's 677: 8; 10 gave no more: 0.497 mAP@0.5 against 0.506),
@@ -186,7 +188,11 @@ class TrainConfig:
         """Every ``None`` filled from the data preset and the recipe, and every value validated."""
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; valid: {', '.join(RECIPES)}")
-        task = self.task or (task_of(self.model) if self.model else "classification")
+        laid_out = None if self.task else data_task(self.data)  # what the data's layout is for
+        if laid_out and self.model and task_of(self.model) != laid_out:
+            raise ValueError(f"{self.data} is a {laid_out} dataset and {self.model} is not a {laid_out} model; name "
+                             f"one (e.g. {_EXAMPLE_MODEL[laid_out]}), or pass --task {task_of(self.model)}")
+        task = self.task or laid_out or (task_of(self.model) if self.model else "classification")
         if task not in TASK_PRESETS:
             raise ValueError(f"invalid task {task!r}; valid: {', '.join(TASK_PRESETS)}")
         if self.model and task_of(self.model) != task:
