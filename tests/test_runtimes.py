@@ -341,6 +341,25 @@ def test_eval_through_a_runtime_scores_the_held_out_split(tmp_path: Path, monkey
     assert d["metric"] == "top1" and d["images"] == 8 and d["openvino"] == pytest.approx(res.top1)
 
 
+def test_a_runtime_that_fails_on_the_batch_is_left_out(onnx_file: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker that stops while timing (LiteRT on a detector that took no batch did) is dropped with a
+    message; auto chooses among the others instead of failing the predict that asked it."""
+    real = choice.Worker
+
+    class Failing(real):  # type: ignore[misc, valid-type]
+        def ask(self, **request: Any) -> dict[str, object]:
+            if self.runtime == "openvino" and request["cmd"] == "time":
+                raise RuntimeError("the openvino worker stopped: RuntimeError: failed to prepare")
+            return dict(super().ask(**request))
+
+    monkeypatch.setattr(choice, "Worker", Failing)
+    rounds = measure_isolated({"onnxruntime": onnx_file, "openvino": onnx_file}, [2, 3, 32, 32], threads=1,
+                              min_rounds=2, max_rounds=2, seconds=0.02)
+    assert list(rounds) == ["onnxruntime"] and len(rounds["onnxruntime"]) == 2
+    assert "openvino worker stopped" in capsys.readouterr().err
+
+
 def test_a_runtime_that_cannot_open_the_model_is_left_out(onnx_file: Path, tmp_path: Path) -> None:
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
     rounds = measure_isolated({"onnxruntime": onnx_file, "openvino": tmp_path / "broken.onnx"}, [1, 3, 32, 32],

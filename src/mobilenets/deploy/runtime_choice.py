@@ -258,8 +258,18 @@ def measure_isolated(sources: dict[str, Path], shape: Sequence[int], threads: in
         order = list(workers)
         for i in range(max_rounds):
             for r in order[i % len(order):] + order[: i % len(order)]:
-                reply = workers[r].ask(cmd="time", shape=list(shape), seconds=seconds)
+                if r not in workers:
+                    continue
+                try:
+                    reply = workers[r].ask(cmd="time", shape=list(shape), seconds=seconds)
+                except RuntimeError as e:  # a runtime that fails on the batch is not a candidate either
+                    print(f"auto: {e}; choosing among the others", file=sys.stderr)
+                    workers.pop(r).close()
+                    del rounds[r]
+                    continue
                 rounds[r].append(float(reply["median_ms"]))  # type: ignore[arg-type]
+            if not workers:
+                raise RuntimeError("no runtime could run the model")
             if i + 1 >= min_rounds and len(ranked(rounds)) == 1:
                 break
         return rounds

@@ -253,6 +253,7 @@ class LitertSession:
         self._index, self._dtype = int(inp["index"]), np.dtype(inp["dtype"])
         self._in_quant = inp["quantization"] if self._dtype.kind in "iu" else None
         self._buffer: np.ndarray | None = None
+        self._one_at_a_time = False  # set when the graph cannot take a batch (static shapes)
         self._finish = finisher(self.config)
         # Google's classifiers end in a softmax: their log-probabilities are logits (softmax gives them back)
         outputs = self.interpreter.get_output_details()
@@ -287,9 +288,15 @@ class LitertSession:
         """``x`` written into the interpreter's input tensor, in one pass that casts, transposes and
         quantizes (a float batch for an integer input goes onto the input's grid); returns that tensor."""
         arr = numpy(to_layout(x, layout, "NHWC"))
-        if arr is self._buffer:
+        if arr is self._buffer or (self._one_at_a_time and len(arr) > 1):
             return arr
-        buf = self._input_buffer(tuple(arr.shape))
+        try:
+            buf = self._input_buffer(tuple(arr.shape))
+        except (ValueError, RuntimeError):  # a graph with static shapes (a detector's) takes no batch
+            if len(arr) == 1:
+                raise
+            self._one_at_a_time = True
+            return arr  # run() takes its images one at a time
         if self._in_quant is not None and arr.dtype.kind == "f":  # no torch ops here: its idle threads spin
             scale, zero_point = self._in_quant
             info = np.iinfo(self._dtype)
@@ -303,20 +310,25 @@ class LitertSession:
         return buf
 
     def _outputs_of(self, x: Array, layout: str) -> list[np.ndarray]:
+        if self._one_at_a_time and len(x) > 1:
+            return self._each_image(x, layout)
         try:
             if x is not self._buffer:
                 self.bind(x, layout)
             self._invoke()
         except BoundArrayHeldError:
             raise
-        except (ValueError, RuntimeError):  # a graph with static shapes: one image at a time
-            arr = numpy(to_layout(x, layout, "NHWC"))
-            if len(arr) == 1:
+        except (ValueError, RuntimeError):  # a graph with static shapes (a detector's): one image at a time
+            if len(x) == 1:
                 raise
-            return [np.concatenate(p) for p in zip(*(self._outputs_of(arr[i: i + 1], "NHWC")
-                                                    for i in range(len(arr))))]
+            self._one_at_a_time = True
+            return self._each_image(x, layout)
         it = self.interpreter
         return [read(it.get_tensor(index)) for index, read in self._outputs]
+
+    def _each_image(self, x: Array, layout: str) -> list[np.ndarray]:
+        arr = numpy(to_layout(x, layout, "NHWC"))
+        return [np.concatenate(p) for p in zip(*(self._outputs_of(arr[i: i + 1], "NHWC") for i in range(len(arr))))]
 
     def run(self, x: Array, layout: str = "NCHW") -> Outputs:
         outs = self._outputs_of(x, layout)
@@ -328,7 +340,11 @@ class LitertSession:
         return self._finish(tuple(torch.from_numpy(o) for o in outs))
 
     def raw(self, x: Array, layout: str = "NCHW") -> Callable[[], object]:
-        self.bind(x, layout)
+        """The interpreter's invoke on ``x`` bound; for a graph that takes no batch, what :meth:`run`
+        does instead (an invoke per image)."""
+        bound = self.bind(x, layout)
+        if bound is not self._buffer:
+            return lambda: self._outputs_of(bound, "NHWC")
         return self._invoke
 
 
