@@ -340,6 +340,31 @@ def test_the_data_layout_names_the_task(tmp_path: Path) -> None:
         mobilenets.train(mobilenets.TrainConfig(data=str(cls), **fast))
 
 
+def test_the_init_weights_name_the_model(refdata: Path, tmp_path: Path) -> None:
+    """``--init`` without ``--model``: a classifier fine-tunes the init's own architecture, a detector or
+    segmenter the task's default head on the init's backbone, and a detector's init is its own model.
+    Before, a V1 0.25 file met the V2 1.0 default and failed with "no tensor matches"."""
+    models = refdata / "models"
+    cls, voc = tmp_path / "cls", tmp_path / "voc"
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (cls / c).mkdir(parents=True)
+        _photo(rng, (30, 30)).save(cls / c / "0.jpg")
+    img, boxes, names = _shapes(1)[0]
+    (voc / "images").mkdir(parents=True)
+    img.save(voc / "images" / "a.jpg")
+    _voc_xml(voc / "annotations" / "a.xml", "a.jpg", list(zip(names, boxes)), img.size)
+
+    def model(data: Path, init: str, **kw: Any) -> str:
+        return str(mobilenets.TrainConfig(data=str(data), init=str(models / init), **kw).resolved().model)
+
+    assert model(cls, "mobilenet_v1_0.25_224.tflite") == "0.25-MobileNet-224"
+    assert model(cls, "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite") == "0.75-MobileNet-224"
+    assert model(voc, "mobilenet_v1_0.25_224.tflite") == "0.25-SSDLite-MobileNet-300"
+    assert model(voc, "coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite") == "0.75-SSD-MobileNet-300"
+    assert model(cls, "mobilenet_v1_0.25_224.tflite", model="1.0-MobileNetV2-96") == "1.0-MobileNetV2-96"
+
+
 def _photo(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
 

@@ -14,7 +14,7 @@ import yaml
 
 from ..data import count_training_images, data_task, default_workers, resolve_data
 from ..models import check_input_size
-from ..tasks import task_of
+from ..tasks import parse_model_name, task_of
 from ..utils.device import AMP_CHOICES
 
 # Defaults that depend on the data: the embedded digits are 8x8 images, so a small model at 32 px,
@@ -84,6 +84,27 @@ FINETUNE_IMAGES = {"detection": 5400, "segmentation": 4000}
 FINETUNE_EPOCHS = (6, 30)
 #: ... evaluated about this many times (``eval_every``): on facemask an evaluation costs a quarter of an epoch.
 FINETUNE_EVALS = 4
+
+
+def init_model(init: str, default: str) -> str:
+    """The model to fine-tune when ``--init`` names one and ``--model`` none: the init's own model when
+    it is of the task (a classifier, or a detector to fine-tune), else the task's default model on the
+    init's backbone (``mobilenet_v1_0.25_224.tflite`` for detection: ``0.25-SSDLite-MobileNet-320``).
+    Why: with V2 1.0 as the default, a V1 0.25 file failed with "no tensor matches". ``default`` when
+    the file cannot be read here (training reports why)."""
+    from ..weights import load_init_state
+
+    cfg = parse_model_name(default)
+    backbone = getattr(cfg, "backbone", cfg)
+    try:
+        source = load_init_state(init, backbone).config
+    except (ValueError, OSError):
+        return default
+    if task_of(source) == task_of(cfg):
+        return source.name
+    src = getattr(source, "backbone", source)
+    arch = backbone.replace(family=src.family, alpha=src.alpha)  # type: ignore[union-attr]
+    return (cfg.replace(backbone=arch) if hasattr(cfg, "backbone") else arch).name
 
 
 def finetune_epochs(images: int, train_size: int) -> int:
@@ -207,6 +228,8 @@ class TrainConfig:
         filled = {**recipe, **preset, **tuned, "task": task}  # a preset's value (digits: weight decay) wins
         values = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
         c = ResolvedConfig(**{**filled, **values})
+        if self.init and not self.model:
+            c.model = init_model(self.init, c.model)
         if self.lr is None and "lr" not in preset and "lr" not in tuned:
             c.lr = RECIPES[self.recipe]["lr"] * c.batch_size / RECIPES[self.recipe]["lr_batch"]
         if self.epochs is None and self.init and task in FINETUNE_IMAGES:
