@@ -411,3 +411,8 @@ def test_litert_refuses_to_resize_under_a_held_bound_array(classifier: torch.nn.
         s.run(batch[:1])  # another batch size needs a new tensor: the held array would dangle
     del bound
     assert s.run(batch[:1]).shape == (1, 4)
+    one = s.bind(batch[:1])
+    with pytest.raises(BoundArrayHeldError, match="still held"):  # not taken for a graph that takes no batch
+        s.run(batch)
+    del one
+    assert s.run(batch).shape == (len(batch), 4) and not s._one_at_a_time

@@ -292,6 +292,8 @@ class LitertSession:
             return arr
         try:
             buf = self._input_buffer(tuple(arr.shape))
+        except BoundArrayHeldError:
+            raise
         except (ValueError, RuntimeError):  # a graph with static shapes (a detector's) takes no batch
             if len(arr) == 1:
                 raise

@@ -89,7 +89,7 @@ FINETUNE_EVALS = 4
 def init_model(init: str, default: str) -> str:
     """The model to fine-tune when ``--init`` names one and ``--model`` none: the init's own model when
     it is of the task (a classifier, or a detector to fine-tune), else the task's default model on the
-    init's backbone (``mobilenet_v1_0.25_224.tflite`` for detection: ``0.25-SSDLite-MobileNet-320``).
+    init's backbone (``mobilenet_v1_0.25_224.tflite`` on a VOC folder: ``0.25-SSDLite-MobileNet-300``).
     Why: with V2 1.0 as the default, a V1 0.25 file failed with "no tensor matches". ``default`` when
     the file cannot be read here (training reports why)."""
     from ..weights import load_init_state
