@@ -332,3 +332,11 @@ def test_keras_without_top(keras, tmp_path: Path) -> None:  # type: ignore[no-un
     with torch.no_grad():
         out = ours(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
     assert np.abs(out - ref).max() <= 1e-4
+
+
+def test_an_exported_graph_is_not_taken_for_weights(tmp_path: Path) -> None:
+    """``eval --weights model.onnx``: the error says which commands run an exported graph and how to
+    score one, not only which weights formats exist."""
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    with pytest.raises(WeightsError, match=r"unknown weights format.*an exported graph: `predict` and `bench`"):
+        load_model(tmp_path / "model.onnx")
