@@ -23,6 +23,7 @@ import mobilenets
 from mobilenets.data import resolve_data
 from mobilenets.data.detection import load_detection_splits
 from mobilenets.data.segmentation import load_segmentation_splits
+from mobilenets.deploy.evaluate import evaluate_in_runtime
 from mobilenets.weights import convert_weights
 
 FAST_DET = dict(model="0.25-SSDLite-MobileNet-96", progress=False, batch_size=4, epochs=1)
@@ -585,6 +586,12 @@ def test_int8_export_is_scored_on_labeled_images(fmt: str, tmp_path: Path) -> No
     assert out.labeled is not None and out.labeled.images == 8 and out.labeled.metric == "top1"
     assert out.labeled.scores["fp32"] == pytest.approx(res.top1)
     assert 0 <= out.labeled.scores["int8"] <= 100 and "held-out top-1 %" in out.summary()
+    # the int8 file itself, scored by eval (its runtime: a .tflite runs in LiteRT, an .onnx in ONNX Runtime)
+    runtime = "onnxruntime" if fmt == "onnx-int8" else "litert"
+    again = evaluate_in_runtime(out.path, runtime, data)
+    assert again.images == 8 and again.scores[runtime] == pytest.approx(out.labeled.scores["int8"])
+    with pytest.raises(ValueError, match="exported graph, which records no data: give --data"):
+        evaluate_in_runtime(out.path, runtime)
 
 
 @pytest.mark.slow  # ~60 s: two epochs of 1.0-MobileNetV2 at 128 px on 500 photos

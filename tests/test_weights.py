@@ -335,8 +335,7 @@ def test_keras_without_top(keras, tmp_path: Path) -> None:  # type: ignore[no-un
 
 
 def test_an_exported_graph_is_not_taken_for_weights(tmp_path: Path) -> None:
-    """``eval --weights model.onnx``: the error says which commands run an exported graph and how to
-    score one, not only which weights formats exist."""
+    """An exported graph given where weights are read: the error says which commands run it."""
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
-    with pytest.raises(WeightsError, match=r"unknown weights format.*an exported graph: `predict` and `bench`"):
+    with pytest.raises(WeightsError, match=r"unknown weights format.*`predict`, `bench` and `eval` run it"):
         load_model(tmp_path / "model.onnx")

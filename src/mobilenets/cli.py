@@ -255,7 +255,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 @verb("eval", "evaluate weights: top-1/top-5, per-class precision/recall, confusion matrix and examples PNGs; COCO "
       "mAP and precision-recall curves for detectors; mIoU for segmenters",
-      arg("--weights", required=True, help="weights file (.safetensors from `train`, or a foreign format)"),
+      arg("--weights", required=True, help="weights file (.safetensors from `train`, or a foreign format), or an "
+                                            "exported .onnx / .tflite / .pte, run as it is (give --data)"),
       arg("--data", help="data to evaluate on (default: the held-out split recorded in the weights)"),
       arg("--batch-size", type=int, default=64), arg("--device", default="auto"),
       arg("--workers", type=int, default=None),
@@ -265,8 +266,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                "metric; torch (default) gives the full report"),
       arg("--no-progress", dest="progress", action="store_false", help="no progress bar"), EMULATE, JSON)
 def cmd_eval(args: argparse.Namespace) -> int:
-    if args.runtime != "torch":
-        scores = evaluate_in_runtime(_weights_arg(args), args.runtime, args.data, batch_size=args.batch_size)
+    graph = Path(args.weights).suffix in (".onnx", ".pte")  # an exported graph: torch cannot run it
+    if args.runtime != "torch" or graph:
+        runtime = "auto" if graph and args.runtime == "torch" else args.runtime
+        scores = evaluate_in_runtime(_weights_arg(args), runtime, args.data, batch_size=args.batch_size)
         if args.json:
             _print_json(scores.to_dict())
         else:

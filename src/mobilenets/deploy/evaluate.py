@@ -157,13 +157,26 @@ def score_sessions(model: nn.Module, spec: DataSpec, runs: dict[str, Run], batch
 def evaluate_in_runtime(weights: str | Path | nn.Module, runtime: str, data: str | Path | None = None,
                         batch_size: int = 16) -> LabeledScores:
     """The task's metric of ``weights`` run through ``runtime`` (our export, made once and cached; ``auto``:
-    the fastest) on the held-out split of ``data`` - by default the one the weights record."""
+    the fastest) on the held-out split of ``data`` - by default the one the weights record. An exported
+    ``.onnx``, ``.tflite`` or ``.pte`` (an int8 file to ship, say) runs as it is; it records no data."""
+    from ..tasks import build_model
     from ..weights import load_model
-    from .runtime_choice import open_session
+    from .runtime_choice import FILE_RUNTIMES, open_session
 
-    model = weights if isinstance(weights, nn.Module) else load_model(weights)
+    model: nn.Module
+    exported = not isinstance(weights, nn.Module) and Path(weights).suffix in FILE_RUNTIMES and runtime != "torch"
+    if exported:
+        session = open_session(weights, runtime, batch_size=batch_size)  # the file itself, int8 or not
+        if session.config is None:
+            raise ValueError(f"{weights} records no model configuration: export it with `mobilenets export`")
+        built = build_model(session.config)  # never run: what scoring reads (task, preprocessing, classes)
+        built.weights_meta = session.meta
+        model = built
+    else:
+        model = weights if isinstance(weights, nn.Module) else load_model(weights)
+        session = open_session(model, runtime, batch_size=batch_size)
     spec = labeled_data(model, data)
     if spec is None:
-        raise ValueError("these weights record no data that is still there: give --data")
-    session = open_session(model, runtime, batch_size=batch_size)
+        raise ValueError(f"{weights} is an exported graph, which records no data: give --data" if exported else
+                         "these weights record no data that is still there: give --data")
     return score_sessions(model, spec, {session.name: session.run}, batch_size)

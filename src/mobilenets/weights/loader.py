@@ -60,8 +60,7 @@ def sniff_format(path: Path) -> str:
         return "torch"
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
-    exported = (" (an exported graph: `predict` and `bench` run it; `eval --runtime R` on the weights it came from"
-                " scores their float export, and `export --format *-int8` reports the int8 file's score)"
+    exported = (" (an exported graph: `predict`, `bench` and `eval` run it in its runtime)"
                 if name.endswith((".onnx", ".pte")) else "")
     raise WeightsError(f"{path}: unknown weights format; expected .safetensors, .pth, .h5/.weights.h5, .tflite"
                        + exported)
