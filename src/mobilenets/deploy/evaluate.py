@@ -174,9 +174,10 @@ def evaluate_in_runtime(weights: str | Path | nn.Module, runtime: str, data: str
         model = built
     else:
         model = weights if isinstance(weights, nn.Module) else load_model(weights)
-        session = open_session(model, runtime, batch_size=batch_size)
     spec = labeled_data(model, data)
     if spec is None:
         raise ValueError(f"{weights} is an exported graph, which records no data: give --data" if exported else
                          "these weights record no data that is still there: give --data")
+    if not exported:  # our export of the weights, once the data is known to be there
+        session = open_session(model, runtime, batch_size=batch_size)
     return score_sessions(model, spec, {session.name: session.run}, batch_size)
