@@ -23,7 +23,7 @@ from .data.shard_writer import write_shards
 from .deploy import FORMATS, RUNTIMES, export, predict
 from .deploy.evaluate import evaluate_in_runtime
 from .deploy.predict import DetectionPrediction, SegmentationPrediction
-from .deploy.runtime_choice import default_runtime
+from .deploy.runtime_choice import GRAPH_SUFFIXES, default_runtime
 from .models import check_input_size, list_models, parse_name
 from .tasks import kind_of
 from .tradeoffs import bench, choose, sweep
@@ -266,10 +266,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                "metric; torch (default) gives the full report"),
       arg("--no-progress", dest="progress", action="store_false", help="no progress bar"), EMULATE, JSON)
 def cmd_eval(args: argparse.Namespace) -> int:
-    graph = Path(args.weights).suffix in (".onnx", ".pte")  # an exported graph: torch cannot run it
-    if args.runtime != "torch" or graph:
-        runtime = "auto" if graph and args.runtime == "torch" else args.runtime
-        scores = evaluate_in_runtime(_weights_arg(args), runtime, args.data, batch_size=args.batch_size)
+    if args.runtime != "torch" or Path(args.weights).suffix in GRAPH_SUFFIXES:  # torch cannot run a graph
+        scores = evaluate_in_runtime(_weights_arg(args), args.runtime, args.data, batch_size=args.batch_size)
         if args.json:
             _print_json(scores.to_dict())
         else:

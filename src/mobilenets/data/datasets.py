@@ -214,7 +214,8 @@ def load_splits(spec: DataSpec) -> Splits:
     if len(classes) == 1:
         raise ValueError(f"{base}: one class folder ({classes[0]!r}); a classifier needs two or more, one folder of "
                          "images per class (boxes or masks: --task detection or segmentation)")
-    empty = [c for i, c in enumerate(classes) if i not in set(listed.targets)]
+    seen = set(listed.targets)
+    empty = [c for i, c in enumerate(classes) if i not in seen]
     if empty:
         raise ValueError(f"{base}: class folders without images: {', '.join(empty)} (a class needs training "
                          f"images; extensions: {', '.join(IMAGE_EXTENSIONS)})")
@@ -250,8 +251,7 @@ def data_task(data: str | os.PathLike[str] | None) -> str | None:
     root = Path(data).expanduser()
     if not root.exists():
         return None
-    found = [task for task, r in _RESOLVERS.items()
-             if not r.fallback and (root.is_dir() or not r.folder_only) and r.kind(root) is not None]
+    found = [task for task, r in _RESOLVERS.items() if not r.fallback and r.kind(root) is not None]
     if len(found) > 1:
         raise ValueError(f"{root} holds both box annotations and masks; pass --task "
                          + " or --task ".join(found))

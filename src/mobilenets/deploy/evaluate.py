@@ -161,10 +161,13 @@ def evaluate_in_runtime(weights: str | Path | nn.Module, runtime: str, data: str
     ``.onnx``, ``.tflite`` or ``.pte`` (an int8 file to ship, say) runs as it is; it records no data."""
     from ..tasks import build_model
     from ..weights import load_model
-    from .runtime_choice import FILE_RUNTIMES, open_session
+    from .runtime_choice import FILE_RUNTIMES, GRAPH_SUFFIXES, open_session
 
     model: nn.Module
-    exported = not isinstance(weights, nn.Module) and Path(weights).suffix in FILE_RUNTIMES and runtime != "torch"
+    suffix = "" if isinstance(weights, nn.Module) else Path(weights).suffix
+    if runtime == "torch" and suffix in GRAPH_SUFFIXES:  # a graph torch cannot run: its fastest runtime
+        runtime = "auto"
+    exported = suffix in FILE_RUNTIMES and runtime != "torch"
     if exported:
         session = open_session(weights, runtime, batch_size=batch_size)  # the file itself, int8 or not
         if session.config is None:

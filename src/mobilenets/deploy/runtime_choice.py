@@ -46,6 +46,8 @@ from .sessions import (
 RUNTIMES = ("auto", "torch", "onnxruntime", "openvino", "litert", "executorch")
 # the runtimes that run each exported format (the first: what auto picks without measuring)
 FILE_RUNTIMES = {".onnx": ("onnxruntime", "openvino"), ".tflite": ("litert",), ".pte": ("executorch",)}
+#: Exported graphs that only their runtimes run (a TFLite file is also weights: torch runs it through our loader)
+GRAPH_SUFFIXES = (".onnx", ".pte")
 EXPORT_SUFFIX = {"onnxruntime": "onnx", "openvino": "onnx", "litert": "tflite", "executorch": "pte"}
 NOISE = 0.03  # runtimes within 3% of the fastest (median of within-round ratios) are a tie
 PREFERENCE = ("litert", "onnxruntime", "openvino", "executorch", "torch")  # a tie's order without a past choice
@@ -130,7 +132,7 @@ def _session(path: str | Path, runtime: str, threads: int | None) -> Session:
 def _open_file(src: str, runtime: str, threads: int | None, batch_size: int) -> Session | None:
     """An exported file in a runtime of its format (``auto``: the fastest of them, measured once)."""
     kinds = FILE_RUNTIMES.get(Path(src).suffix)
-    if kinds is None or (kinds == ("litert",) and runtime == "torch"):
+    if kinds is None or (Path(src).suffix not in GRAPH_SUFFIXES and runtime == "torch"):
         return None  # weights (a TFLite file runs in torch through our loader)
     if runtime != "auto" and runtime not in kinds:
         raise ValueError(f"{src} is a {Path(src).suffix} file: use --runtime {' or '.join(kinds)} (or auto)")
