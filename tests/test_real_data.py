@@ -366,6 +366,33 @@ def test_the_init_weights_name_the_model(refdata: Path, tmp_path: Path) -> None:
     assert model(cls, "mobilenet_v1_0.25_224.tflite", model="1.0-MobileNetV2-96") == "1.0-MobileNetV2-96"
 
 
+def test_small_objects_name_the_p3_detector(tmp_path: Path) -> None:
+    """With no ``--model``, boxes too small for TF's SSD anchors (fewer than half overlap one at IoU 0.5)
+    make the ``-p3`` model the default, and the note that the run prints says why; large boxes and a
+    named model keep theirs. Before, facemask's faces trained TF's SSDLite unless the user knew better."""
+    rng = np.random.default_rng(0)
+
+    def folder(name: str, side: int) -> Path:
+        root = tmp_path / name
+        (root / "images").mkdir(parents=True)
+        for k in range(6):
+            _photo(rng, (200, 200)).save(root / "images" / f"{k}.jpg")
+            corners = rng.integers(0, 200 - side, (3, 2)).tolist()
+            _voc_xml(root / "annotations" / f"{k}.xml", f"{k}.jpg",
+                     [("face", [x, y, x + side, y + side]) for x, y in corners], (200, 200))
+        return root
+
+    small, large = folder("small", 10), folder("large", 90)
+    chosen = mobilenets.TrainConfig(data=str(small)).resolved()
+    default = mobilenets.TrainConfig(data=str(large)).resolved()
+    assert chosen.model == f"{default.model}-p3" and default.model_note == ""
+    assert f"model {chosen.model}: only 0% of the 15 training boxes overlap an anchor of {default.model}" in \
+        chosen.model_note  # 15: one image of six is held out
+    assert "model_note" not in chosen.to_dict()  # config.yaml names the model; resuming does not choose again
+    named = mobilenets.TrainConfig(data=str(small), model="1.0-SSDLite-MobileNetV2-320").resolved()
+    assert named.model == "1.0-SSDLite-MobileNetV2-320" and named.model_note == ""
+
+
 def _photo(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
 

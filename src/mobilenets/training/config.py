@@ -4,17 +4,20 @@ from it), the data presets and recipes that fill what the user leaves unset, and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..data import count_training_images, data_task, default_workers, resolve_data
+from ..data import data_task, default_workers, load_task_splits, resolve_data
+from ..data.annotations import normalized_boxes
 from ..models import check_input_size
-from ..tasks import parse_model_name, task_of
+from ..tasks import kind_of, parse_model_name, task_of
 from ..utils.device import AMP_CHOICES
 
 # Defaults that depend on the data: the embedded digits are 8x8 images, so a small model at 32 px,
@@ -86,12 +89,12 @@ FINETUNE_EPOCHS = (6, 30)
 FINETUNE_EVALS = 4
 
 
-def init_model(init: str, default: str) -> str:
-    """The model to fine-tune when ``--init`` names one and ``--model`` none: the init's own model when
-    it is of the task (a classifier, or a detector to fine-tune), else the task's default model on the
-    init's backbone (``mobilenet_v1_0.25_224.tflite`` on a VOC folder: ``0.25-SSDLite-MobileNet-300``).
-    Why: with V2 1.0 as the default, a V1 0.25 file failed with "no tensor matches". ``default`` when
-    the file cannot be read here (training reports why)."""
+def init_model(init: str, default: str) -> tuple[str, bool]:
+    """The model to fine-tune when ``--init`` names one and ``--model`` none, and whether it is the init's
+    own: the init's own model when it is of the task (a classifier, or a detector to fine-tune), else the
+    task's default model on the init's backbone (``mobilenet_v1_0.25_224.tflite`` on a VOC folder:
+    ``0.25-SSDLite-MobileNet-300``). Why: with V2 1.0 as the default, a V1 0.25 file failed with "no
+    tensor matches". ``default`` when the file cannot be read here (training reports why)."""
     from ..weights import load_init_state
 
     cfg = parse_model_name(default)
@@ -99,12 +102,22 @@ def init_model(init: str, default: str) -> str:
     try:
         source = load_init_state(init, backbone).config
     except (ValueError, OSError):
-        return default
+        return default, False
     if task_of(source) == task_of(cfg):
-        return source.name
+        return source.name, True
     src = getattr(source, "backbone", source)
     arch = backbone.replace(family=src.family, alpha=src.alpha)  # type: ignore[union-attr]
-    return (cfg.replace(backbone=arch) if hasattr(cfg, "backbone") else arch).name
+    return (cfg.replace(backbone=arch) if hasattr(cfg, "backbone") else arch).name, False
+
+
+def data_model(name: str, input_size: int | None, splits: Callable[[], Any]) -> tuple[str, str]:
+    """The model to train when the user named none (``name``: the task's default, or on the init's
+    backbone) as the training data asks for it, and why it differs (:meth:`ModelKind.model_for_boxes`:
+    a detector's ``-p3`` for small objects); ``splits`` reads the data's splits."""
+    cfg = parse_model_name(name)
+    chosen, why = kind_of(cfg).model_for_boxes(cfg, lambda: normalized_boxes(splits().train),
+                                               input_size or cfg.resolution)
+    return chosen.name, why
 
 
 def finetune_epochs(images: int, train_size: int) -> int:
@@ -228,12 +241,16 @@ class TrainConfig:
         filled = {**recipe, **preset, **tuned, "task": task}  # a preset's value (digits: weight decay) wins
         values = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
         c = ResolvedConfig(**{**filled, **values})
+        splits = functools.cache(lambda: load_task_splits(spec))  # read once, if at all
+        own = False
         if self.init and not self.model:
-            c.model = init_model(self.init, c.model)
+            c.model, own = init_model(self.init, c.model)
+        if not self.model and not own:
+            c.model, c.model_note = data_model(c.model, c.input_size, splits)
         if self.lr is None and "lr" not in preset and "lr" not in tuned:
             c.lr = RECIPES[self.recipe]["lr"] * c.batch_size / RECIPES[self.recipe]["lr_batch"]
         if self.epochs is None and self.init and task in FINETUNE_IMAGES:
-            c.epochs = finetune_epochs(FINETUNE_IMAGES[task], count_training_images(spec))
+            c.epochs = finetune_epochs(FINETUNE_IMAGES[task], len(splits().train))
         if self.eval_every is None and self.init and task in FINETUNE_IMAGES:
             c.eval_every = max(1, math.ceil(c.epochs / FINETUNE_EVALS))
         if self.workers is None:
@@ -281,6 +298,14 @@ class ResolvedConfig(TrainConfig):
     workers: int = 0
     amp: str = ""
     eval_every: int = 1
+    #: why the data chose ``model`` when none was named (:func:`data_model`): said when the run starts,
+    #: not saved (the saved ``model`` names it)
+    model_note: str = field(default="", repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        del d["model_note"]
+        return d
 
 
 def _validate(c: ResolvedConfig) -> None:

@@ -521,6 +521,8 @@ def _open_run(config: TrainConfig | None, resume: str | Path | None,
             raise ValueError(f"{cfg.out} already holds a run; use --resume {cfg.out} or another --out")
         if main:
             Run.create(run.path, cfg.to_dict())
+            if cfg.model_note:
+                print(cfg.model_note)
     if main:
         run.remove_stale_files()
     return run, cfg
