@@ -40,8 +40,7 @@ class ExportResult:
                  f"tolerance {self.tolerance:g})"
         if self.agreement is not None:
             s += f"; int8/fp32 {self.details.get('agreement_of', 'top-1')} agreement {100 * self.agreement:.1f}% " \
-                 f"on {self.details.get('held_out', 0)} " \
-                 f"held-out images"
+                 f"on {self.details.get('held_out', 0)} images held out of calibration"
         if self.calibration:
             s += f"; calibration: {self.calibration}"
         if self.labeled is not None:
