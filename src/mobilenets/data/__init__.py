@@ -7,7 +7,6 @@ from .datasets import (
     DATA_KINDS,
     DataSpec,
     Splits,
-    count_training_images,
     data_task,
     load_splits,
     load_task_splits,
@@ -18,6 +17,6 @@ from .loaders import EpochSampler, Transformed, collate, default_workers, make_l
 from .transforms import train_transform
 
 __all__ = ["DATA_KINDS", "IMAGE_EXTENSIONS", "DataSpec", "EpochSampler", "Splits", "Transformed", "UnreadableImage",
-           "collate", "count_training_images", "data_task", "default_workers", "find_images", "load_image",
+           "collate", "data_task", "default_workers", "find_images", "load_image",
            "load_splits", "load_task_splits", "make_loader", "repeat_factors", "resolve_data",
            "train_transform", "with_transform"]

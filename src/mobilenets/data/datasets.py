@@ -261,8 +261,3 @@ def data_task(data: str | os.PathLike[str] | None) -> str | None:
 def load_task_splits(spec: DataSpec) -> Any:
     """The training and held-out splits of ``spec`` for its task."""
     return _RESOLVERS[spec.task].load(spec)
-
-
-def count_training_images(spec: DataSpec) -> int:
-    """How many training images ``spec`` holds (its annotations are read and checked)."""
-    return len(load_task_splits(spec).train)
