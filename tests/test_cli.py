@@ -95,3 +95,12 @@ def test_every_api_applies_one_input_size_rule(tmp_path) -> None:
     for call in calls:
         with pytest.raises(ValueError, match=r"^invalid input size 7; it must be an integer >= 32$"):
             call()
+
+
+def test_json_is_all_that_goes_to_stdout(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    """``--json``: stdout holds the one JSON line a script reads; what the library says on the way (here
+    training's report line) goes to stderr. Before, ``train --json`` printed its messages first."""
+    rc, out, err = run(capsys, "train", "--model", "0.25-MobileNet-32", "--epochs", "1", "--out",
+                       str(tmp_path / "run"), "--json")
+    assert rc == 0 and json.loads(out)["epochs"] == 1 and out.count("\n") == 1
+    assert "held-out report of the best epoch" in err

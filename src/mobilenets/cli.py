@@ -5,6 +5,7 @@ its arguments declared beside it (``@verb``); the training flags come from ``Tra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -95,8 +96,10 @@ def verb(name: str, help: str, *args: Arg) -> Callable[[Handler], Handler]:
     return register
 
 
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=None, default=str))
+def _print_json(args: argparse.Namespace, obj: Any) -> None:
+    """The one line a script reads: to stdout as it was before :func:`main` sent the library's own
+    messages (progress, notes, warnings) to stderr for ``--json``."""
+    print(json.dumps(obj, indent=None, default=str), file=args.json_out)
 
 
 # ------------------------------------------------------------------------------- cost verbs
@@ -111,7 +114,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         rows.append({"model": name, "params": p.params, "trainable_params": p.trainable_params, "madds": p.madds,
                      "input_size": p.input_size[0]})
     if args.json:
-        _print_json(rows)
+        _print_json(args, rows)
         return
     print(render_table(
         ["model", "input", "params (paper)", "params (torch)", "MAdds"],
@@ -127,7 +130,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 def cmd_summary(args: argparse.Namespace) -> None:
     p = profile(args.model, input_size=args.input_size)
     if args.json:
-        _print_json(p.to_dict())
+        _print_json(args, p.to_dict())
         return
     print(f"{p.name} at {p.input_size[0]}x{p.input_size[1]}\n")
     print(render_table(
@@ -154,7 +157,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 def cmd_paper(args: argparse.Namespace) -> None:
     tables = paper_tables(args.family)
     if args.json:
-        _print_json([t.to_dict() for t in tables])
+        _print_json(args, [t.to_dict() for t in tables])
         return
     mismatches = 0
     for t in tables:
@@ -183,7 +186,7 @@ def cmd_memory(args: argparse.Namespace) -> None:
     names = [args.model] if args.model else ["1.0-MobileNet-224", "1.0-MobileNetV2-224"]
     results = [analyze(n, input_size=args.input_size, dtype=args.dtype) for n in names]
     if args.json:
-        _print_json([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
+        _print_json(args, [r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict())
         return
     for r in results:
         fam = parse_name(r.model).family
@@ -227,7 +230,8 @@ def _train_args() -> tuple[Arg, ...]:
 
 @verb("train", "train a MobileNet (no arguments: the embedded digits data)", *_train_args())
 def cmd_train(args: argparse.Namespace) -> int:
-    opts = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "debug", "config", "resume", "json")}
+    opts = {k: v for k, v in vars(args).items()
+            if k not in ("handler", "command", "debug", "config", "resume", "json", "json_out")}
     try:
         if args.resume:
             result = train(resume=args.resume, **opts)
@@ -244,7 +248,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return 0
     if args.json:
-        _print_json({k: round(v, 4) if isinstance(v, float) else v for k, v in result.summary().items()})
+        _print_json(args, {k: round(v, 4) if isinstance(v, float) else v for k, v in result.summary().items()})
     else:
         print(format_history(result.history))
         print(f"\nbest held-out {result.describe()} at epoch {result.best_epoch} "
@@ -269,7 +273,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.runtime != "torch" or Path(args.weights).suffix in GRAPH_SUFFIXES:  # torch cannot run a graph
         scores = evaluate_in_runtime(_weights_arg(args), args.runtime, args.data, batch_size=args.batch_size)
         if args.json:
-            _print_json(scores.to_dict())
+            _print_json(args, scores.to_dict())
         else:
             print(scores.describe())
         return 0
@@ -282,7 +286,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for s in res.skipped:
         print(f"unreadable: {s}", file=sys.stderr)
     if args.json:
-        _print_json({**res.to_dict(), "out": str(out)})
+        _print_json(args, {**res.to_dict(), "out": str(out)})
         return 0
     print(res.describe())
     print(f"report in {out}: {', '.join(sorted(p.name for p in Path(out).iterdir()))}")
@@ -309,10 +313,11 @@ def cmd_shard(args: argparse.Namespace) -> None:
 def cmd_weights(args: argparse.Namespace) -> None:
     entries = list_weights(args.pattern)
     if args.json:
-        _print_json([{"id": e.id, "model": e.model, "url": e.url, "sha256": e.sha256, "hash_prefix": e.hash_prefix,
-                      "num_classes": e.num_classes, "preprocessing": e.preprocessing, "top1": e.top1, "top5": e.top5,
-                      "accuracy_source": e.accuracy_source, "params": e.cost.params, "madds": e.cost.madds,
-                      "license": e.license} for e in entries])
+        _print_json(args, [{"id": e.id, "model": e.model, "url": e.url, "sha256": e.sha256,
+                            "hash_prefix": e.hash_prefix, "num_classes": e.num_classes,
+                            "preprocessing": e.preprocessing, "top1": e.top1, "top5": e.top5,
+                            "accuracy_source": e.accuracy_source, "params": e.cost.params, "madds": e.cost.madds,
+                            "license": e.license} for e in entries])
         return
     print(render_table(
         ["id", "model", "classes", "top-1", "top-5", "input", "MAdds", "params"],
@@ -360,7 +365,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     res = export(load_model(args.weights, args.model), args.out, args.format, calibrate=args.calibrate,
                  input_size=args.input_size, argmax=args.argmax, progress=not args.json, eval_data=args.eval_data)
     if args.json:
-        _print_json({"path": res.path, "format": res.format, "max_abs_diff": res.max_abs_diff, "ok": res.ok,
+        _print_json(args, {"path": res.path, "format": res.format, "max_abs_diff": res.max_abs_diff, "ok": res.ok,
                      "agreement": res.agreement, "calibration": res.calibration, **res.details,
                      "labeled": res.labeled.to_dict() if res.labeled is not None else None})
     else:
@@ -384,7 +389,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for e in res.errors:
         print(f"unreadable: {e}", file=sys.stderr)
     if args.json:
-        _print_json(res.to_dict())
+        _print_json(args, res.to_dict())
     else:
         for p in res.predictions:
             if isinstance(p, DetectionPrediction):
@@ -418,7 +423,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
               input_size=args.input_size, threads=args.threads, train=args.train, train_amp=args.amp,
               warmup=args.warmup, iters=args.iters, remeasure=args.remeasure)
     if args.json:
-        _print_json(r.to_dict())
+        _print_json(args, r.to_dict())
         return
     print(f"{r.model} ({r.runtime}, batch {r.batch_size}, {r.input_size}px, {r.threads} threads; "
           f"{r.cpu}: {r.cpu_features})")
@@ -457,7 +462,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     res = sweep(args.family, _floats(args.widths), [int(r) for r in _floats(args.resolutions)], data=args.data,
                 out=args.out, epochs=args.epochs, runtime=args.runtime, progress=not args.json, **train_opts)
     if args.json:
-        _print_json({"csv": res.csv, "plots": res.plots, "rows": res.rows})
+        _print_json(args, {"csv": res.csv, "plots": res.plots, "rows": res.rows})
         return
     print(render_table(["model", "top-1", "MAdds", "params", "latency"],
                        [[r["model"], f"{r['top1']:.2f}", millions(r["madds"]), millions(r["params"]),
@@ -485,7 +490,7 @@ def cmd_choose(args: argparse.Namespace) -> int:
                batch_size=args.batch_size, accuracy=args.accuracy, remeasure=args.remeasure,
                input_size=args.input_size, progress=note)
     if args.json:
-        _print_json(c.to_dict())
+        _print_json(args, c.to_dict())
         return 0 if c.model else 1
     rows = sorted(c.candidates, key=lambda x: -x.top1)
     print(render_table(["model", "top-1", "latency", "params", "MAdds", "fits", "why"],
@@ -526,7 +531,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "input_size", None) is not None:  # one rule for every verb, before any work
             check_input_size(args.input_size)
-        rc = args.handler(args)
+        args.json_out = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext():
+            rc = args.handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
