@@ -366,8 +366,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                  input_size=args.input_size, argmax=args.argmax, progress=not args.json, eval_data=args.eval_data)
     if args.json:
         _print_json(args, {"path": res.path, "format": res.format, "max_abs_diff": res.max_abs_diff, "ok": res.ok,
-                     "agreement": res.agreement, "calibration": res.calibration, **res.details,
-                     "labeled": res.labeled.to_dict() if res.labeled is not None else None})
+                           "agreement": res.agreement, "calibration": res.calibration, **res.details,
+                           "labeled": res.labeled.to_dict() if res.labeled is not None else None})
     else:
         print(res.summary())
     return 0 if res.ok else 1

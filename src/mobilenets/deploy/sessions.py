@@ -312,18 +312,16 @@ class LitertSession:
         return buf
 
     def _outputs_of(self, x: Array, layout: str) -> list[np.ndarray]:
+        if x is not self._buffer:
+            self.bind(x, layout)  # finds out, on a first batch, whether the graph takes one
+        if not (self._one_at_a_time and len(x) > 1):
+            try:
+                self._invoke()
+            except (ValueError, RuntimeError):  # a graph with static shapes (a detector's) fails here instead
+                if len(x) == 1:
+                    raise
+                self._one_at_a_time = True
         if self._one_at_a_time and len(x) > 1:
-            return self._each_image(x, layout)
-        try:
-            if x is not self._buffer:
-                self.bind(x, layout)
-            self._invoke()
-        except BoundArrayHeldError:
-            raise
-        except (ValueError, RuntimeError):  # a graph with static shapes (a detector's): one image at a time
-            if len(x) == 1:
-                raise
-            self._one_at_a_time = True
             return self._each_image(x, layout)
         it = self.interpreter
         return [read(it.get_tensor(index)) for index, read in self._outputs]
