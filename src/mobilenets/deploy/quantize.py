@@ -24,6 +24,9 @@ from .bias_correction import bias_correct
 from .onnx import export_onnx
 from .sessions import OnnxSession
 
+#: Calibration samples to aim for, and the most images calibrated on: each activation's range is its min
+#: and max over them, and images past a few hundred only widen it with rarer extremes (facemask's int8
+#: detector: mAP@0.5 0.498 from 508 images, 0.506 from 200 of them, against fp32 0.519).
 CALIBRATION_SAMPLES = 200
 
 
@@ -66,7 +69,8 @@ def calibration_sets(model: nn.Module, calibrate: str | Path | Sequence[Path] | 
     agreement on) and a label saying what they are; without images, labelled synthetic ones.
 
     ``per_image`` (default: enough random crops of each image for ~``CALIBRATION_SAMPLES`` samples,
-    at most 8) - a few photos still cover the ranges that many would.
+    at most 8) - a few photos still cover the ranges that many would; of more images than that, a
+    seeded random ``CALIBRATION_SAMPLES`` are calibrated on.
     """
     if calibrate is None:
         label = "SYNTHETIC (no --calibrate images given: smooth random images; pass real images for a real int8 model)"
@@ -78,7 +82,8 @@ def calibration_sets(model: nn.Module, calibrate: str | Path | Sequence[Path] | 
     order = np.random.default_rng(seed).permutation(len(files))
     n_hold = max(1, int(round(held_out * len(files)))) if held_out > 0 and len(files) > 1 else 0
     hold_files = [files[i] for i in sorted(order[:n_hold])]
-    cal_files = [files[i] for i in sorted(order[n_hold:])]
+    cal_files = [files[i] for i in sorted(order[n_hold:n_hold + CALIBRATION_SAMPLES])]
+    of = f"{len(cal_files)} of {len(files) - n_hold}" if len(files) - n_hold > len(cal_files) else f"{len(cal_files)}"
     if per_image is None:
         per_image = min(8, max(1, round(CALIBRATION_SAMPLES / max(len(cal_files), 1))))
     cal = calibration_images(cal_files, model, per_image, seed)
@@ -87,7 +92,7 @@ def calibration_sets(model: nn.Module, calibrate: str | Path | Sequence[Path] | 
         raise ValueError("no readable calibration images")
     crops = f" (x{per_image} crops)" if per_image > 1 else ""
     source = f"the training split ({os.path.commonpath([str(f) for f in files])})" if listed else str(calibrate)
-    return cal, hold, f"{len(cal_files)} images from {source}{crops}"
+    return cal, hold, f"{of} images from {source}{crops}"
 
 
 def _reader(samples: Sequence[np.ndarray], input_name: str, batch: int = 16) -> Any:
