@@ -70,7 +70,7 @@ def calibration_sets(model: nn.Module, calibrate: str | Path | Sequence[Path] | 
 
     ``per_image`` (default: enough random crops of each image for ~``CALIBRATION_SAMPLES`` samples,
     at most 8) - a few photos still cover the ranges that many would; of more images than that, a
-    seeded random ``CALIBRATION_SAMPLES`` are calibrated on.
+    seeded random ``CALIBRATION_SAMPLES`` are calibrated on, and at most as many held out.
     """
     if calibrate is None:
         label = "SYNTHETIC (no --calibrate images given: smooth random images; pass real images for a real int8 model)"
@@ -81,6 +81,7 @@ def calibration_sets(model: nn.Module, calibrate: str | Path | Sequence[Path] | 
         raise ValueError(f"no images found in {calibrate} for calibration")
     order = np.random.default_rng(seed).permutation(len(files))
     n_hold = max(1, int(round(held_out * len(files)))) if held_out > 0 and len(files) > 1 else 0
+    n_hold = min(n_hold, CALIBRATION_SAMPLES)  # a training split of 100k photos: 200 held out, not 25k in memory
     hold_files = [files[i] for i in sorted(order[:n_hold])]
     cal_files = [files[i] for i in sorted(order[n_hold:n_hold + CALIBRATION_SAMPLES])]
     of = f"{len(cal_files)} of {len(files) - n_hold}" if len(files) - n_hold > len(cal_files) else f"{len(cal_files)}"
