@@ -53,7 +53,8 @@ def test_detector_cost_reproduces_the_papers(name: str, classes: int, madds: int
 
 @pytest.mark.parametrize("name", ["0.5-SSD-MobileNet-128", "0.35-SSDLite-MobileNetV2-96", "1.0-SSD-MobileNetV2-160",
                                   "0.5-SSDLite-MobileNetV2-96-os8", "0.5-SSD-MobileNet-128-os16",
-                                  "0.5-SSDLite-MobileNetV2-96-p3", "0.5-SSD-MobileNet-128-os16-p3"])
+                                  "0.5-SSDLite-MobileNetV2-96-p3", "0.5-SSD-MobileNet-128-os16-p3",
+                                  "0.5-SSDLite-MobileNetV2-96-p2", "0.5-SSD-MobileNet-128-p2"])
 def test_flop_counter_matches_detector_cost_model(name: str) -> None:
     model = mobilenets.create_model(name, num_classes=7).eval()
     res = model.config.resolution
@@ -129,12 +130,50 @@ def test_p3_adds_a_stride_8_map_with_small_anchors() -> None:
     cfg = parse_model_name("0.5-SSD-MobileNet-160-os16-p3")
     assert cfg.name == "0.5-SSD-MobileNet-160-os16-p3" and config_from_dict(config_to_dict(cfg)) == cfg
     assert parse_detector_name("1.0-SSDLite-MobileNetV2-320-p3", anchors=AnchorConfig()).anchors == AnchorConfig()
-    with pytest.raises(ValueError, match="-os8 or -p3"):
+    with pytest.raises(ValueError, match="-os8 or -p2/-p3"):
         parse_detector_name("0.5-SSD-MobileNet-128-os8-p3")
     with pytest.raises(ValueError, match="min_level"):
         parse_detector_name("0.5-SSD-MobileNet-128", min_level=5)
     with pytest.raises(ValueError, match="SSD-MobileNet-300"):
         mobilenets.create_model("1.0-SSDX-MobileNet-300")
+
+
+def test_p2_adds_a_stride_4_map_that_the_top_down_path_reaches_through_the_stride_8_one() -> None:
+    """``-p2``: a stride-4 map before -p3's (V2: ``blocks.3.expand``, V1: ``blocks.2``) with its own
+    small boxes; ``fuse`` still brings stride 16 to stride 8, then ``fuse_p2`` brings that sum to stride 4,
+    each started at zero. The finest boxes survive the config's record (saved weights rebuild it)."""
+    from mobilenets.tasks import config_from_dict, config_to_dict, parse_model_name
+    from mobilenets.tasks.detection.spec import P2_ANCHORS, P3_ANCHORS
+
+    lite = SSD(parse_detector_name("1.0-SSDLite-MobileNetV2-320-p2", num_classes=3)).eval()
+    assert lite.config.name == "1.0-SSDLite-MobileNetV2-320-p2" and lite.config.min_level == 2
+    assert [(m.source, m.channels, m.stride) for m in lite.arch.backbone_maps] == [
+        ("blocks.3.expand", 144, 4), ("blocks.6.expand", 192, 8), ("blocks.13.expand", 576, 16), ("head", 1280, 32)]
+    grids = [(80, 80), (40, 40), (20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
+    assert lite.arch.grid_sizes((320, 320)) == grids
+    assert lite.fuse is not None and lite.fuse.conv.weight.shape == (192, 576, 1, 1)
+    assert lite.fuse_p2 is not None and lite.fuse_p2.conv.weight.shape == (144, 192, 1, 1)
+    assert {"fuse.conv.weight", "fuse_p2.conv.weight", "fuse_p2.bn.weight"} <= set(lite.state_dict())
+    x = torch.randn(1, 3, 320, 320)
+    with torch.no_grad():
+        maps = lite.feature_maps(x)
+        b = lite.backbone
+        p2 = b.blocks[3].forward_expanded(b.blocks[:3](b.stem(x)))[1]
+        assert [tuple(f.shape[-2:]) for f in maps] == grids and torch.allclose(maps[0], p2)  # sums start at zero
+        lite.fuse.bn.weight.fill_(1.0)  # the stride-8 map changes, and the stride-4 one only through fuse_p2
+        assert not torch.allclose(lite.feature_maps(x)[1], maps[1]) and torch.allclose(lite.feature_maps(x)[0], p2)
+        lite.fuse_p2.bn.weight.fill_(1.0)
+        assert not torch.allclose(lite.feature_maps(x)[0], p2)
+        codes, _ = lite(x)
+    specs = lite.config.anchors.box_specs(8)
+    assert specs[0] == [(0.025, 1.0), (0.04, 0.5)] and specs[1:] == P3_ANCHORS.box_specs(7)
+    assert codes.shape[1] == 80 * 80 * 2 + 40 * 40 * 3 + 6 * (20 * 20 + 10 * 10 + 5 * 5 + 3 * 3 + 2 * 2 + 1)
+    assert [(m.source, m.stride) for m in SSD(parse_detector_name("0.5-SSD-MobileNet-160-p2")).arch.backbone_maps] == [
+        ("blocks.2", 4), ("blocks.4", 8), ("blocks.10", 16), ("blocks.12", 32)]
+    cfg = parse_model_name("1.0-SSDLite-MobileNetV2-320-p2")
+    assert cfg.anchors == P2_ANCHORS and config_from_dict(json.loads(json.dumps(config_to_dict(cfg)))) == cfg
+    with pytest.raises(ValueError, match="-os8 or -p2/-p3"):
+        parse_detector_name("0.5-SSD-MobileNet-128-os8-p2")
 
 
 def test_anchor_generator_layers() -> None:

@@ -6,10 +6,14 @@ the scale interpolated with the next layer's (``sqrt(s_i * s_{i+1})``, with ``s_
 lowest layer is reduced to three boxes: (0.1, 1), (s_0, 2) and (s_0, 1/2). Centres are at
 ``(i + 0.5) / grid`` in normalized image coordinates; boxes are ``(cy, cx, h, w)``, not clipped.
 At 300 px with 6 layers (19, 10, 5, 3, 2, 1 cells) that makes 1917 anchors.
+
+``finest`` is ours, not TF's: the boxes of one more map before those layers (a ``-p2`` detector's
+stride-4 map, whose boxes are smaller than TF's lowest layer can make).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,11 +32,18 @@ class AnchorConfig:
     reduce_boxes_in_lowest_layer: bool = True
     step: float = 0.0  # round the anchors to this step: TFLite files store them as uint8 with this scale
     lowest_scale: float = 0.1  # the square box of the reduced lowest layer (TF: 0.1, fixed)
+    finest: tuple[tuple[float, float], ...] = ()  # (scale, aspect ratio) of each box of a map before the others
+
+    def __post_init__(self) -> None:  # from JSON metadata, lists: tuples keep the config hashable
+        object.__setattr__(self, "finest", tuple((float(s), float(a)) for s, a in self.finest))
 
     def box_specs(self, num_layers: int) -> list[list[tuple[float, float]]]:
         """(scale, aspect ratio) of every box of every layer."""
-        if num_layers < 1:
-            raise ValueError("an SSD needs at least one feature map")
+        if num_layers < 1 + bool(self.finest):
+            raise ValueError(f"an SSD needs at least {1 + bool(self.finest)} feature map(s) for these anchors")
+        if self.finest:
+            rest = dataclasses.replace(self, finest=()).box_specs(num_layers - 1)
+            return [list(self.finest), *rest]
         if num_layers == 1:
             scales = [self.min_scale]
         else:
@@ -100,8 +111,6 @@ def fit_anchors(cfg: AnchorConfig, grid_sizes: Sequence[tuple[int, int]], boxes:
     square box and ``min_scale`` in :data:`FIT_LOWEST` x :data:`FIT_MIN`, the pair that gives the most
     boxes an anchor they overlap at IoU >= 0.5; TF's defaults unless another pair covers more. Small
     objects (faces, cells) otherwise match almost no anchor of TF's (0.1 and 0.2 of the image)."""
-    import dataclasses
-
     best, best_cov = cfg, coverage(cfg, grid_sizes, boxes)
     for lowest in FIT_LOWEST:
         for low in FIT_MIN:

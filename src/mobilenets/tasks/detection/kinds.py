@@ -45,6 +45,8 @@ class _Detector(ModelKind):
 #: (measured on about ADVICE_SAMPLE of them: COCO has 860k).
 ADVICE_COVERAGE = 0.5
 ADVICE_SAMPLE = 10_000
+#: When a -p3 model's anchors still leave more than 1 - P2_COVERAGE of the boxes uncovered, -p2 is chosen instead.
+P2_COVERAGE = 0.75
 
 
 def _grids(cfg: DetectorConfig, input_size: int) -> list[tuple[int, int]]:
@@ -57,7 +59,8 @@ def _coverage(cfg: DetectorConfig, boxes: torch.Tensor, input_size: int) -> floa
 
 
 def _can_add_p3(cfg: DetectorConfig) -> bool:
-    """Whether a ``-p3`` model of ``cfg`` exists: a first map at stride 16 and a backbone that has a stride-8 map."""
+    """Whether a ``-p3`` (and ``-p2``) model of ``cfg`` exists: a first map at stride 16 and a backbone that
+    has a stride-8 map."""
     return cfg.min_level > 3 and cfg.backbone.output_stride > 8
 
 
@@ -116,29 +119,39 @@ class SSDKind(_Detector):
             return ""
         fixes = ["--fit-anchors fits the anchor scales to them"]
         if _can_add_p3(cfg):
-            fixes.append(f"a -p3 model ({cfg.replace(min_level=3).name}) adds a stride-8 map with smaller anchors")
+            fixes.append(f"a -p3 model ({cfg.replace(min_level=3).name}) adds a stride-8 map with smaller anchors, "
+                         "a -p2 model a stride-4 map too")
         return (f"only {100 * cov:.0f}% of the {len(boxes)} training boxes overlap an anchor at IoU >= 0.5 at "
                 f"{input_size} px (small objects): " + "; ".join(fixes))
 
     def model_for_boxes(self, cfg: DetectorConfig, boxes: Callable[[], torch.Tensor],
                         input_size: int) -> tuple[DetectorConfig, str]:
         """The ``-p3`` model when fewer than :data:`ADVICE_COVERAGE` of the training boxes overlap an anchor
-        at IoU >= 0.5 and its anchors cover more. Why: on the facemask photos (faces of 7% of the image)
-        TF's SSDLite leaves 65% of the faces without an anchor; fine-tuned by the same recipe it reached
-        0.431 mAP@0.5, the -p3 model 0.519, for 3% more multiply-adds. A user should not need to know."""
+        at IoU >= 0.5 and its anchors cover more; the ``-p2`` model when even -p3's cover fewer than
+        :data:`P2_COVERAGE` and -p2's more. Why: on the facemask photos (faces of 7% of the image) TF's
+        SSDLite leaves 65% of the faces without an anchor; fine-tuned by the same recipe it reached 0.431
+        mAP@0.5, the -p3 model (37% uncovered, 9% more multiply-adds) 0.519 / 0.504 / 0.452 with seeds
+        0 / 1 / 2, the -p2 model (20% uncovered, 10% more again, about 1.3x -p3's CPU time) 0.508 / 0.523 / 0.518. A
+        user should not need to know."""
         if not _can_add_p3(cfg):
             return cfg, ""
         b = boxes()
         cov = _coverage(cfg, b, input_size)  # 1 without boxes
         if cov >= ADVICE_COVERAGE:
             return cfg, ""
-        p3 = self.parse(cfg.replace(min_level=3).name, num_classes=cfg.num_classes)  # with -p3's anchors
-        cov3 = _coverage(p3, b, input_size)
-        if cov3 <= cov:
+        best, best_cov, what = cfg, cov, ""
+        for level, grid in ((3, "stride-8 map has"), (2, "stride-4 and stride-8 maps have")):
+            if level == 2 and best_cov >= P2_COVERAGE:
+                break
+            fine = self.parse(cfg.replace(min_level=level).name, num_classes=cfg.num_classes)  # with its anchors
+            fine_cov = _coverage(fine, b, input_size)
+            if fine_cov > best_cov:
+                best, best_cov, what = fine, fine_cov, grid
+        if best is cfg:
             return cfg, ""
-        return p3, (f"model {p3.name}: only {100 * cov:.0f}% of the {len(b)} training boxes overlap an anchor of "
-                    f"{cfg.name} at IoU >= 0.5 (small objects), {100 * cov3:.0f}% one of {p3.name}'s, whose "
-                    "stride-8 map has smaller anchors (--model names another)")
+        return best, (f"model {best.name}: only {100 * cov:.0f}% of the {len(b)} training boxes overlap an anchor of "
+                      f"{cfg.name} at IoU >= 0.5 (small objects), {100 * best_cov:.0f}% one of {best.name}'s, whose "
+                      f"{what} smaller anchors (--model names another)")
 
     def finish(self, cfg: DetectorConfig, outputs: Outputs) -> Outputs:
         boxes, scores = outputs

@@ -1,6 +1,7 @@
 """The SSD / SSDLite module, built from :func:`build_detector_arch`.
 
-State-dict keys: ``backbone.*`` (the classifier's own keys), ``fuse`` (``-p3`` only),
+State-dict keys: ``backbone.*`` (the classifier's own keys), ``fuse`` (``-p3`` and ``-p2``), ``fuse_p2``
+(``-p2``),
 ``extras.<i>.{reduce,conv}`` (SSDLite: ``reduce``, ``depthwise``, ``pointwise``), ``heads.<j>.{box,cls}``
 (SSDLite: ``.depthwise``, ``.pointwise``). ``forward`` returns the raw box encodings ``[N, A, 4]`` and class logits
 ``[N, A, num_classes + 1]`` (what the loss and the TFLite post-processing op read); ``detect``
@@ -43,10 +44,12 @@ class SSD(HasBackbone, nn.Module):
         self.arch: DetectorArch = build_detector_arch(config)
         self.backbone = MobileNet(config.backbone)
         self.extras = nn.ModuleList(LayerStack(b.layers, config.backbone) for b in self.arch.extras)
-        self.fuse: ConvBNAct | None = None
-        if self.arch.fuse:  # -p3's top-down path, started as "add nothing"
-            self.fuse = ConvBNAct(self.arch.fuse[0], config.backbone)
-            nn.init.zeros_(cast(nn.BatchNorm2d, self.fuse.bn).weight)
+        # the top-down path of -p3 (16 -> 8) and -p2 (and 8 -> 4), each sum started as "add nothing"
+        fuse = [ConvBNAct(layer, config.backbone) for layer in self.arch.fuse]
+        for f in fuse:
+            nn.init.zeros_(cast(nn.BatchNorm2d, f.bn).weight)
+        self.fuse: ConvBNAct | None = fuse[0] if fuse else None
+        self.fuse_p2: ConvBNAct | None = fuse[1] if len(fuse) > 1 else None
         self.heads = nn.ModuleList(nn.ModuleDict({"box": _module(box, config), "cls": _module(cls, config)})
                                    for box, cls in zip(self.arch.box_heads, self.arch.class_heads))
         self._anchor_cache: dict[tuple[int, int], torch.Tensor] = {}
@@ -62,7 +65,7 @@ class SSD(HasBackbone, nn.Module):
         return self.config.num_classes
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The maps the predictors read: two or three from the backbone, then one per extra layer."""
+        """The maps the predictors read: two to four from the backbone, then one per extra layer."""
         b = self.backbone
         taps = [m.source for m in self.arch.backbone_maps]
         maps: list[torch.Tensor] = []
@@ -78,8 +81,11 @@ class SSD(HasBackbone, nn.Module):
                 maps.append(x)
         if "head" in taps:
             maps.append(b.head(x))
-        if self.fuse is not None:  # stride 16 -> 8: FPN's top-down sum
-            maps[0] = maps[0] + F.interpolate(self.fuse(maps[1]), size=maps[0].shape[-2:], mode="nearest")
+        if self.fuse is not None:  # FPN's top-down sums: stride 16 -> 8, then (-p2) the sum -> 4
+            p3 = len(self.arch.fuse) - 1
+            maps[p3] = _top_down(maps[p3], maps[p3 + 1], self.fuse)
+        if self.fuse_p2 is not None:
+            maps[0] = _top_down(maps[0], maps[1], self.fuse_p2)
         for extra in self.extras:
             maps.append(extra(maps[-1]))
         return maps
@@ -146,6 +152,11 @@ class SSD(HasBackbone, nn.Module):
 
 def _size(x: torch.Tensor) -> tuple[int, int]:
     return int(x.shape[-2]), int(x.shape[-1])
+
+
+def _top_down(fine: torch.Tensor, coarse: torch.Tensor, fuse: nn.Module) -> torch.Tensor:
+    """A finer map plus the coarser one's meaning: ``fuse`` (1x1 + BN) upsampled 2x (nearest) and added."""
+    return fine + F.interpolate(fuse(coarse), size=fine.shape[-2:], mode="nearest")
 
 
 def _logit_bias(head: nn.Module) -> torch.Tensor:
