@@ -131,8 +131,8 @@ class SSDKind(_Detector):
         :data:`P2_COVERAGE` and -p2's more. Why: on the facemask photos (faces of 7% of the image) TF's
         SSDLite leaves 65% of the faces without an anchor; fine-tuned by the same recipe it reached 0.431
         mAP@0.5, the -p3 model (37% uncovered, 9% more multiply-adds) 0.519 / 0.504 / 0.452 with seeds
-        0 / 1 / 2, the -p2 model (20% uncovered, 10% more again, about 1.3x -p3's CPU time) 0.508 / 0.523 / 0.518. A
-        user should not need to know."""
+        0 / 1 / 2, the -p2 model (20% uncovered, 10% more again, about 1.3x -p3's CPU time) 0.508 /
+        0.523 / 0.518. A user should not need to know."""
         if not _can_add_p3(cfg):
             return cfg, ""
         b = boxes()
@@ -141,7 +141,7 @@ class SSDKind(_Detector):
             return cfg, ""
         best, best_cov, what = cfg, cov, ""
         for level, grid in ((3, "stride-8 map has"), (2, "stride-4 and stride-8 maps have")):
-            if level == 2 and best_cov >= P2_COVERAGE:
+            if best_cov >= P2_COVERAGE:  # -p3's anchors are enough: no -p2
                 break
             fine = self.parse(cfg.replace(min_level=level).name, num_classes=cfg.num_classes)  # with its anchors
             fine_cov = _coverage(fine, b, input_size)
