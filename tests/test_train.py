@@ -314,6 +314,31 @@ def test_weight_decay_skips_depthwise_bn_bias() -> None:
     assert decay["weight_decay"] == 4e-5 and no_decay["weight_decay"] == 0
 
 
+@pytest.mark.parametrize("init", [None, "start.safetensors"])
+def test_a_finetune_trains_the_layers_its_init_lacks_at_head_lr_mult(init: str | None) -> None:
+    """With ``--init``, a detector's extras, top-down sum and predictors take lr x ``head_lr_mult``
+    and its backbone lr, both through the schedule; without an init every layer takes lr."""
+    from mobilenets.training.config import ResolvedConfig
+    from mobilenets.training.step import build_train_step
+    from mobilenets.utils.device import Precision
+
+    model = mobilenets.create_model("0.25-SSDLite-MobileNetV2-96-p3", num_classes=2)
+    cfg = ResolvedConfig(task="detection", model="0.25-SSDLite-MobileNetV2-96-p3", init=init, epochs=2, batch_size=4,
+                         lr=0.002, head_lr_mult=3.0, optimizer="adamw", schedule="cosine", warmup_epochs=0.0)
+    step = build_train_step(model, cfg, 5, torch.device("cpu"), Precision(None, "cpu"), lambda *a: None)
+    lr_of = {id(p): g["lr"] for g in step.optimizer.param_groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    fast = 0.006 if init else 0.002
+    for name in ("backbone.stem.conv.weight", "backbone.blocks.10.project.bn.bias"):
+        assert lr_of[id(names[name])] == pytest.approx(0.002), name
+    for name in ("extras.0.reduce.conv.weight", "fuse.bn.weight", "heads.0.cls.pointwise.conv.bias"):
+        assert lr_of[id(names[name])] == pytest.approx(fast), name
+    assert len(lr_of) == len(names)
+    for _ in range(5):
+        step.scheduler.step()  # half-way down the cosine: both at half, still 3x apart
+    assert sorted({round(g["lr"], 6) for g in step.optimizer.param_groups}) == sorted({0.001, fast / 2})
+
+
 @pytest.mark.parametrize(
     ("opts", "match"),
     [
@@ -321,6 +346,7 @@ def test_weight_decay_skips_depthwise_bn_bias() -> None:
         (dict(epochs=-3), "epochs"),
         (dict(batch_size=0), "batch size"),
         (dict(lr=-0.1), "learning rate"),
+        (dict(head_lr_mult=0.0), "head_lr_mult"),
         (dict(input_size=16), ">= 32"),
         (dict(recipe="adam"), "paper, sgd-cosine"),
         (dict(model="MobileNetV9"), "unknown model"),

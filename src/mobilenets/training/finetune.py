@@ -135,6 +135,13 @@ def _frozen_modules(model: nn.Module) -> tuple[nn.Module, ...]:
     return net.stem, net.blocks, net.head
 
 
+def new_layers(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters an init file does not provide: a detector's or segmenter's layers outside its
+    backbone (extras, top-down sums, predictors, ASPP), a classifier's classifier."""
+    held = {id(p) for m in _frozen_modules(model) for p in m.parameters()}
+    return [p for p in model.parameters() if id(p) not in held]
+
+
 def early_stages(model: nn.Module, stages: int) -> tuple[nn.Module, ...]:
     """The stem and blocks of the backbone's first ``stages`` resolution stages (strides 2, 4, 8, 16 and
     32: the spec's ``feature_info``), where the features are generic edges and textures."""

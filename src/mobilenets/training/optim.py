@@ -55,23 +55,25 @@ def is_depthwise(m: nn.Module) -> bool:
     return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
 
 
-def param_groups(model: nn.Module, weight_decay: float, decay_depthwise: bool = False) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, decay_depthwise: bool = False,
+                 new: Iterable[nn.Parameter] = (), new_lr: float | None = None) -> list[dict]:
     """Weight decay on conv and FC weights only: not on BN, biases or (by default) depthwise filters.
 
     Both papers: "very little or no weight decay on the depthwise filters since there are so
-    few parameters in them"; TF-slim regularizes neither BN nor biases.
+    few parameters in them"; TF-slim regularizes neither BN nor biases. With ``new_lr``, the ``new``
+    parameters (the layers a fine-tune's init does not hold) get groups of their own at that lr, last.
     """
-    decay, no_decay = [], []
+    new_ids = {id(p) for p in new} if new_lr is not None else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {(n, d): [] for n in (False, True) for d in (True, False)}
     for m in model.modules():
         for name, p in m.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
-            if name == "weight" and isinstance(m, (nn.Conv2d, nn.Linear)) and (decay_depthwise or not is_depthwise(m)):
-                decay.append(p)
-            else:
-                no_decay.append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+            decay = (name == "weight" and isinstance(m, (nn.Conv2d, nn.Linear))
+                     and (decay_depthwise or not is_depthwise(m)))
+            groups[id(p) in new_ids, decay].append(p)
+    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0, **({"lr": new_lr} if is_new else {})}
+            for (is_new, decay), ps in groups.items() if ps]
 
 
 def make_optimizer(name: str, groups: list[dict], lr: float, momentum: float = 0.9, rms_decay: float = 0.9,

@@ -13,6 +13,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..utils.device import Precision
 from .config import ResolvedConfig
+from .finetune import new_layers
 from .optim import lr_lambda, make_optimizer, param_groups
 
 #: ``criterion(forward, inputs, targets)``: runs the model (``forward``: it, or its DDP wrapper) and
@@ -73,7 +74,8 @@ def build_train_step(model: nn.Module, cfg: ResolvedConfig, steps_per_epoch: int
     ``forward`` is what the step calls (e.g. the DDP wrapper of ``model``); parameters, EMA and
     weight-decay groups come from the plain ``model`` so that their names are ours.
     """
-    groups = param_groups(model, cfg.weight_decay, cfg.decay_depthwise)
+    new = new_layers(model) if cfg.init and cfg.head_lr_mult != 1 else []
+    groups = param_groups(model, cfg.weight_decay, cfg.decay_depthwise, new, cfg.lr * cfg.head_lr_mult)
     opt = make_optimizer(cfg.optimizer, groups, cfg.lr, momentum=cfg.momentum, rms_decay=cfg.rms_decay,
                          eps=cfg.opt_eps)
     sched = torch.optim.lr_scheduler.LambdaLR(
