@@ -90,14 +90,16 @@ class SSD(HasBackbone, nn.Module):
             maps.append(extra(maps[-1]))
         return maps
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        codes, logits = [], []
+    def forward(self, x: torch.Tensor, per_map: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor] | list[tuple[torch.Tensor, torch.Tensor]]:
+        """With ``per_map``, each map's box encodings ``[N, A_map, 4]`` and logits ``[N, A_map,
+        num_classes + 1]``, not yet concatenated (:class:`DetectionPipeline` concatenates them itself)."""
         n = x.shape[0]
-        for fmap, head in zip(self.feature_maps(x), self._heads()):
-            # channels-last order (row, column, box) matches the anchors' order
-            codes.append(head["box"](fmap).permute(0, 2, 3, 1).reshape(n, -1, 4))
-            logits.append(head["cls"](fmap).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
-        return torch.cat(codes, 1), torch.cat(logits, 1)
+        # channels-last order (row, column, box) matches the anchors' order
+        maps = [(head["box"](fmap).permute(0, 2, 3, 1).reshape(n, -1, 4),
+                 head["cls"](fmap).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
+                for fmap, head in zip(self.feature_maps(x), self._heads())]
+        return maps if per_map else _concat(maps)
 
     def anchors(self, input_size: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
         """The anchors ``(cy, cx, h, w)`` for an input size (cached per size)."""
@@ -154,6 +156,10 @@ def _size(x: torch.Tensor) -> tuple[int, int]:
     return int(x.shape[-2]), int(x.shape[-1])
 
 
+def _concat(maps: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.cat([codes for codes, _ in maps], 1), torch.cat([logits for _, logits in maps], 1)
+
+
 def _top_down(fine: torch.Tensor, coarse: torch.Tensor, fuse: nn.Module) -> torch.Tensor:
     """A finer map plus the coarser one's meaning: ``fuse`` (1x1 + BN) upsampled 2x (nearest) and added."""
     return fine + F.interpolate(fuse(coarse), size=fine.shape[-2:], mode="nearest")
@@ -190,7 +196,10 @@ class DetectionPipeline(nn.Module):
         self.register_buffer("anchors", model.anchors(input_size).clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        codes, logits = self.model(x)
+        # concatenated here, outside the network: an int8 TFLite file keeps it float, so that each map's
+        # outputs keep their own int8 range (one range for all of them is the coarsest map's, whose
+        # logits run to -140 for anchors that never hold a face)
+        codes, logits = _concat(self.model(x, per_map=True))
         if not self.nms:
             return self.model.decode(codes, logits, self.anchors)
         return self.model.postprocess(codes, logits, self.anchors)
