@@ -141,6 +141,9 @@ def test_int8_detector_tflite_quantizes_the_network_and_decodes_in_float(tmp_pat
     # the box decoding is float from the network's outputs on: no op after the first EXP makes an int8
     # tensor (int8 ADD and CONCATENATION put the boxes on a grid of 1/108 of the image; see float_scope)
     assert _downstream_dtypes(tmp_path / "d8.tflite", "EXP") == {"float32"}
+    # each map's outputs keep their own int8 range: their concatenation is float too (one range for
+    # all was the coarsest map's; see float_scope)
+    assert ops["CONCATENATION"] == {"float32"}
     session = LitertSession(tmp_path / "d8.tflite")
     assert tflite_metadata(tmp_path / "d8.tflite")["config"]["num_classes"] == 3
     boxes, scores, labels, n = session.run(np.random.default_rng(0).standard_normal((2, 3, 96, 96), dtype=np.float32))

@@ -41,21 +41,27 @@ INT8_OP_CONFIG: dict[str, Any] = {
 # What is quantized: the network. What stays float: a classifier's FULLY_CONNECTED (int8 logits tie
 # over 1000 classes: measured on V1 0.25 with real photos, 36% of the outputs had a tied maximum and
 # top-1 agreement fell from 81% to 52%), and every op of a pipeline outside its network
-# (:func:`float_scope`): a detector's box decoding, a segmenter's final upsampling of its logits.
+# (:func:`float_scope`): a detector's concatenation of its maps' outputs (each map's int8 range is its
+# own; one range for all was the coarsest map's, whose logits reach -140: facemask int8 mAP@0.5 3.1 points
+# below fp32 with it, 1.2 without) and box decoding, a segmenter's final upsampling of its logits.
 INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "CONCATENATION", "MEAN", "RESHAPE", "TRANSPOSE",
             "RESIZE_NEAREST_NEIGHBOR")
 
 
 def float_scope(module: nn.Module) -> str | None:
-    """A regex of the op scopes outside a pipeline's network (its ``model``), which stay float; None
-    when ``module`` is the network itself. litert-torch names each op by its module path, a child as
-    ``<module>.<Class>_<attribute>``. Why: the box decoding's ADD and CONCATENATION in int8 put every
-    box corner on one grid of 1/108 of the image (3 px at 320 px, much of a 15 px face); measured on the
-    facemask photos, int8 mAP@0.5 2.04 points below fp32 with it, 0.25 without."""
+    """A regex of the op scopes that stay float: a pipeline's ops outside its network (its ``model``),
+    and the network's modules marked ``keep_float_in_int8`` (a detector's concatenation of its maps'
+    outputs); None when ``module`` is the network itself. litert-torch names each op by its module path,
+    a child as ``<module>.<Class>_<attribute>``. Why: the box decoding's ADD and CONCATENATION in int8 put
+    every box corner on one grid of 1/108 of the image (3 px at 320 px, much of a 15 px face); measured
+    on the facemask photos, int8 mAP@0.5 2.04 points below fp32 with it, 0.25 without."""
     net = getattr(module, "model", None)
     if not isinstance(net, nn.Module):
         return None
-    return rf"^(?!.*{re.escape(f'{type(net).__module__}.{type(net).__name__}_model')})"
+    marked = [re.escape(f"{type(m).__module__}.{type(m).__name__}_{name.rsplit('.', 1)[-1]}")
+              for name, m in net.named_modules() if getattr(m, "keep_float_in_int8", False)]
+    outside = rf"^(?!.*{re.escape(f'{type(net).__module__}.{type(net).__name__}_model')})"
+    return outside + "".join(f"|.*{m}" for m in marked)
 
 
 def _convert_float(module: nn.Module, size: int, channels: int) -> bytes:

@@ -52,6 +52,7 @@ class SSD(HasBackbone, nn.Module):
         self.fuse_p2: ConvBNAct | None = fuse[1] if len(fuse) > 1 else None
         self.heads = nn.ModuleList(nn.ModuleDict({"box": _module(box, config), "cls": _module(cls, config)})
                                    for box, cls in zip(self.arch.box_heads, self.arch.class_heads))
+        self.outputs = MapOutputs()
         self._anchor_cache: dict[tuple[int, int], torch.Tensor] = {}
         self.score = nn.Sigmoid()  # a module, so a quantized file's score grid can be emulated on its output
         for head in self._heads():  # sigmoid scores start near 0.01, not 0.5 (TF: class_prediction_bias_init -4.6)
@@ -90,16 +91,14 @@ class SSD(HasBackbone, nn.Module):
             maps.append(extra(maps[-1]))
         return maps
 
-    def forward(self, x: torch.Tensor, per_map: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor] | list[tuple[torch.Tensor, torch.Tensor]]:
-        """With ``per_map``, each map's box encodings ``[N, A_map, 4]`` and logits ``[N, A_map,
-        num_classes + 1]``, not yet concatenated (:class:`DetectionPipeline` concatenates them itself)."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        codes, logits = [], []
         n = x.shape[0]
-        # channels-last order (row, column, box) matches the anchors' order
-        maps = [(head["box"](fmap).permute(0, 2, 3, 1).reshape(n, -1, 4),
-                 head["cls"](fmap).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
-                for fmap, head in zip(self.feature_maps(x), self._heads())]
-        return maps if per_map else _concat(maps)
+        for fmap, head in zip(self.feature_maps(x), self._heads()):
+            # channels-last order (row, column, box) matches the anchors' order
+            codes.append(head["box"](fmap).permute(0, 2, 3, 1).reshape(n, -1, 4))
+            logits.append(head["cls"](fmap).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
+        return self.outputs(codes, logits)
 
     def anchors(self, input_size: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
         """The anchors ``(cy, cx, h, w)`` for an input size (cached per size)."""
@@ -156,8 +155,16 @@ def _size(x: torch.Tensor) -> tuple[int, int]:
     return int(x.shape[-2]), int(x.shape[-1])
 
 
-def _concat(maps: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.cat([codes for codes, _ in maps], 1), torch.cat([logits for _, logits in maps], 1)
+class MapOutputs(nn.Module):
+    """The maps' box encodings and logits, concatenated. A module of its own so that an int8 TFLite file
+    keeps it float (``keep_float_in_int8``; :func:`mobilenets.deploy.tflite.float_scope`): each map's
+    outputs keep their own int8 range, where one range for all of them is the coarsest map's (its
+    anchors never hold a small object, and their logits reach -140)."""
+
+    keep_float_in_int8 = True
+
+    def forward(self, codes: list[torch.Tensor], logits: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat(codes, 1), torch.cat(logits, 1)
 
 
 def _top_down(fine: torch.Tensor, coarse: torch.Tensor, fuse: nn.Module) -> torch.Tensor:
@@ -196,10 +203,7 @@ class DetectionPipeline(nn.Module):
         self.register_buffer("anchors", model.anchors(input_size).clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        # concatenated here, outside the network: an int8 TFLite file keeps it float, so that each map's
-        # outputs keep their own int8 range (one range for all of them is the coarsest map's, whose
-        # logits run to -140 for anchors that never hold a face)
-        codes, logits = _concat(self.model(x, per_map=True))
+        codes, logits = self.model(x)
         if not self.nms:
             return self.model.decode(codes, logits, self.anchors)
         return self.model.postprocess(codes, logits, self.anchors)
