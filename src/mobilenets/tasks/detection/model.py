@@ -4,7 +4,8 @@ State-dict keys: ``backbone.*`` (the classifier's own keys), ``fuse`` (``-p3`` a
 (``-p2``),
 ``extras.<i>.{reduce,conv}`` (SSDLite: ``reduce``, ``depthwise``, ``pointwise``), ``heads.<j>.{box,cls}``
 (SSDLite: ``.depthwise``, ``.pointwise``). ``forward`` returns the raw box encodings ``[N, A, 4]`` and class logits
-``[N, A, num_classes + 1]`` (what the loss and the TFLite post-processing op read); ``detect``
+``[N, A, num_classes + 1]`` (what the loss and the TFLite post-processing op read; concatenated over the
+maps by ``outputs``, a module without parameters that int8 TFLite files keep float); ``detect``
 adds decoding and NMS; :class:`DetectionPipeline` is both in one module, for export. ``loss``,
 ``loss_and_detections`` and ``detect`` are the interface every detector here shares
 (:class:`~mobilenets.tasks.detection.faster_rcnn.FasterRCNN` too).
