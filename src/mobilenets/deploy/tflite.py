@@ -40,10 +40,11 @@ INT8_OP_CONFIG: dict[str, Any] = {
 }
 # What is quantized: the network. What stays float: a classifier's FULLY_CONNECTED (int8 logits tie
 # over 1000 classes: measured on V1 0.25 with real photos, 36% of the outputs had a tied maximum and
-# top-1 agreement fell from 81% to 52%), and every op of a pipeline outside its network
-# (:func:`float_scope`): a detector's concatenation of its maps' outputs (each map's int8 range is its
+# top-1 agreement fell from 81% to 52%), every op of a pipeline outside its network (a detector's box
+# decoding, a segmenter's final upsampling of its logits) and the network's modules marked
+# ``keep_float_in_int8`` (a detector's concatenation of its maps' outputs: each map's int8 range stays its
 # own; one range for all was the coarsest map's, whose logits reach -140: facemask int8 mAP@0.5 3.1 points
-# below fp32 with it, 1.2 without) and box decoding, a segmenter's final upsampling of its logits.
+# below fp32 with it, 1.2 without); see :func:`float_scope`.
 INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "CONCATENATION", "MEAN", "RESHAPE", "TRANSPOSE",
             "RESIZE_NEAREST_NEIGHBOR")
 
