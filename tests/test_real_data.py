@@ -607,9 +607,11 @@ def test_a_run_that_learns_nothing_warns(tmp_path: Path, capsys: pytest.CaptureF
 
 @pytest.mark.parametrize("fmt", ["onnx-int8", "tflite-int8"])
 def test_int8_export_is_scored_on_labeled_images(fmt: str, tmp_path: Path) -> None:
+    """Trained at 40 px, not the name's 32: the export's graph and its calibration take the size the weights
+    were trained at (the int8 exports had calibrated 40 px images into a 32 px graph, and failed)."""
     data = _two_colours(tmp_path / "data", n=16)
     res = mobilenets.train(mobilenets.TrainConfig(data=str(data), model="0.25-MobileNet-32", epochs=2, progress=False,
-                                                  out=str(tmp_path / "run"), batch_size=8, amp="off"))
+                                                  out=str(tmp_path / "run"), batch_size=8, amp="off", input_size=40))
     given = {"calibrate": data / "train"} if fmt == "onnx-int8" else {}  # tflite: the recorded training split
     out = mobilenets.export(mobilenets.load_model(res.weights), tmp_path / f"m.{fmt.split('-')[0]}", fmt, **given)
     assert ("training split" in out.calibration) == (not given) and "SYNTHETIC" not in out.calibration

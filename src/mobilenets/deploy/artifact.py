@@ -94,6 +94,6 @@ def export_metadata(model: nn.Module) -> dict[str, str]:
 
 def check_input(model: nn.Module, input_size: int | None, batch: int = 2) -> torch.Tensor:
     """A seeded random batch to run through an export and the PyTorch model."""
-    size = config_of(model).resolution if input_size is None else input_size
+    size = preprocess_of(model).input_size if input_size is None else input_size
     g = torch.Generator().manual_seed(0)
     return torch.randn(batch, config_of(model).in_chans, size, size, generator=g)

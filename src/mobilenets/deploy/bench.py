@@ -143,7 +143,8 @@ def bench_inference(
         if not name:
             raise ValueError("this ONNX file records no model name; bench the weights instead")
         cfg = parse_model_name(name)
-    size = cfg.resolution if input_size is None else check_input_size(input_size)
+    trained = session.meta.get("preprocessing", {}).get("input_size", cfg.resolution)  # what an export was made for
+    size = trained if input_size is None else check_input_size(input_size)
     x = np.random.default_rng(0).standard_normal((batch_size, cfg.in_chans, size, size)).astype(np.float32)
     raw = session.raw(x) if batch_size == 1 else None  # raw calls run one image
     bound = session.bind(x)  # the runtime's own input array, in its layout and dtype

@@ -17,7 +17,7 @@ from torchvision.ops import box_iou
 
 from ..data import UnreadableImage, find_images, load_image
 from ..models import fold_batchnorm
-from ..tasks import config_of, kind_of, preprocess_of
+from ..tasks import kind_of, preprocess_of
 from ..utils.fsutil import atomic_path
 from .artifact import ExportResult, export_metadata, inference_module
 from .bias_correction import bias_correct
@@ -148,7 +148,7 @@ def export_onnx_int8(model: nn.Module, path: str | Path, calibrate: str | Path |
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    size = config_of(model).resolution if input_size is None else input_size
+    size = preprocess_of(model).input_size if input_size is None else input_size  # as trained
     bar = int8_progress(progress, 5)
     bar.set_postfix_str("reading calibration images")
     cal, hold, label = calibration_sets(model, calibrate, size, held_out, per_image, seed)
