@@ -368,9 +368,9 @@ def test_the_init_weights_name_the_model(refdata: Path, tmp_path: Path) -> None:
 
 def test_small_objects_name_the_p3_or_p2_detector(tmp_path: Path) -> None:
     """With no ``--model``, boxes too small for TF's SSD anchors (fewer than half overlap one at IoU 0.5)
-    make the ``-p3`` model the default, or ``-p2`` when -p3's anchors still leave a quarter uncovered, and
-    the note that the run prints says why; large boxes and a named model keep theirs. Before, facemask's
-    faces trained TF's SSDLite unless the user knew better."""
+    make the ``-p3`` model the default, or ``-p2`` (at 1.2 times the input size, unless one is named) when
+    -p3's anchors still leave a quarter uncovered, and the note that the run prints says why; large boxes and
+    a named model keep theirs. Before, facemask's faces trained TF's SSDLite unless the user knew better."""
     rng = np.random.default_rng(0)
 
     def folder(name: str, side: int) -> Path:
@@ -388,7 +388,11 @@ def test_small_objects_name_the_p3_or_p2_detector(tmp_path: Path) -> None:
     default = mobilenets.TrainConfig(data=str(large)).resolved()
     assert chosen.model == f"{default.model}-p3" and default.model_note == ""
     finest = mobilenets.TrainConfig(data=str(tiny)).resolved()
-    assert finest.model == f"{default.model}-p2" and "whose stride-4 and stride-8 maps have" in finest.model_note
+    assert default.model == "1.0-SSDLite-MobileNetV2-300"  # VOC's: -p2 takes 1.2 times its input, to 32 px
+    assert finest.model == "1.0-SSDLite-MobileNetV2-352-p2"
+    assert "whose stride-4 and stride-8 maps have smaller anchors, at 352 px rather than 300" in finest.model_note
+    sized = mobilenets.TrainConfig(data=str(tiny), input_size=320).resolved()  # a named input size is kept
+    assert sized.model == f"{default.model}-p2" and sized.input_size == 320 and "--input-size" not in sized.model_note
     assert f"model {chosen.model}: only 0% of the 15 training boxes overlap an anchor of {default.model}" in \
         chosen.model_note  # 15: one image of six is held out
     assert "model_note" not in chosen.to_dict()  # config.yaml names the model; resuming does not choose again

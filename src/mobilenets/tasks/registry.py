@@ -160,9 +160,10 @@ class ModelKind:
         """What to try when the training ``boxes`` (normalized) fit the anchors badly; "" when they fit."""
         return ""
 
-    def model_for_boxes(self, cfg: Any, boxes: Callable[[], torch.Tensor], input_size: int) -> tuple[Any, str]:
+    def model_for_boxes(self, cfg: Any, boxes: Callable[[], torch.Tensor], input_size: int | None) -> tuple[Any, str]:
         """The model to train when the user named none, given a reader of the training ``boxes``
-        (normalized; called only by a kind that looks at them), and why it differs; ``cfg`` and "" here."""
+        (normalized; called only by a kind that looks at them) and the input size the user named (None: the
+        kind may choose the model's resolution), and why it differs; ``cfg`` and "" here."""
         return cfg, ""
 
     def example_targets(self, cfg: Any, batch: int, size: int, generator: torch.Generator) -> Any:

@@ -116,10 +116,9 @@ def init_model(init: str, default: str) -> tuple[str, bool]:
 def data_model(name: str, input_size: int | None, splits: Callable[[], Any]) -> tuple[str, str]:
     """The model to train when the user named none (``name``: the task's default, or on the init's
     backbone) as the training data asks for it, and why it differs (:meth:`ModelKind.model_for_boxes`:
-    a detector's ``-p3`` for small objects); ``splits`` reads the data's splits."""
+    a detector's ``-p3`` or ``-p2`` for small objects); ``splits`` reads the data's splits."""
     cfg = parse_model_name(name)
-    chosen, why = kind_of(cfg).model_for_boxes(cfg, lambda: normalized_boxes(splits().train),
-                                               input_size or cfg.resolution)
+    chosen, why = kind_of(cfg).model_for_boxes(cfg, lambda: normalized_boxes(splits().train), input_size)
     return chosen.name, why
 
 

@@ -47,6 +47,9 @@ ADVICE_COVERAGE = 0.5
 ADVICE_SAMPLE = 10_000
 #: When a -p3 model's anchors still leave more than 1 - P2_COVERAGE of the boxes uncovered, -p2 is chosen instead.
 P2_COVERAGE = 0.75
+#: The -p2 model chosen for the data takes an input this much larger (a multiple of 32) unless ``--input-size``
+#: names one: objects that small gain from the pixels more than from anything else measured.
+P2_INPUT_SCALE = 1.2
 
 
 def _grids(cfg: DetectorConfig, input_size: int) -> list[tuple[int, int]]:
@@ -125,18 +128,20 @@ class SSDKind(_Detector):
                 f"{input_size} px (small objects): " + "; ".join(fixes))
 
     def model_for_boxes(self, cfg: DetectorConfig, boxes: Callable[[], torch.Tensor],
-                        input_size: int) -> tuple[DetectorConfig, str]:
+                        input_size: int | None) -> tuple[DetectorConfig, str]:
         """The ``-p3`` model when fewer than :data:`ADVICE_COVERAGE` of the training boxes overlap an anchor
         at IoU >= 0.5 and its anchors cover more; the ``-p2`` model when even -p3's cover fewer than
-        :data:`P2_COVERAGE` and -p2's more. Why: on the facemask photos (faces of 7% of the image) TF's
-        SSDLite leaves 65% of the faces without an anchor; fine-tuned by the same recipe it reached 0.431
-        mAP@0.5, the -p3 model (37% uncovered, 9% more multiply-adds) 0.519 / 0.504 / 0.452 with seeds
-        0 / 1 / 2, the -p2 model (20% uncovered, 10% more again, about 1.3x -p3's CPU time) 0.508 /
-        0.523 / 0.518. A user should not need to know."""
+        :data:`P2_COVERAGE` and -p2's more, at :data:`P2_INPUT_SCALE` times the resolution when
+        ``input_size`` is None. Why: on the facemask photos (faces of 7% of the image) TF's SSDLite left 65%
+        of the faces without an anchor; fine-tuned by the same recipe it reached 0.431 mAP@0.5, the -p3
+        model (37% uncovered, 9% more multiply-adds) 0.519 / 0.504 / 0.452 with seeds 0 / 1 / 2, the -p2
+        model (20% uncovered, 10% more again, about 1.3x -p3's CPU time) 0.544 / 0.536 / 0.532 at 320 px
+        and 0.553 / 0.558 / 0.543 at 384 px (1.4-1.5x the time). A user should not need to know."""
         if not _can_add_p3(cfg):
             return cfg, ""
         b = boxes()
-        cov = _coverage(cfg, b, input_size)  # 1 without boxes
+        size = input_size or cfg.resolution
+        cov = _coverage(cfg, b, size)  # 1 without boxes
         if cov >= ADVICE_COVERAGE:
             return cfg, ""
         best, best_cov, what = cfg, cov, ""
@@ -144,14 +149,21 @@ class SSDKind(_Detector):
             if best_cov >= P2_COVERAGE:  # -p3's anchors are enough: no -p2
                 break
             fine = self.parse(cfg.replace(min_level=level).name, num_classes=cfg.num_classes)  # with its anchors
-            fine_cov = _coverage(fine, b, input_size)
+            fine_cov = _coverage(fine, b, size)
             if fine_cov > best_cov:
                 best, best_cov, what = fine, fine_cov, grid
         if best is cfg:
             return cfg, ""
+        what, also = f"{what} smaller anchors", "--model names another"
+        if best.min_level == 2 and input_size is None:
+            resolution = 32 * round(cfg.resolution * P2_INPUT_SCALE / 32)
+            best = best.replace(backbone=best.backbone.replace(resolution=resolution))
+            best_cov = _coverage(best, b, resolution)
+            what += f", at {resolution} px rather than {cfg.resolution} for objects this small"
+            also = "--model or --input-size names another"
         return best, (f"model {best.name}: only {100 * cov:.0f}% of the {len(b)} training boxes overlap an anchor of "
                       f"{cfg.name} at IoU >= 0.5 (small objects), {100 * best_cov:.0f}% one of {best.name}'s, whose "
-                      f"{what} smaller anchors (--model names another)")
+                      f"{what} ({also})")
 
     def finish(self, cfg: DetectorConfig, outputs: Outputs) -> Outputs:
         boxes, scores = outputs
