@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..data import collate, train_transform, with_transform
+from ..data import CopyPaste, collate, train_transform, with_transform
 from ..data.annotations import normalized_boxes
 from ..data.loaders import TransformedPairs, collate_targets
 from ..data.transforms import DetectionTransform, SegmentationTransform
@@ -128,8 +128,8 @@ class Detection(_TargetTask):
         return kind.fit_anchors(model_cfg, boxes, size)
 
     def datasets(self, splits: Any, preprocess: Preprocess, cfg: ResolvedConfig) -> tuple[Dataset, Dataset]:
-        return (TransformedPairs(splits.train, DetectionTransform(preprocess, True, cfg.hflip, cfg.zoom_out,
-                                                                      cfg.ssd_augment)),
+        train = CopyPaste(splits.train, cfg.copy_paste) if cfg.copy_paste > 0 else splits.train
+        return (TransformedPairs(train, DetectionTransform(preprocess, True, cfg.hflip, cfg.zoom_out, cfg.ssd_augment)),
                 self.val_dataset(splits.val, preprocess))
 
     def val_dataset(self, ds: Dataset, preprocess: Preprocess) -> Dataset:
