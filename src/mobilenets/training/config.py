@@ -73,8 +73,8 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
     # head_lr_mult: the new layers (extras, top-down sums, predictors; randomly initialised) at 6x the
     # backbone's lr: facemask 0.544 / 0.536 / 0.532 mAP@0.5 (seeds 0, 1, 2) against 0.508 / 0.523 / 0.518
     # at 1x (3x: 0.525 / 0.543; 10x: 0.538); raccoon 0.942
-    # copy_paste: facemask 0.579 / 0.545 / 0.571 mAP@0.5 (seeds 0, 1, 2) against 0.553 / 0.558 / 0.543
-    # without, the rare class 0.27 / 0.18 / 0.25 against 0.18 / 0.20 / 0.17 (data.copy_paste)
+    # copy_paste: facemask 0.570 / 0.545 / 0.571 mAP@0.5 (seeds 0, 1, 2) against 0.553 / 0.558 / 0.543
+    # without, the rare class 0.26 / 0.18 / 0.25 against 0.18 / 0.20 / 0.17 (data.copy_paste)
     "detection": dict(batch_size=16, optimizer="adamw", lr=0.002, head_lr_mult=6.0, warmup_epochs=1.0,
                       freeze_bn=False, freeze_stages=3, zoom_out=1.0, ssd_augment=False, copy_paste=0.5),
     # AdamW as detection: on raccoon photos with masks drawn from the boxes, 0.805 / 0.795 mIoU (seeds 0, 1)
