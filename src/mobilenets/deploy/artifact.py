@@ -50,6 +50,13 @@ class ExportResult:
         return s
 
 
+def export_size(model: nn.Module, input_size: int | None = None) -> int:
+    """The input size of an export or a measurement: ``input_size``, else the one the weights were trained
+    at (their preprocessing's; the name's resolution when they record none). A model trained with
+    ``--input-size 384`` under a ``-320`` name had been converted at 320 px and calibrated at 384."""
+    return preprocess_of(model).input_size if input_size is None else input_size
+
+
 def inference_module(model: nn.Module, input_size: int | None = None, argmax: bool = False,
                      nms: bool = True) -> tuple[nn.Module, list[str]]:
     """What an export holds, BN folded, and its output names: a classifier's logits, a detector
@@ -94,6 +101,6 @@ def export_metadata(model: nn.Module) -> dict[str, str]:
 
 def check_input(model: nn.Module, input_size: int | None, batch: int = 2) -> torch.Tensor:
     """A seeded random batch to run through an export and the PyTorch model."""
-    size = preprocess_of(model).input_size if input_size is None else input_size
+    size = export_size(model, input_size)
     g = torch.Generator().manual_seed(0)
     return torch.randn(batch, config_of(model).in_chans, size, size, generator=g)

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..tasks import config_of, preprocess_of
+from ..tasks import config_of
 from ..utils.fsutil import atomic_path
 from ..utils.quiet import quiet_native_output
-from .artifact import META_KEY, ExportResult, export_metadata, inference_module
+from .artifact import META_KEY, ExportResult, export_metadata, export_size, inference_module
 from .sessions import PTE_META_METHOD, ExecutorchSession, check_float_export, require_executorch
 
 
@@ -29,7 +29,7 @@ def export_pte(model: nn.Module, path: str | Path, input_size: int | None = None
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-    size = preprocess_of(model).input_size if input_size is None else input_size  # as trained
+    size = export_size(model, input_size)
     module, _ = inference_module(model, size, argmax, nms=False)
     one = torch.zeros(1, config_of(model).in_chans, size, size)
     record = torch.tensor(list(export_metadata(model)[META_KEY].encode()), dtype=torch.uint8)

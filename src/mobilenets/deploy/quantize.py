@@ -19,7 +19,7 @@ from ..data import UnreadableImage, find_images, load_image
 from ..models import fold_batchnorm
 from ..tasks import kind_of, preprocess_of
 from ..utils.fsutil import atomic_path
-from .artifact import ExportResult, export_metadata, inference_module
+from .artifact import ExportResult, export_metadata, export_size, inference_module
 from .bias_correction import bias_correct
 from .onnx import export_onnx
 from .sessions import OnnxSession
@@ -148,7 +148,7 @@ def export_onnx_int8(model: nn.Module, path: str | Path, calibrate: str | Path |
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    size = preprocess_of(model).input_size if input_size is None else input_size  # as trained
+    size = export_size(model, input_size)
     bar = int8_progress(progress, 5)
     bar.set_postfix_str("reading calibration images")
     cal, hold, label = calibration_sets(model, calibrate, size, held_out, per_image, seed)

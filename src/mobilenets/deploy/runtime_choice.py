@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..tasks import TaskConfig, config_of, kind_of, preprocess_of, weights_meta_of
+from ..tasks import TaskConfig, config_of, kind_of, weights_meta_of
 from ..utils.device import cpu_name, cpu_threads
 from ..utils.timing import time_fn
 from ..weights import load_model, save_weights
 from ..weights.published import cache_dir
+from .artifact import export_size
 from .measurements import Measurements
 from .onnx import export_onnx
 from .sessions import (
@@ -309,7 +310,7 @@ def measure_runtimes(model: torch.nn.Module | str | Path, batch_size: int = 1, t
     (torch only)."""
     threads = threads or cpu_threads()
     if isinstance(model, torch.nn.Module):
-        size, chans = preprocess_of(model).input_size, config_of(model).in_chans
+        size, chans = export_size(model), config_of(model).in_chans
         if device != "cpu":
             session = TorchSession(model, device, threads)
             x = np.zeros((batch_size, chans, size, size), np.float32)

@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from ..models import fold_batchnorm
-from ..tasks import config_of, preprocess_of
+from ..tasks import config_of
 from ..utils.fsutil import atomic_path
 from ..utils.quiet import quiet_native_output
 from ..weights.tflite_file import TFLITE_META_NAME
-from .artifact import META_KEY, ExportResult, export_metadata, inference_module
+from .artifact import META_KEY, ExportResult, export_metadata, export_size, inference_module
 from .bias_correction import bias_correct
 from .quantize import calibration_sets, held_out_agreement, int8_details, int8_progress
 from .sessions import LitertSession, check_float_export
@@ -138,7 +138,7 @@ def export_tflite(model: nn.Module, path: str | Path, *, int8: bool = False,
     labelled as such, synthetic ones; the conv biases are first corrected for the mean shift of
     int8 quantization (:func:`bias_correct`).
     """
-    size = preprocess_of(model).input_size if input_size is None else input_size  # as trained
+    size = export_size(model, input_size)
     channels = config_of(model).in_chans
     module, _ = inference_module(model, size, argmax, nms=False)
     if int8 and argmax:
