@@ -145,8 +145,21 @@ _FROM_RECIPE = ("optimizer", "momentum", "weight_decay", "schedule", "warmup_epo
 RESUMABLE_OPTIONS = ("epochs", "device", "workers", "progress", "amp", "compile", "save_every_steps", "eval_every")
 
 
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _opt(default: Any, help: str, task: str | None = None, off: Any = None) -> Any:
+    """A field with its help text; ``task``: the one task the option applies to, ``off``: its value that does
+    nothing (what a resolved configuration of another task holds), so that another task rejects any other."""
+    return field(default=default, metadata={"help": help, "task": task, "off": off})
+
+
+def _misplaced(c: TrainConfig, task: str) -> str | None:
+    """What is wrong when flags of another task than ``task`` are set to act, or None."""
+    wrong = {f"--{f.name.replace('_', '-')}": f.metadata["task"] for f in dataclasses.fields(c)
+             if f.metadata.get("task") not in (None, task) and getattr(c, f.name) not in (None, f.metadata["off"])}
+    if not wrong:
+        return None
+    owners = " or ".join(sorted(set(wrong.values())))
+    return (f"this run trains a {task} model, and {', '.join(wrong)} only {'applies' if len(wrong) == 1 else 'apply'} "
+            f"to {owners}: leave {'it' if len(wrong) == 1 else 'them'} out, or name a {owners} model")
 
 
 @dataclass
@@ -193,12 +206,16 @@ class TrainConfig:
     hflip: float | None = _opt(None, "horizontal flip probability")
     crop_pct: float | None = _opt(None, "evaluation center-crop fraction")
     ssd_augment: bool | None = _opt(None, "detection: SSD's augmentations (photometric distortion, zoom-out, IoU "
-                                          "crop; default: on for photos, off for the embedded canvases)")
-    zoom_out: float | None = _opt(None, "detection: largest zoom-out factor (SSD augmentation; 1 = off)")
-    fit_anchors: bool = _opt(False, "detection: fit the smallest anchors to the training boxes (small objects)")
+                                          "crop; default: on for photos, off for the embedded canvases)",
+                                    "detection", False)
+    zoom_out: float | None = _opt(None, "detection: largest zoom-out factor (SSD augmentation; 1 = off)",
+                                  "detection", 1.0)
+    fit_anchors: bool = _opt(False, "detection: fit the smallest anchors to the training boxes (small objects)",
+                             "detection", False)
     copy_paste: float | None = _opt(None, "detection: probability that a training image gets 1-3 objects cut from "
                                           "the training images pasted in, each class equally often (rare "
-                                          "classes; 0 = off; default: the fine-tuning recipe's, else 0)")
+                                          "classes; 0 = off; default: the fine-tuning recipe's, else 0)",
+                                    "detection", 0.0)
     repeat_threshold: float = _opt(0.0, "repeat-factor sampling (LVIS): images of a class found in fewer than "
                                         "this fraction of the training images are seen sqrt(threshold / fraction) "
                                         "times per epoch (rare classes; 0 = off)")
@@ -243,6 +260,9 @@ class TrainConfig:
         if self.model and task_of(self.model) != task:
             raise ValueError(f"{self.model} is not a {task} model; detectors are named like "
                              "0.5-SSDLite-MobileNetV2-96, segmenters like 0.5-DeepLabV3-MobileNetV2-96")
+        misplaced = _misplaced(self, task)
+        if misplaced:
+            raise ValueError(misplaced)
         spec = resolve_data(self.data, self.val_split, self.seed, task)
         recipe = {k: v for k, v in RECIPES[self.recipe].items() if k in _FROM_RECIPE}
         preset = TASK_PRESETS[task].get(spec.kind)
