@@ -251,17 +251,49 @@ def test_focal_loss_weighs_every_anchor_and_leaves_the_background_output_alone()
     assert (grad[:, 0] == 0).all() and (grad[~ignored, 1:] != 0).all() and (grad[ignored] == 0).all()
 
 
-def test_detectors_train_with_atss_and_focal_loss_and_record_both() -> None:
+def test_giou_loss_scores_the_decoded_boxes_of_the_positives() -> None:
+    """``box_loss="giou"``: GIOU_WEIGHT x GIoU loss of each positive's decoded box, per positive; zero for
+    the boxes themselves; only the positives' codes get a gradient. TF's smooth L1 is zero there too."""
+    from torchvision.ops import generalized_box_iou_loss
+
+    from mobilenets.tasks.detection.boxes import decode, encode
+    from mobilenets.tasks.detection.loss import GIOU_WEIGHT
+
+    anchors = generate_anchors(AnchorConfig(), [(6, 6), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)])
+    gt = torch.tensor([[0.1, 0.1, 0.2, 0.3], [0.5, 0.5, 0.9, 0.95]])
+    target = {"boxes": gt * 96, "labels": torch.tensor([1, 3]), "ignore": torch.tensor([False, False])}
+    scales = (10.0, 10.0, 5.0, 5.0)
+    codes = (0.5 * torch.randn(1, len(anchors), 4, generator=torch.Generator().manual_seed(0))).requires_grad_()
+    logits = torch.zeros(1, len(anchors), 4)
+    _loss, stats = ssd_loss(codes, logits, [target], anchors, (96, 96), scales, cls_loss="focal", box_loss="giou")
+    stats["loc"].backward()
+    best_gt, pos = match_anchors(gt, anchors_xyxy(anchors))
+    expected = generalized_box_iou_loss(decode(codes[0, pos].detach(), anchors[pos], scales), gt[best_gt[pos]])
+    assert torch.isclose(stats["loc"], GIOU_WEIGHT * expected.sum() / pos.sum())
+    assert (codes.grad[0, pos].abs().sum(1) > 0).all() and (codes.grad[0, ~pos] == 0).all()
+    exact = encode(gt[best_gt], anchors, scales)[None]  # every anchor predicting its box exactly
+    for box_loss in ("giou", "smooth_l1"):
+        loc = ssd_loss(exact, logits, [target], anchors, (96, 96), scales, box_loss=box_loss)[1]["loc"]
+        assert float(loc) < 1e-5
+
+
+def test_detectors_train_with_atss_focal_and_giou_losses_and_record_them() -> None:
     from mobilenets.tasks import config_from_dict, config_to_dict
 
     cfg = parse_detector_name("1.0-SSDLite-MobileNetV2-320-p3")
-    assert cfg.matcher == "atss" and cfg.cls_loss == "focal"
-    tf = config_from_dict(config_to_dict(cfg.replace(matcher="argmax", cls_loss="hard_negatives")))
-    assert tf.matcher == "argmax" and tf.cls_loss == "hard_negatives"
+    assert cfg.matcher == "atss" and cfg.cls_loss == "focal" and cfg.box_loss == "giou"
+    tf = config_from_dict(config_to_dict(cfg.replace(matcher="argmax", cls_loss="hard_negatives",
+                                                     box_loss="smooth_l1")))
+    assert tf.matcher == "argmax" and tf.cls_loss == "hard_negatives" and tf.box_loss == "smooth_l1"
+    record = config_to_dict(cfg)
+    del record["box_loss"]  # the record of weights saved before the GIoU loss
+    assert config_from_dict(record).box_loss == "giou"
     with pytest.raises(ValueError, match="valid: atss, argmax"):
         cfg.replace(matcher="hungarian")
     with pytest.raises(ValueError, match="valid: focal, hard_negatives"):
         cfg.replace(cls_loss="softmax")
+    with pytest.raises(ValueError, match="valid: giou, smooth_l1"):
+        cfg.replace(box_loss="l1")
 
 
 # ------------------------------------------------------------------------------ Google's detector
@@ -582,3 +614,15 @@ def test_detection_data_layouts_and_errors(tmp_path: Path) -> None:
         resolve_data(tmp_path, task="detection")
     with pytest.raises(ValueError, match="not a detection model"):
         mobilenets.TrainConfig(task="detection", model="0.5-MobileNetV2-32").resolved()
+
+
+def test_detection_flags_are_refused_for_other_tasks() -> None:
+    """An augmentation that only a detector's training reads is an error elsewhere, not ignored; its "off"
+    value (what a saved configuration of another task holds, read back on --resume) is not."""
+    with pytest.raises(ValueError, match=r"classification model, and --copy-paste only applies to detection"):
+        mobilenets.TrainConfig(copy_paste=0.5).resolved()
+    with pytest.raises(ValueError, match=r"segmentation model, and --zoom-out, --fit-anchors only apply to detection"):
+        mobilenets.TrainConfig(task="segmentation", zoom_out=2.0, fit_anchors=True).resolved()
+    off = mobilenets.TrainConfig(copy_paste=0.0, zoom_out=1.0, ssd_augment=False, fit_anchors=False).resolved()
+    assert off.task == "classification" and off.copy_paste == 0
+    assert mobilenets.TrainConfig(task="detection", zoom_out=2.0).resolved().zoom_out == 2.0

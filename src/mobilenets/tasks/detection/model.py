@@ -146,7 +146,7 @@ class SSD(HasBackbone, nn.Module):
               targets: list[dict[str, Any]]) -> torch.Tensor:
         size = _size(x)
         return ssd_loss(codes, logits, targets, self.anchors(size, x.device), size, self.config.box_scales,
-                        matcher=self.config.matcher, cls_loss=self.config.cls_loss)[0]
+                        matcher=self.config.matcher, cls_loss=self.config.cls_loss, box_loss=self.config.box_loss)[0]
 
     def extra_repr(self) -> str:
         return f"name={self.config.name!r}"

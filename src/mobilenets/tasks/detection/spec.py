@@ -54,6 +54,7 @@ P2_TAPS = {"v1": ("blocks.2", 4), "v2": ("blocks.3.expand", 4)}
 MIN_LEVELS = (2, 3, 4)
 MATCHERS = ("atss", "argmax")  # how training picks each anchor's box: see detection.loss
 CLS_LOSSES = ("focal", "hard_negatives")  # training's classification loss: see detection.loss
+BOX_LOSSES = ("giou", "smooth_l1")  # training's localization loss: see detection.loss
 #: A ``-p3`` detector's default anchors: the stride-8 map's boxes at 0.05 (square) and 0.1 of the
 #: image, where TF's lowest map has 0.1 and 0.2.
 P3_ANCHORS = AnchorConfig(lowest_scale=0.05, min_scale=0.1)
@@ -83,6 +84,7 @@ class DetectorConfig(BackboneProperties):
     min_level: int = 4  # 4: the first map at stride 16 (TF's SSDs); 3: a stride-8 map before it; 2: and stride 4
     matcher: str = "atss"  # training's anchor matching: ATSS's adaptive IoU threshold, or TF's argmax at 0.5
     cls_loss: str = "focal"  # training's classification loss: focal over every anchor, or SSD's hard negatives
+    box_loss: str = "giou"  # training's localization loss: GIoU of the decoded boxes, or TF's smooth L1 of the codes
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -100,6 +102,8 @@ class DetectorConfig(BackboneProperties):
             raise ValueError(f"invalid matcher {self.matcher!r}; valid: {', '.join(MATCHERS)}")
         if self.cls_loss not in CLS_LOSSES:
             raise ValueError(f"invalid cls_loss {self.cls_loss!r}; valid: {', '.join(CLS_LOSSES)}")
+        if self.box_loss not in BOX_LOSSES:
+            raise ValueError(f"invalid box_loss {self.box_loss!r}; valid: {', '.join(BOX_LOSSES)}")
         if self.min_level not in MIN_LEVELS:
             raise ValueError(f"invalid min_level {self.min_level!r}; valid: 2 (stride-4 and stride-8 maps), "
                              "3 (a stride-8 map), 4")
