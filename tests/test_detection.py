@@ -282,6 +282,7 @@ def test_detectors_train_with_atss_focal_and_giou_losses_and_record_them() -> No
 
     cfg = parse_detector_name("1.0-SSDLite-MobileNetV2-320-p3")
     assert cfg.matcher == "atss" and cfg.cls_loss == "focal" and cfg.box_loss == "giou"
+    assert cfg.iou_threshold == 0.5  # our NMS; a Google file keeps its own 0.6 (test_google_detector_loads...)
     tf = config_from_dict(config_to_dict(cfg.replace(matcher="argmax", cls_loss="hard_negatives",
                                                      box_loss="smooth_l1")))
     assert tf.matcher == "argmax" and tf.cls_loss == "hard_negatives" and tf.box_loss == "smooth_l1"

@@ -758,7 +758,7 @@ def test_freeze_stages_and_fitted_anchors_in_a_run(tmp_path: Path) -> None:
     start = mobilenets.save_weights(mobilenets.create_model("0.25-MobileNetV2-96", num_classes=10),
                                     tmp_path / "start.safetensors")
     recipe = mobilenets.TrainConfig(data=str(root), model="0.25-SSDLite-MobileNetV2-96", init=str(start))
-    # fine-tuning a detector: 5400 images seen (at most 30 epochs), evaluated about 4 times; flags win
+    # fine-tuning a detector: 6800 images seen (at most 30 epochs), evaluated about 4 times; flags win
     assert (recipe.resolved().epochs, recipe.resolved().eval_every) == (30, 8)
     assert recipe.resolved().head_lr_mult == 6.0  # the new layers' lr: 6x; a flag wins
     assert dataclasses.replace(recipe, head_lr_mult=1.0).resolved().head_lr_mult == 1

@@ -76,7 +76,7 @@ class DetectorConfig(BackboneProperties):
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     box_scales: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)  # TF's y, x, h, w scales
     score_threshold: float = 1e-8
-    iou_threshold: float = 0.6
+    iou_threshold: float = 0.5  # NMS (RetinaNet's, Detectron's; TF's SSDs: 0.6, which a Google file's options keep)
     max_detections: int = 100
     nms: str = "per_class"  # or "class_agnostic": TFLite's fast NMS over each anchor's best class
     min_depth: int = 16
