@@ -146,9 +146,10 @@ RESUMABLE_OPTIONS = ("epochs", "device", "workers", "progress", "amp", "compile"
 
 
 def _opt(default: Any, help: str, task: str | None = None, off: Any = None) -> Any:
-    """A field with its help text; ``task``: the one task the option applies to, ``off``: its value that does
-    nothing (what a resolved configuration of another task holds), so that another task rejects any other."""
-    return field(default=default, metadata={"help": help, "task": task, "off": off})
+    """A field with its help text; ``task``: the one task the option applies to (the help says which),
+    ``off``: its value that does nothing (what a resolved configuration of another task holds), so that
+    another task rejects any other."""
+    return field(default=default, metadata={"help": f"{task}: {help}" if task else help, "task": task, "off": off})
 
 
 def _misplaced(c: TrainConfig, task: str) -> str | None:
@@ -205,14 +206,14 @@ class TrainConfig:
     min_scale: float | None = _opt(None, "RandomResizedCrop lower area bound")
     hflip: float | None = _opt(None, "horizontal flip probability")
     crop_pct: float | None = _opt(None, "evaluation center-crop fraction")
-    ssd_augment: bool | None = _opt(None, "detection: SSD's augmentations (photometric distortion, zoom-out, IoU "
+    ssd_augment: bool | None = _opt(None, "SSD's augmentations (photometric distortion, zoom-out, IoU "
                                           "crop; default: on for photos, off for the embedded canvases)",
                                     "detection", False)
-    zoom_out: float | None = _opt(None, "detection: largest zoom-out factor (SSD augmentation; 1 = off)",
+    zoom_out: float | None = _opt(None, "largest zoom-out factor (SSD augmentation; 1 = off)",
                                   "detection", 1.0)
-    fit_anchors: bool = _opt(False, "detection: fit the smallest anchors to the training boxes (small objects)",
+    fit_anchors: bool = _opt(False, "fit the smallest anchors to the training boxes (small objects)",
                              "detection", False)
-    copy_paste: float | None = _opt(None, "detection: probability that a training image gets 1-3 objects cut from "
+    copy_paste: float | None = _opt(None, "probability that a training image gets 1-3 objects cut from "
                                           "the training images pasted in, each class equally often (rare "
                                           "classes; 0 = off; default: the fine-tuning recipe's, else 0)",
                                     "detection", 0.0)
